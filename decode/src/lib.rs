@@ -1,0 +1,1 @@
+//! picam decode stage: low-delay H.264 decoding with FFmpeg

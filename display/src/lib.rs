@@ -1,0 +1,1 @@
+//! picam display stage: SDL2 window and headless picture sinks

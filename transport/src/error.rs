@@ -1,0 +1,58 @@
+use std::net::SocketAddr;
+
+/// Everything the transport stage can report.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// A packet shorter than its header says it must be.
+    #[error("truncated packet: {needed} bytes needed for the {what}, {got} present")]
+    Truncated {
+        /// Which part was cut.
+        what: &'static str,
+        /// Bytes that part needs.
+        needed: usize,
+        /// Bytes present.
+        got: usize,
+    },
+    /// The first two bytes are not picam's magic.
+    #[error("not a picam packet (magic {0:#06x})")]
+    BadMagic(u16),
+    /// A wire version this build does not speak.
+    #[error("unsupported wire version {0} (this build speaks 1)")]
+    UnsupportedVersion(u8),
+    /// A message kind this build does not know.
+    #[error("unknown message kind {0}")]
+    UnknownKind(u8),
+    /// Fragment fields that cannot describe a frame.
+    #[error("bad fragment {index}/{count} of frame {frame}")]
+    BadFragment {
+        /// Frame number.
+        frame: u32,
+        /// Fragment index.
+        index: u16,
+        /// Fragment count.
+        count: u16,
+    },
+    /// Flags this build does not implement (for instance, authenticated packets).
+    #[error("unsupported flags {0:#04x}")]
+    UnsupportedFlags(u8),
+    /// A frame or message larger than the configured maximum.
+    #[error("{what} of {size} bytes exceeds the maximum of {max}")]
+    TooLarge {
+        /// What was too large.
+        what: &'static str,
+        /// Its size.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A socket operation failed.
+    #[error("{context} ({addr}): {source}")]
+    Io {
+        /// What was being done.
+        context: &'static str,
+        /// The local or remote address involved.
+        addr: SocketAddr,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+}

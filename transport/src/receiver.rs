@@ -1,0 +1,482 @@
+//! The receiving side's state machine: reassembly, in-order emission, the gap rule and
+//! keyframe requests.
+//!
+//! Call order: after **every** input (`handle_packet`, `handle_timeout`,
+//! `request_keyframe`, `note_downstream_full`) drain `poll_frame` and `poll_transmit`
+//! until both return `None`, then sleep until `poll_timeout`. `now` is always an
+//! argument; the machine never reads a clock.
+//!
+//! Rules it keeps:
+//! 1. Frames leave in frame-number order, each newer than the last that left.
+//! 2. A frame still incomplete at its deadline is given up; a complete frame with an
+//!    unseen frame before it waits at most `reorder_grace` for it.
+//! 3. After any gap nothing leaves until a keyframe, and a keyframe request goes to the
+//!    sender at once, repeated every `keyframe_retry` while the sender is heard.
+//! 4. At most `max_in_flight` frames are held, each at most `max_frame_bytes`.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use media::EncodedFrame;
+
+use crate::reassembly::{Added, Partial};
+use crate::wire::{self, Packet};
+use crate::{seq, ReceiverStats};
+
+/// Knobs of the receiver.
+#[derive(Clone, Debug)]
+pub struct ReceiverConfig {
+    /// Largest frame accepted; larger ones are refused as malformed.
+    pub max_frame_bytes: usize,
+    /// Frames held at once (incomplete or waiting for order); also bounds the queue of
+    /// frames waiting for `poll_frame`.
+    pub max_in_flight: usize,
+    /// How long after its first fragment a frame may take to complete.
+    pub frame_deadline: Duration,
+    /// How long a complete frame waits for an earlier frame never seen at all.
+    pub reorder_grace: Duration,
+    /// Interval between repeated keyframe requests while waiting for one.
+    pub keyframe_retry: Duration,
+    /// Silence after which another sender's session is adopted.
+    pub session_idle: Duration,
+}
+
+impl Default for ReceiverConfig {
+    fn default() -> Self {
+        Self {
+            max_frame_bytes: 4 << 20,
+            max_in_flight: 8,
+            frame_deadline: Duration::from_millis(200),
+            reorder_grace: Duration::from_millis(15),
+            keyframe_retry: Duration::from_millis(100),
+            session_idle: Duration::from_millis(500),
+        }
+    }
+}
+
+/// A frame ready for the decoder.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReceivedFrame {
+    /// Wire frame number.
+    pub number: u32,
+    /// Session it belongs to (changes when the sender restarts).
+    pub session: u32,
+    /// The access unit.
+    pub frame: EncodedFrame,
+    /// When its last fragment arrived.
+    pub arrived: Instant,
+}
+
+/// A packet for the sender.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transmit {
+    /// Where to send it (the sender's address as last seen); `None` on a stream socket.
+    pub to: Option<SocketAddr>,
+    /// The packet.
+    pub payload: Vec<u8>,
+}
+
+#[derive(Debug)]
+struct Session {
+    id: u32,
+    peer: Option<SocketAddr>,
+    last_heard: Instant,
+}
+
+/// The receiving state machine: packets in, frames and feedback out.
+#[derive(Debug)]
+pub struct Receiver {
+    config: ReceiverConfig,
+    session: Option<Session>,
+    /// The session replaced last; its late packets are refused rather than flapping back.
+    retired: Option<u32>,
+    last_emitted: Option<u32>,
+    waiting_keyframe: bool,
+    /// Frames in flight, sorted by frame number (wrapping order).
+    partials: Vec<Partial>,
+    ready: VecDeque<ReceivedFrame>,
+    transmits: VecDeque<Transmit>,
+    last_request: Option<Instant>,
+    highest_seen: Option<u32>,
+    stats: ReceiverStats,
+}
+
+impl Receiver {
+    /// A receiver with no session yet.
+    pub fn new(config: ReceiverConfig) -> Self {
+        assert!(
+            config.max_in_flight >= 1,
+            "max_in_flight must be at least 1"
+        );
+        Self {
+            config,
+            session: None,
+            retired: None,
+            last_emitted: None,
+            waiting_keyframe: true,
+            partials: Vec::new(),
+            ready: VecDeque::new(),
+            transmits: VecDeque::new(),
+            last_request: None,
+            highest_seen: None,
+            stats: ReceiverStats::default(),
+        }
+    }
+
+    /// Counters since start.
+    pub fn stats(&self) -> ReceiverStats {
+        self.stats
+    }
+
+    /// The current sender's session id and address, if any.
+    pub fn peer(&self) -> Option<(u32, Option<SocketAddr>)> {
+        self.session.as_ref().map(|s| (s.id, s.peer))
+    }
+
+    /// True while nothing can be shown until a keyframe arrives.
+    pub fn waiting_for_keyframe(&self) -> bool {
+        self.waiting_keyframe
+    }
+
+    /// Takes one packet (a datagram, or one TCP message) from `from`.
+    pub fn handle_packet(&mut self, now: Instant, from: Option<SocketAddr>, packet: &[u8]) {
+        self.stats.datagrams += 1;
+        self.stats.bytes += packet.len() as u64;
+        let (header, payload) = match wire::parse(packet) {
+            Ok(Packet::Fragment(header, payload)) => (header, payload),
+            // Feedback kinds are for senders; a receiver has no use for them.
+            Ok(_) | Err(_) => {
+                self.stats.dropped.malformed += 1;
+                return;
+            }
+        };
+        // Non-last fragments share one payload size, so the count bounds the frame size.
+        let smallest_whole = (header.count as usize - 1).saturating_mul(payload.len().max(1));
+        if header.count > 1
+            && header.index + 1 < header.count
+            && smallest_whole > self.config.max_frame_bytes
+        {
+            self.stats.dropped.malformed += 1;
+            return;
+        }
+        if !self.accept_session(now, from, header.session) {
+            self.stats.dropped.other_sender += 1;
+            return;
+        }
+        if self
+            .last_emitted
+            .is_some_and(|last| !seq::after(header.frame, last))
+        {
+            self.stats.dropped.stale += 1;
+            return;
+        }
+        if self
+            .highest_seen
+            .is_none_or(|h| seq::after(header.frame, h))
+        {
+            self.highest_seen = Some(header.frame);
+        }
+        let index = match self.find(header.frame) {
+            Ok(index) => index,
+            Err(mut insert_at) => {
+                if self.partials.len() >= self.config.max_in_flight {
+                    if insert_at == 0 {
+                        // Older than everything held, and no room: not worth a slot.
+                        self.stats.dropped.evicted += 1;
+                        return;
+                    }
+                    self.give_up_oldest(now);
+                    insert_at -= 1;
+                }
+                let partial = Partial::new(&header, now + self.config.frame_deadline);
+                self.partials.insert(insert_at, partial);
+                insert_at
+            }
+        };
+        match self.partials[index].add(now, &header, payload, self.config.max_frame_bytes) {
+            Added::Stored => {}
+            Added::Completed => self.stats.frames_complete += 1,
+            Added::Duplicate => self.stats.dropped.duplicate += 1,
+            Added::Inconsistent => self.stats.dropped.malformed += 1,
+        }
+        self.emit_ready(now);
+        // A keyframe in progress will end the wait by itself; otherwise ask for one now.
+        if self.waiting_keyframe && !header.keyframe {
+            self.maybe_request_keyframe(now);
+        }
+    }
+
+    /// Time has passed: deadlines and retries.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.emit_ready(now);
+        if self.waiting_keyframe && !self.partials.iter().any(|p| p.keyframe) {
+            self.maybe_request_keyframe(now);
+        }
+    }
+
+    /// The decoder failed on a frame: nothing more can be decoded until a keyframe.
+    pub fn request_keyframe(&mut self, now: Instant) {
+        self.waiting_keyframe = true;
+        self.maybe_request_keyframe(now);
+    }
+
+    /// A frame handed out by `poll_frame` could not be queued downstream and was
+    /// dropped: the decoder will miss a reference, so wait for a keyframe.
+    pub fn note_downstream_full(&mut self, now: Instant) {
+        self.stats.dropped.queue_full += 1;
+        // poll_frame counted it as emitted; it never got past the queue.
+        self.stats.frames_emitted = self.stats.frames_emitted.saturating_sub(1);
+        self.request_keyframe(now);
+    }
+
+    /// Queues a bye for the sender (the viewer is leaving).
+    pub fn close(&mut self) {
+        if let Some(s) = &self.session {
+            let mut payload = Vec::with_capacity(wire::COMMON_HEADER);
+            wire::write_bye(&mut payload, s.id);
+            self.transmits.push_back(Transmit {
+                to: s.peer,
+                payload,
+            });
+        }
+    }
+
+    /// The next frame for the decoder.
+    pub fn poll_frame(&mut self) -> Option<ReceivedFrame> {
+        let frame = self.ready.pop_front()?;
+        self.stats.frames_emitted += 1;
+        Some(frame)
+    }
+
+    /// The next packet for the sender.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// When `handle_timeout` wants to be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let first = self.partials.first().map(|p| match p.completed_at {
+            Some(done) => done + self.config.reorder_grace,
+            None => p.deadline,
+        });
+        let retry = self.retry_due();
+        match (first, retry) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn retry_due(&self) -> Option<Instant> {
+        let session = self.session.as_ref()?;
+        if !self.waiting_keyframe {
+            return None;
+        }
+        let due = self.last_request? + self.config.keyframe_retry;
+        // Stop asking a sender that has gone quiet; its next packet restarts the asking.
+        (due < session.last_heard + self.config.session_idle).then_some(due)
+    }
+
+    fn find(&self, frame: u32) -> Result<usize, usize> {
+        self.partials.binary_search_by(|p| {
+            if p.number == frame {
+                std::cmp::Ordering::Equal
+            } else if seq::after(frame, p.number) {
+                std::cmp::Ordering::Less
+            } else {
+                std::cmp::Ordering::Greater
+            }
+        })
+    }
+
+    fn accept_session(&mut self, now: Instant, from: Option<SocketAddr>, id: u32) -> bool {
+        if let Some(s) = &mut self.session {
+            if s.id == id {
+                s.last_heard = now;
+                s.peer = from.or(s.peer);
+                return true;
+            }
+            if self.retired == Some(id) {
+                return false;
+            }
+            let idle = now.saturating_duration_since(s.last_heard) >= self.config.session_idle;
+            // A sender restarted on the same host comes back with a new id at once.
+            let same_host = matches!((s.peer, from), (Some(a), Some(b)) if a.ip() == b.ip());
+            if !idle && !same_host {
+                return false;
+            }
+            self.retired = Some(s.id);
+        }
+        self.session = Some(Session {
+            id,
+            peer: from,
+            last_heard: now,
+        });
+        self.partials.clear();
+        self.last_emitted = None;
+        self.waiting_keyframe = true;
+        self.last_request = None;
+        self.highest_seen = None;
+        self.stats.sessions += 1;
+        true
+    }
+
+    /// Moves the emission point to `number`, counting frame numbers skipped as lost.
+    fn advance_to(&mut self, number: u32) {
+        if let Some(last) = self.last_emitted {
+            let skipped = seq::distance(number, last) - 1;
+            if skipped > 0 {
+                self.stats.dropped.lost += skipped as u64;
+                self.enter_gap();
+            }
+        }
+        self.last_emitted = Some(number);
+    }
+
+    fn enter_gap(&mut self) {
+        self.waiting_keyframe = true;
+    }
+
+    fn give_up_oldest(&mut self, now: Instant) {
+        let mut oldest = self.partials.remove(0);
+        if oldest.is_complete() {
+            self.emit_or_drop(now, &mut oldest);
+        } else {
+            self.stats.dropped.evicted += 1;
+            self.advance_to(oldest.number);
+            self.enter_gap();
+            self.maybe_request_keyframe(now);
+        }
+    }
+
+    fn emit_or_drop(&mut self, now: Instant, partial: &mut Partial) {
+        self.advance_to(partial.number);
+        if self.waiting_keyframe && !partial.keyframe {
+            self.stats.dropped.undecodable += 1;
+            self.maybe_request_keyframe(now);
+            return;
+        }
+        if partial.keyframe {
+            self.waiting_keyframe = false;
+        }
+        let session = self.session.as_ref().map_or(0, |s| s.id);
+        self.ready.push_back(ReceivedFrame {
+            number: partial.number,
+            session,
+            frame: EncodedFrame {
+                data: partial.assemble(),
+                capture_us: partial.capture_us,
+                keyframe: partial.keyframe,
+            },
+            arrived: partial.completed_at.unwrap_or(now),
+        });
+        if self.ready.len() > self.config.max_in_flight {
+            // Nobody is draining: drop the oldest and start over from a keyframe.
+            self.ready.pop_front();
+            self.stats.dropped.queue_full += 1;
+            self.request_keyframe(now);
+        }
+    }
+
+    fn emit_ready(&mut self, now: Instant) {
+        // While waiting for a keyframe, a complete keyframe anywhere ends the wait: jump
+        // straight to it rather than wait out older frames that cannot be decoded.
+        if self.waiting_keyframe {
+            if let Some(pos) = self
+                .partials
+                .iter()
+                .position(|p| p.keyframe && p.is_complete())
+            {
+                for older in self.partials.drain(..pos).collect::<Vec<_>>() {
+                    if older.is_complete() {
+                        self.stats.dropped.undecodable += 1;
+                    } else {
+                        self.stats.dropped.incomplete += 1;
+                    }
+                    self.advance_to(older.number);
+                }
+            }
+        }
+        while let Some(first) = self.partials.first() {
+            let gap = self
+                .last_emitted
+                .map_or(0, |last| seq::distance(first.number, last) - 1);
+            if let Some(done) = first.completed_at {
+                let may_wait = gap > 0 && !self.waiting_keyframe;
+                if may_wait && now < done + self.config.reorder_grace {
+                    break;
+                }
+                let mut first = self.partials.remove(0);
+                self.emit_or_drop(now, &mut first);
+            } else if (self.waiting_keyframe && !first.keyframe) || now >= first.deadline {
+                // Undecodable anyway, or out of time: give it up now.
+                let first = self.partials.remove(0);
+                if now >= first.deadline {
+                    self.stats.dropped.incomplete += 1;
+                } else {
+                    self.stats.dropped.undecodable += 1;
+                }
+                self.advance_to(first.number);
+                self.enter_gap();
+                self.maybe_request_keyframe(now);
+            } else {
+                break;
+            }
+        }
+    }
+
+    fn maybe_request_keyframe(&mut self, now: Instant) {
+        let Some(session) = &self.session else { return };
+        if self
+            .last_request
+            .is_some_and(|at| now < at + self.config.keyframe_retry)
+        {
+            return;
+        }
+        let mut payload = Vec::with_capacity(wire::KEYFRAME_REQUEST_LEN);
+        wire::write_keyframe_request(&mut payload, session.id, self.highest_seen);
+        self.transmits.push_back(Transmit {
+            to: session.peer,
+            payload,
+        });
+        self.last_request = Some(now);
+        self.stats.keyframe_requests += 1;
+    }
+
+    /// Asserts the machine's internal rules; for tests and fuzzers.
+    pub fn check_invariants(&self) {
+        assert!(
+            self.partials.len() <= self.config.max_in_flight,
+            "too many frames in flight"
+        );
+        assert!(
+            self.ready.len() <= self.config.max_in_flight,
+            "ready queue over its bound"
+        );
+        for pair in self.partials.windows(2) {
+            assert!(
+                seq::after(pair[1].number, pair[0].number),
+                "in-flight frames out of order"
+            );
+        }
+        for p in &self.partials {
+            assert!(
+                p.bytes() <= self.config.max_frame_bytes,
+                "frame over the size limit"
+            );
+            if let Some(last) = self.last_emitted {
+                assert!(
+                    seq::after(p.number, last),
+                    "held frame not newer than the last emitted"
+                );
+            }
+        }
+        for pair in self.ready.iter().collect::<Vec<_>>().windows(2) {
+            assert!(
+                seq::after(pair[1].number, pair[0].number),
+                "ready frames out of order"
+            );
+        }
+        assert!(self.transmits.len() <= 64, "transmits not drained");
+    }
+}

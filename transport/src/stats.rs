@@ -1,0 +1,70 @@
+//! Counters kept by the state machines, read by whoever prints stats.
+
+/// Why the receiver dropped data, by reason. Every dropped datagram or frame is counted
+/// under exactly one reason.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReceiverDrops {
+    /// Datagrams that did not parse (bad magic, version, truncated, bad fields).
+    pub malformed: u64,
+    /// Datagrams from a second sender while another session is active.
+    pub other_sender: u64,
+    /// Fragments repeated.
+    pub duplicate: u64,
+    /// Fragments of frames at or before the last frame emitted.
+    pub stale: u64,
+    /// Frames abandoned incomplete at their deadline.
+    pub incomplete: u64,
+    /// Frames pushed out of the in-flight set by newer ones.
+    pub evicted: u64,
+    /// Frame numbers never seen at all (a gap in the sequence).
+    pub lost: u64,
+    /// Complete frames that could not be decoded (waiting for a keyframe after a gap).
+    pub undecodable: u64,
+    /// Frames emitted but refused by a full downstream queue.
+    pub queue_full: u64,
+}
+
+impl ReceiverDrops {
+    /// Frames dropped, whatever the reason (not counting datagram-level drops).
+    pub fn frames(&self) -> u64 {
+        self.incomplete + self.evicted + self.lost + self.undecodable + self.queue_full
+    }
+}
+
+/// What a receiver has seen since it started.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReceiverStats {
+    /// Datagrams (or TCP messages) taken in.
+    pub datagrams: u64,
+    /// Payload bytes taken in, headers included.
+    pub bytes: u64,
+    /// Frames reassembled completely.
+    pub frames_complete: u64,
+    /// Frames handed downstream.
+    pub frames_emitted: u64,
+    /// Keyframe requests sent.
+    pub keyframe_requests: u64,
+    /// Sessions adopted (1 plus the sender restarts seen).
+    pub sessions: u64,
+    /// Drops by reason.
+    pub dropped: ReceiverDrops,
+}
+
+/// What a sender has done since it started.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SenderStats {
+    /// Frames taken from the encoder.
+    pub frames_in: u64,
+    /// Frames whose every fragment was handed to the socket.
+    pub frames_sent: u64,
+    /// Frames dropped unsent because newer frames were waiting (the jam guard).
+    pub frames_dropped: u64,
+    /// Packets handed out for the socket.
+    pub datagrams: u64,
+    /// Bytes handed out for the socket, headers included.
+    pub bytes: u64,
+    /// Keyframe requests received from receivers.
+    pub keyframe_requests: u64,
+    /// Keyframes the sender asked the encoder for (requests honoured, drops repaired).
+    pub keyframes_forced: u64,
+}

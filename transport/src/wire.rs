@@ -1,0 +1,268 @@
+//! picam wire format, version 1. All integers big-endian.
+//!
+//! Every packet (a UDP datagram, or one length-prefixed TCP message) starts with:
+//!
+//! | offset | size | field                                                        |
+//! |--------|------|--------------------------------------------------------------|
+//! | 0      | 2    | magic `0x5043` ("PC")                                         |
+//! | 2      | 1    | version, 1                                                   |
+//! | 3      | 1    | kind: 1 fragment, 2 keyframe request, 3 bye                  |
+//! | 4      | 4    | session id of the media sender (feedback echoes it)          |
+//!
+//! A **fragment** (sender to receiver) continues with frame number (u32, wraps),
+//! fragment index (u16), fragment count (u16, 1..), flags (u8: bit 0 keyframe; bit 7
+//! reserved for a trailing authentication tag, refused by version 1), a reserved zero
+//! byte, and the capture time (u64, sender wall clock, µs since the Unix epoch), then
+//! the payload: bytes `index * n ..` of the frame's Annex B data, where `n` is the
+//! payload size of every fragment but the last.
+//!
+//! A **keyframe request** (receiver to sender) continues with the highest frame number
+//! the receiver has seen (u32) and a flags byte (bit 0: that number is valid).
+//! A **bye** (receiver to sender) has no body: the viewer is leaving.
+
+use bytes::{Buf, BufMut};
+
+use crate::TransportError;
+
+/// The two bytes every packet starts with.
+pub const MAGIC: u16 = 0x5043;
+/// The wire version this build speaks.
+pub const VERSION: u8 = 1;
+/// Bytes of the common header.
+pub const COMMON_HEADER: usize = 8;
+/// Bytes before a fragment's payload.
+pub const FRAGMENT_HEADER: usize = COMMON_HEADER + 18;
+/// Bytes of a keyframe request.
+pub const KEYFRAME_REQUEST_LEN: usize = COMMON_HEADER + 5;
+
+const KIND_FRAGMENT: u8 = 1;
+const KIND_KEYFRAME_REQUEST: u8 = 2;
+const KIND_BYE: u8 = 3;
+const FLAG_KEYFRAME: u8 = 0x01;
+const FLAG_AUTHENTICATED: u8 = 0x80;
+const KNOWN_FRAGMENT_FLAGS: u8 = FLAG_KEYFRAME;
+
+/// The fixed fields of a fragment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FragmentHeader {
+    /// Media session id.
+    pub session: u32,
+    /// Frame number (wraps).
+    pub frame: u32,
+    /// Index of this fragment, `0..count`.
+    pub index: u16,
+    /// Fragments in the frame, at least 1.
+    pub count: u16,
+    /// The frame decodes on its own.
+    pub keyframe: bool,
+    /// Sender wall-clock capture time, µs since the Unix epoch.
+    pub capture_us: u64,
+}
+
+/// A parsed packet; a fragment's payload borrows from the input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Packet<'a> {
+    /// Part of a frame.
+    Fragment(FragmentHeader, &'a [u8]),
+    /// The receiver needs a keyframe.
+    KeyframeRequest {
+        /// The media session addressed.
+        session: u32,
+        /// The highest frame number the receiver has seen, if any.
+        highest_seen: Option<u32>,
+    },
+    /// The receiver is leaving.
+    Bye {
+        /// The media session addressed.
+        session: u32,
+    },
+}
+
+impl FragmentHeader {
+    /// Appends the header to `out`.
+    pub fn write(&self, out: &mut impl BufMut) {
+        write_common(out, KIND_FRAGMENT, self.session);
+        out.put_u32(self.frame);
+        out.put_u16(self.index);
+        out.put_u16(self.count);
+        out.put_u8(if self.keyframe { FLAG_KEYFRAME } else { 0 });
+        out.put_u8(0);
+        out.put_u64(self.capture_us);
+    }
+}
+
+fn write_common(out: &mut impl BufMut, kind: u8, session: u32) {
+    out.put_u16(MAGIC);
+    out.put_u8(VERSION);
+    out.put_u8(kind);
+    out.put_u32(session);
+}
+
+/// Appends a keyframe request to `out`.
+pub fn write_keyframe_request(out: &mut impl BufMut, session: u32, highest_seen: Option<u32>) {
+    write_common(out, KIND_KEYFRAME_REQUEST, session);
+    out.put_u32(highest_seen.unwrap_or(0));
+    out.put_u8(u8::from(highest_seen.is_some()));
+}
+
+/// Appends a bye to `out`.
+pub fn write_bye(out: &mut impl BufMut, session: u32) {
+    write_common(out, KIND_BYE, session);
+}
+
+fn need(what: &'static str, needed: usize, got: usize) -> Result<(), TransportError> {
+    if got < needed {
+        return Err(TransportError::Truncated { what, needed, got });
+    }
+    Ok(())
+}
+
+/// Parses one packet. Check-then-parse: every length is checked before it is read, so
+/// no input can panic.
+pub fn parse(packet: &[u8]) -> Result<Packet<'_>, TransportError> {
+    need("common header", COMMON_HEADER, packet.len())?;
+    let mut buf = packet;
+    let magic = buf.get_u16();
+    if magic != MAGIC {
+        return Err(TransportError::BadMagic(magic));
+    }
+    let version = buf.get_u8();
+    if version != VERSION {
+        return Err(TransportError::UnsupportedVersion(version));
+    }
+    let kind = buf.get_u8();
+    let session = buf.get_u32();
+    match kind {
+        KIND_FRAGMENT => {
+            need("fragment header", FRAGMENT_HEADER, packet.len())?;
+            let frame = buf.get_u32();
+            let index = buf.get_u16();
+            let count = buf.get_u16();
+            let flags = buf.get_u8();
+            let _reserved = buf.get_u8();
+            let capture_us = buf.get_u64();
+            if flags & FLAG_AUTHENTICATED != 0 || flags & !KNOWN_FRAGMENT_FLAGS != 0 {
+                return Err(TransportError::UnsupportedFlags(flags));
+            }
+            if count == 0 || index >= count {
+                return Err(TransportError::BadFragment {
+                    frame,
+                    index,
+                    count,
+                });
+            }
+            let header = FragmentHeader {
+                session,
+                frame,
+                index,
+                count,
+                keyframe: flags & FLAG_KEYFRAME != 0,
+                capture_us,
+            };
+            Ok(Packet::Fragment(header, buf))
+        }
+        KIND_KEYFRAME_REQUEST => {
+            need("keyframe request", KEYFRAME_REQUEST_LEN, packet.len())?;
+            let highest = buf.get_u32();
+            let valid = buf.get_u8() & 1 == 1;
+            Ok(Packet::KeyframeRequest {
+                session,
+                highest_seen: valid.then_some(highest),
+            })
+        }
+        KIND_BYE => Ok(Packet::Bye { session }),
+        other => Err(TransportError::UnknownKind(other)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fragment() -> FragmentHeader {
+        FragmentHeader {
+            session: 0xA1B2_C3D4,
+            frame: u32::MAX,
+            index: 2,
+            count: 3,
+            keyframe: true,
+            capture_us: 1_790_000_000_000_001,
+        }
+    }
+
+    #[test]
+    fn fragment_round_trips() {
+        let mut out = Vec::new();
+        fragment().write(&mut out);
+        assert_eq!(out.len(), FRAGMENT_HEADER);
+        out.extend_from_slice(b"payload");
+        assert_eq!(
+            parse(&out).unwrap(),
+            Packet::Fragment(fragment(), b"payload")
+        );
+    }
+
+    #[test]
+    fn feedback_round_trips() {
+        let mut out = Vec::new();
+        write_keyframe_request(&mut out, 9, Some(77));
+        assert_eq!(out.len(), KEYFRAME_REQUEST_LEN);
+        assert_eq!(
+            parse(&out).unwrap(),
+            Packet::KeyframeRequest {
+                session: 9,
+                highest_seen: Some(77)
+            }
+        );
+        out.clear();
+        write_keyframe_request(&mut out, 9, None);
+        assert_eq!(
+            parse(&out).unwrap(),
+            Packet::KeyframeRequest {
+                session: 9,
+                highest_seen: None
+            }
+        );
+        out.clear();
+        write_bye(&mut out, 4);
+        assert_eq!(parse(&out).unwrap(), Packet::Bye { session: 4 });
+    }
+
+    #[test]
+    fn refuses_bad_headers() {
+        let mut good = Vec::new();
+        fragment().write(&mut good);
+        let mutate = |at: usize, value: u8| {
+            let mut p = good.clone();
+            p[at] = value;
+            parse(&p).map(|_| ()).unwrap_err()
+        };
+        assert!(matches!(mutate(0, 0), TransportError::BadMagic(_)));
+        assert!(matches!(
+            mutate(2, 2),
+            TransportError::UnsupportedVersion(2)
+        ));
+        assert!(matches!(mutate(3, 9), TransportError::UnknownKind(9)));
+        assert!(matches!(
+            mutate(16, 0x80),
+            TransportError::UnsupportedFlags(_)
+        ));
+        assert!(matches!(
+            mutate(16, 0x02),
+            TransportError::UnsupportedFlags(_)
+        ));
+        assert!(matches!(mutate(13, 3), TransportError::BadFragment { .. })); // index 3 of 3
+        let mut zero = good.clone();
+        zero[14..16].fill(0);
+        assert!(matches!(
+            parse(&zero),
+            Err(TransportError::BadFragment { .. })
+        ));
+        for len in 0..FRAGMENT_HEADER {
+            assert!(
+                matches!(parse(&good[..len]), Err(TransportError::Truncated { .. })),
+                "len {len}"
+            );
+        }
+    }
+}
