@@ -1,1 +1,13 @@
-//! picam decode stage: low-delay H.264 decoding with FFmpeg
+//! picam's decode stage: H.264 access units in, I420 pictures out, with FFmpeg set up
+//! for latency.
+//!
+//! - `LOW_DELAY` and no frame threading (frame threads delay output by N-1 frames);
+//!   slice threads only, so one access unit in gives its picture out at once.
+//! - Corrupt output is refused: `OUTPUT_CORRUPT` off, and any picture FFmpeg marks
+//!   corrupt or decoded with errors is dropped and reported, never shown.
+
+mod decoder;
+mod error;
+
+pub use decoder::{Decoded, Decoder};
+pub use error::DecodeError;

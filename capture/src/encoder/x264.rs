@@ -1,0 +1,134 @@
+//! libx264 through FFmpeg, set up for latency: ultrafast, zerolatency (no lookahead, no
+//! frame threading), no B-frames, SPS/PPS repeated on every keyframe, forced keyframes
+//! as IDR, and a VBV cap so a frame never exceeds what the bitrate allows for long.
+
+use ffmpeg_next as ffmpeg;
+use ffmpeg::{codec, format::Pixel, frame, picture, Dictionary, Packet, Rational};
+use media::{EncodedFrame, Picture};
+
+use crate::{CaptureError, EncoderSettings};
+
+/// An open libx264 encoder; one picture in, one access unit out.
+pub struct X264Encoder {
+    encoder: ffmpeg::encoder::video::Encoder,
+    frame: frame::Video,
+    packet: Packet,
+    settings: EncoderSettings,
+    pts: i64,
+}
+
+// SAFETY of Send: the encoder and its frame/packet are owned exclusively by this value
+// and FFmpeg codec contexts may move between threads (they must not be shared).
+unsafe impl Send for X264Encoder {}
+
+fn enc_err(what: &'static str) -> impl FnOnce(ffmpeg::Error) -> CaptureError {
+    move |source| CaptureError::Encoder { what, source }
+}
+
+impl X264Encoder {
+    /// Opens an encoder with `settings`.
+    pub fn new(settings: EncoderSettings) -> Result<Self, CaptureError> {
+        ffmpeg::init().map_err(enc_err("initialising FFmpeg"))?;
+        ffmpeg::util::log::set_level(ffmpeg::util::log::Level::Error);
+        if !(EncoderSettings::MIN_BITRATE..=EncoderSettings::MAX_BITRATE).contains(&settings.bitrate) {
+            return Err(CaptureError::Setting {
+                key: "bitrate",
+                value: settings.bitrate as u64,
+                allowed: "100000..=50000000 bits/s",
+            });
+        }
+        let codec = ffmpeg::encoder::find_by_name("libx264").ok_or(CaptureError::NoX264)?;
+        let mut video = codec::context::Context::new_with_codec(codec)
+            .encoder()
+            .video()
+            .map_err(enc_err("creating context"))?;
+        video.set_width(settings.width);
+        video.set_height(settings.height);
+        video.set_format(Pixel::YUV420P);
+        video.set_time_base(Rational(1, settings.fps as i32));
+        video.set_frame_rate(Some(Rational(settings.fps as i32, 1)));
+        video.set_gop(settings.intra);
+        video.set_max_b_frames(0);
+        video.set_bit_rate(settings.bitrate as usize);
+        video.set_max_bit_rate(settings.bitrate as usize);
+        set_vbv(&mut video, settings);
+        let mut options = Dictionary::new();
+        options.set("preset", "ultrafast");
+        options.set("tune", "zerolatency");
+        options.set("forced-idr", "1");
+        // repeat-headers: SPS/PPS before every keyframe so any keyframe starts a decoder.
+        // keyint_min = keyint: scene cuts must not add unplanned keyframes.
+        options.set(
+            "x264-params",
+            &format!("repeat-headers=1:keyint={0}:min-keyint={0}:scenecut=0:annexb=1", settings.intra),
+        );
+        let encoder = video.open_as_with(codec, options).map_err(enc_err("opening libx264"))?;
+        Ok(Self {
+            encoder,
+            frame: frame::Video::new(Pixel::YUV420P, settings.width, settings.height),
+            packet: Packet::empty(),
+            settings,
+            pts: 0,
+        })
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> EncoderSettings {
+        self.settings
+    }
+
+    /// Changes the bitrate from the next frame on (libx264 reconfigures between frames).
+    pub fn set_bitrate(&mut self, bitrate: u32) {
+        let bitrate = bitrate.clamp(EncoderSettings::MIN_BITRATE, EncoderSettings::MAX_BITRATE);
+        self.settings.bitrate = bitrate;
+        self.encoder.set_bit_rate(bitrate as usize);
+        self.encoder.set_max_bit_rate(bitrate as usize);
+        set_vbv(&mut self.encoder, self.settings);
+    }
+
+    /// Encodes one picture taken at `capture_us`. With zerolatency the access unit comes
+    /// out at once; `Ok(None)` only if the encoder holds the frame back.
+    pub fn encode(&mut self, picture: &Picture, capture_us: u64, keyframe: bool) -> Result<Option<EncodedFrame>, CaptureError> {
+        if (picture.width, picture.height) != (self.settings.width, self.settings.height) {
+            return Err(CaptureError::Setting {
+                key: "picture size",
+                value: picture.width as u64 * 100_000 + picture.height as u64,
+                allowed: "the size the encoder was opened with",
+            });
+        }
+        copy_plane(&mut self.frame, 0, &picture.y, picture.width as usize);
+        copy_plane(&mut self.frame, 1, &picture.u, picture.chroma_width());
+        copy_plane(&mut self.frame, 2, &picture.v, picture.chroma_width());
+        self.frame.set_pts(Some(self.pts));
+        self.pts += 1;
+        self.frame.set_kind(if keyframe { picture::Type::I } else { picture::Type::None });
+        self.encoder.send_frame(&self.frame).map_err(enc_err("encoding"))?;
+        match self.encoder.receive_packet(&mut self.packet) {
+            Ok(()) => {
+                let data = self.packet.data().map(bytes::Bytes::copy_from_slice).unwrap_or_default();
+                Ok(Some(EncodedFrame { data, capture_us, keyframe: self.packet.is_key() }))
+            }
+            Err(ffmpeg::Error::Other { errno }) if errno == ffmpeg::util::error::EAGAIN => Ok(None),
+            Err(e) => Err(enc_err("receiving packet")(e)),
+        }
+    }
+}
+
+/// A VBV buffer of a quarter second: small enough that the rate cap holds over a few
+/// frames, large enough that a keyframe is not crushed to mush.
+fn set_vbv(ctx: &mut ffmpeg::codec::Context, settings: EncoderSettings) {
+    let buffer = (settings.bitrate / 4).max(settings.bitrate / settings.fps.max(1) * 2);
+    // SAFETY: the context pointer is valid for the lifetime of `ctx`; rc_buffer_size is
+    // a plain int field that libx264's wrapper reads before each frame.
+    unsafe {
+        (*ctx.as_mut_ptr()).rc_buffer_size = buffer as i32;
+    }
+}
+
+fn copy_plane(frame: &mut frame::Video, plane: usize, src: &[u8], width: usize) {
+    let stride = frame.stride(plane);
+    let dst = frame.data_mut(plane);
+    for (row, line) in src.chunks_exact(width).enumerate() {
+        dst[row * stride..row * stride + width].copy_from_slice(line);
+    }
+}
