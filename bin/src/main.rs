@@ -1,1 +1,37 @@
-fn main() {}
+//! `picam`: ultra-low-latency live video from a camera to a viewer across a LAN.
+//!
+//! This binary only parses arguments, sets up logging and runs a subcommand; the
+//! pipeline wiring lives in `send` and `recv`.
+
+mod cli;
+mod config;
+mod cpu;
+mod latency;
+mod latest;
+mod recv;
+mod report;
+mod send;
+mod shutdown;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = cli::Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PICAM_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let result = match cli.command {
+        cli::Command::Send(args) => send::run(args),
+        cli::Command::Recv(args) => recv::run(args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("picam: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

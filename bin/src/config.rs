@@ -1,0 +1,269 @@
+//! The configuration: a TOML file, overridden key by key by flags, validated before
+//! anything starts. Each refusal names the key, the value, where it came from and the
+//! allowed range.
+
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use capture::EncoderSettings;
+use serde::Deserialize;
+use transport::Protocol;
+
+use crate::cli::{LinkArgs, SendArgs};
+
+/// The file's keys, all optional; unknown keys are refused (typos would otherwise pass
+/// silently).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    remote: Option<String>,
+    bind: Option<String>,
+    port: Option<i64>,
+    protocol: Option<String>,
+    width: Option<i64>,
+    height: Option<i64>,
+    fps: Option<i64>,
+    bitrate: Option<i64>,
+    intra: Option<i64>,
+    payload_size: Option<i64>,
+    source: Option<String>,
+}
+
+/// Validated settings for either side.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Receiver host (sender side).
+    pub remote: String,
+    /// Local bind address.
+    pub bind: IpAddr,
+    /// Receiver port.
+    pub port: u16,
+    /// UDP or TCP.
+    pub protocol: Protocol,
+    /// Encoder settings.
+    pub encoder: EncoderSettings,
+    /// Largest UDP payload, header included.
+    pub payload_size: usize,
+    /// Source specification.
+    pub source: String,
+}
+
+/// Where a value came from, for error messages.
+#[derive(Clone, Copy)]
+enum Origin<'a> {
+    Flag,
+    File(&'a Path),
+    Default,
+}
+
+impl std::fmt::Display for Origin<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origin::Flag => write!(f, "from the command line"),
+            Origin::File(p) => write!(f, "in {}", p.display()),
+            Origin::Default => write!(f, "by default"),
+        }
+    }
+}
+
+fn pick<'a, T>(flag: Option<T>, file: Option<T>, path: Option<&'a Path>, default: T) -> (T, Origin<'a>) {
+    match (flag, file, path) {
+        (Some(v), _, _) => (v, Origin::Flag),
+        (None, Some(v), Some(p)) => (v, Origin::File(p)),
+        _ => (default, Origin::Default),
+    }
+}
+
+fn ranged(key: &str, (value, origin): (i64, Origin), min: i64, max: i64, unit: &str) -> Result<i64> {
+    if value < min || value > max {
+        bail!("invalid `{key}` = {value} {origin}: allowed {min}..={max}{unit}");
+    }
+    Ok(value)
+}
+
+fn even(key: &str, value: i64) -> Result<()> {
+    if value % 2 != 0 {
+        bail!("invalid `{key}` = {value}: must be even (4:2:0 video halves it for colour)");
+    }
+    Ok(())
+}
+
+/// Reads the file named by `--config`, if any.
+pub fn read_file(path: Option<&Path>) -> Result<FileConfig> {
+    let Some(path) = path else { return Ok(FileConfig::default()) };
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+}
+
+impl Settings {
+    /// Settings for `picam send`.
+    pub fn for_send(args: &SendArgs) -> Result<Self> {
+        let file = read_file(args.link.config.as_deref())?;
+        Self::resolve(&args.link, Some(args), file)
+    }
+
+    /// Settings for `picam recv` (the picture keys do not apply there).
+    pub fn for_recv(link: &LinkArgs) -> Result<Self> {
+        let file = read_file(link.config.as_deref())?;
+        Self::resolve(link, None, file)
+    }
+
+    fn resolve(link: &LinkArgs, send: Option<&SendArgs>, file: FileConfig) -> Result<Self> {
+        let path = link.config.as_deref();
+        let port = ranged("port", pick(link.port, file.port, path, 5000), 1, 65535, "")? as u16;
+        let (protocol, origin) = pick(link.protocol.clone(), file.protocol, path, "udp".into());
+        let protocol = match protocol.to_ascii_lowercase().as_str() {
+            "udp" => Protocol::Udp,
+            "tcp" => Protocol::Tcp,
+            other => bail!("invalid `protocol` = {other:?} {origin}: allowed \"udp\" or \"tcp\""),
+        };
+        let (bind, origin) = pick(link.bind.clone(), file.bind, path, "0.0.0.0".into());
+        let bind: IpAddr = bind
+            .parse()
+            .map_err(|_| anyhow::anyhow!("invalid `bind` = {bind:?} {origin}: must be an IP address such as 0.0.0.0"))?;
+        let (remote, _) = pick(link.remote.clone(), file.remote, path, "127.0.0.1".into());
+        let payload_size = ranged(
+            "payload_size",
+            pick(link.payload_size, file.payload_size, path, 1400),
+            transport::wire::FRAGMENT_HEADER as i64 + 64,
+            65_507,
+            " bytes",
+        )? as usize;
+        let flag = |f: fn(&SendArgs) -> Option<i64>| send.and_then(f);
+        let width = ranged("width", pick(flag(|s| s.width), file.width, path, 1280), 320, 4096, " pixels")?;
+        even("width", width)?;
+        let height = ranged("height", pick(flag(|s| s.height), file.height, path, 720), 240, 2304, " pixels")?;
+        even("height", height)?;
+        let fps = ranged("fps", pick(flag(|s| s.fps), file.fps, path, 30), 1, 120, " frames/s")?;
+        let bitrate = ranged(
+            "bitrate",
+            pick(flag(|s| s.bitrate), file.bitrate, path, 4_000_000),
+            EncoderSettings::MIN_BITRATE as i64,
+            EncoderSettings::MAX_BITRATE as i64,
+            " bits/s",
+        )?;
+        let intra = ranged("intra", pick(flag(|s| s.intra), file.intra, path, fps * 2), 1, 1200, " frames")?;
+        let (source, _) = pick(send.and_then(|s| s.source.clone()), file.source, path, "test".into());
+        Ok(Self {
+            remote,
+            bind,
+            port,
+            protocol,
+            encoder: EncoderSettings {
+                width: width as u32,
+                height: height as u32,
+                fps: fps as u32,
+                bitrate: bitrate as u32,
+                intra: intra as u32,
+            },
+            payload_size,
+            source,
+        })
+    }
+
+    /// The receiver's socket address, resolving the host name; the address family of
+    /// `bind` is matched when the name has several.
+    pub fn remote_addr(&self) -> Result<SocketAddr> {
+        let mut addrs = (self.remote.as_str(), self.port)
+            .to_socket_addrs()
+            .with_context(|| format!("invalid `remote` = {:?}: cannot resolve it", self.remote))?;
+        let want_v6 = self.bind.is_ipv6();
+        let all: Vec<_> = addrs.by_ref().collect();
+        all.iter()
+            .find(|a| a.is_ipv6() == want_v6)
+            .or(all.first())
+            .copied()
+            .with_context(|| format!("invalid `remote` = {:?}: resolves to no address", self.remote))
+    }
+
+    /// Where the receiver listens.
+    pub fn listen_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.bind, self.port)
+    }
+
+    /// Where the sender binds: the configured address, any port, in the remote's family.
+    pub fn sender_bind_addr(&self, remote: SocketAddr) -> SocketAddr {
+        let ip = match (self.bind, remote) {
+            (IpAddr::V4(v4), SocketAddr::V6(_)) if v4.is_unspecified() => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+            (ip, _) => ip,
+        };
+        SocketAddr::new(ip, 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+
+    fn send_settings(args: &[&str]) -> Result<Settings> {
+        let cli = Cli::try_parse_from(["picam", "send"].iter().chain(args)).expect("flags parse");
+        let Command::Send(send) = cli.command else { unreachable!() };
+        Settings::for_send(&send)
+    }
+
+    fn error_of(args: &[&str]) -> String {
+        format!("{:#}", send_settings(args).unwrap_err())
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let s = send_settings(&[]).unwrap();
+        assert_eq!((s.port, s.protocol, s.payload_size), (5000, Protocol::Udp, 1400));
+        assert_eq!(
+            s.encoder,
+            EncoderSettings { width: 1280, height: 720, fps: 30, bitrate: 4_000_000, intra: 60 }
+        );
+    }
+
+    #[test]
+    fn refuses_bad_values_naming_key_and_range() {
+        let cases: &[(&[&str], &str)] = &[
+            (&["--port", "70000"], "invalid `port` = 70000 from the command line: allowed 1..=65535"),
+            (&["--port", "0"], "`port` = 0"),
+            (&["--bitrate", "0"], "invalid `bitrate` = 0 from the command line: allowed 100000..=50000000 bits/s"),
+            (&["--bitrate", "900000000"], "allowed 100000..=50000000"),
+            (&["--width", "1281"], "invalid `width` = 1281: must be even"),
+            (&["--height", "-4"], "`height` = -4"),
+            (&["--protocol", "sctp"], "invalid `protocol` = \"sctp\" from the command line: allowed \"udp\" or \"tcp\""),
+            (&["--fps", "0"], "`fps` = 0"),
+            (&["--intra", "0"], "`intra` = 0"),
+            (&["--payload-size", "20"], "`payload_size` = 20"),
+            (&["--bind", "not-an-ip"], "invalid `bind`"),
+            (&["--config", "/nonexistent/picam.toml"], "cannot read config file /nonexistent/picam.toml"),
+        ];
+        for (args, want) in cases {
+            let got = error_of(args);
+            assert!(got.contains(want), "{args:?}: got {got:?}, want {want:?}");
+        }
+    }
+
+    #[test]
+    fn flags_override_the_file_and_file_errors_name_the_file() {
+        let dir = std::env::temp_dir().join(format!("picam-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.toml");
+        std::fs::write(&path, "port = 6000\nwidth = 640\nheight = 480\nprotocol = \"tcp\"\n").unwrap();
+        let p = path.to_str().unwrap();
+        let s = send_settings(&["--config", p, "--port", "7000"]).unwrap();
+        assert_eq!((s.port, s.encoder.width, s.protocol), (7000, 640, Protocol::Tcp));
+
+        std::fs::write(&path, "port = 70000\n").unwrap();
+        let got = error_of(&["--config", p]);
+        assert!(got.contains(&format!("invalid `port` = 70000 in {p}")), "{got}");
+
+        std::fs::write(&path, "prot = \"udp\"\n").unwrap();
+        let got = error_of(&["--config", p]);
+        assert!(got.contains("unknown field `prot`"), "{got}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_shipped_example_config_is_valid() {
+        let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../picam.example.toml");
+        let s = send_settings(&["--config", example]).unwrap();
+        assert_eq!(s.port, 5000);
+    }
+}

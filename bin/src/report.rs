@@ -1,0 +1,152 @@
+//! The once-a-second stats lines, as text or JSON (one object a line).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use serde::Serialize;
+
+use crate::cli::StatsFormat;
+use crate::latency::Summary;
+
+/// One receiver stats record. Counters are totals since start; rates and latency cover
+/// the last interval (the final record's latency covers the whole run).
+#[derive(Debug, Serialize)]
+pub struct RecvRecord {
+    /// Seconds since start.
+    pub t: f64,
+    /// Frames reassembled by the transport.
+    pub frames_received: u64,
+    /// Frames the decoder turned into pictures.
+    pub frames_decoded: u64,
+    /// Pictures handed to the display.
+    pub frames_shown: u64,
+    /// Frames dropped, by reason.
+    pub frames_dropped: BTreeMap<&'static str, u64>,
+    /// Packets dropped, by reason.
+    pub packets_dropped: BTreeMap<&'static str, u64>,
+    /// Keyframe requests sent to the sender.
+    pub keyframe_requests: u64,
+    /// Received bitrate over the interval, bits/s.
+    pub bitrate_bps: u64,
+    /// Frames received per second over the interval.
+    pub fps_in: f64,
+    /// Pictures shown per second over the interval.
+    pub fps_out: f64,
+    /// Stamp-to-picture latency, or null when frames carry no stamp.
+    pub latency_ms: Option<Summary>,
+    /// Process CPU time per decoded frame, ms.
+    pub cpu_ms_per_frame: Option<f64>,
+    /// Sender restarts seen plus one.
+    pub sessions: u64,
+    /// True on the summary printed at exit.
+    pub last: bool,
+}
+
+/// One sender stats record.
+#[derive(Debug, Serialize)]
+pub struct SendRecord {
+    /// Seconds since start.
+    pub t: f64,
+    /// Frames from the source.
+    pub frames_captured: u64,
+    /// Frames fully handed to the socket.
+    pub frames_sent: u64,
+    /// Frames dropped, by reason.
+    pub frames_dropped: BTreeMap<&'static str, u64>,
+    /// Keyframe requests received.
+    pub keyframe_requests: u64,
+    /// Keyframes forced.
+    pub keyframes_forced: u64,
+    /// Sent bitrate over the interval, bits/s.
+    pub bitrate_bps: u64,
+    /// Frames sent per second over the interval.
+    pub fps: f64,
+    /// Process CPU time per captured frame, ms.
+    pub cpu_ms_per_frame: Option<f64>,
+    /// True on the summary printed at exit.
+    pub last: bool,
+}
+
+fn latency_text(l: &Option<Summary>) -> String {
+    match l {
+        Some(s) => format!("latency p50 {:.1} p95 {:.1} max {:.1} ms", s.p50, s.p95, s.max),
+        None => "latency n/a (no stamp)".into(),
+    }
+}
+
+fn drops_text(d: &BTreeMap<&'static str, u64>) -> String {
+    let parts: Vec<String> = d.iter().filter(|(_, &n)| n > 0).map(|(k, n)| format!("{k} {n}")).collect();
+    if parts.is_empty() {
+        "dropped 0".into()
+    } else {
+        format!("dropped {}", parts.join(", "))
+    }
+}
+
+fn cpu_text(c: Option<f64>) -> String {
+    c.map_or(String::new(), |c| format!(" | cpu {c:.2} ms/frame"))
+}
+
+/// Prints records where they belong: stdout, or stderr when stdout carries video.
+pub struct Reporter {
+    format: StatsFormat,
+    to_stderr: bool,
+}
+
+impl Reporter {
+    /// A reporter in `format`; `to_stderr` when stdout is taken by `--frames-out -`.
+    pub fn new(format: StatsFormat, to_stderr: bool) -> Self {
+        Self { format, to_stderr }
+    }
+
+    fn emit(&self, line: String) {
+        // A closed stdout (piped into `head`) must not kill the process: ignore errors.
+        if self.to_stderr {
+            let _ = writeln!(std::io::stderr(), "{line}");
+        } else {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{line}");
+            let _ = out.flush();
+        }
+    }
+
+    /// Prints a receiver record.
+    pub fn recv(&self, r: &RecvRecord) {
+        let line = match self.format {
+            StatsFormat::Json => serde_json::to_string(r).unwrap_or_default(),
+            StatsFormat::Text => format!(
+                "recv{} {:6.1}s | in {:5.1} fps out {:5.1} fps | {:6.2} Mbit/s | {} | {} | kf req {}{}",
+                if r.last { " total" } else { "" },
+                r.t,
+                r.fps_in,
+                r.fps_out,
+                r.bitrate_bps as f64 / 1e6,
+                latency_text(&r.latency_ms),
+                drops_text(&r.frames_dropped),
+                r.keyframe_requests,
+                cpu_text(r.cpu_ms_per_frame),
+            ),
+        };
+        self.emit(line);
+    }
+
+    /// Prints a sender record.
+    pub fn send(&self, r: &SendRecord) {
+        let line = match self.format {
+            StatsFormat::Json => serde_json::to_string(r).unwrap_or_default(),
+            StatsFormat::Text => format!(
+                "send{} {:6.1}s | {:5.1} fps | {:6.2} Mbit/s | sent {} | {} | kf forced {} (requests {}){}",
+                if r.last { " total" } else { "" },
+                r.t,
+                r.fps,
+                r.bitrate_bps as f64 / 1e6,
+                r.frames_sent,
+                drops_text(&r.frames_dropped),
+                r.keyframes_forced,
+                r.keyframe_requests,
+                cpu_text(r.cpu_ms_per_frame),
+            ),
+        };
+        self.emit(line);
+    }
+}
