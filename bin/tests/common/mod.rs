@@ -1,0 +1,125 @@
+//! Running real `picam` processes on loopback, bounded in time, and reading what they
+//! recorded.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::{TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use media::y4m::Y4mHeader;
+use media::Picture;
+
+/// A port free on 127.0.0.1 for both UDP and TCP right now.
+pub fn free_port() -> u16 {
+    for _ in 0..100 {
+        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = udp.local_addr().unwrap().port();
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port found");
+}
+
+/// A scratch directory removed at drop.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    pub fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("picam-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+
+    pub fn path(&self, file: &str) -> PathBuf {
+        self.0.join(file)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A running picam whose stdout and stderr go to files.
+pub struct Picam {
+    pub child: Child,
+    pub stdout: PathBuf,
+    pub stderr: PathBuf,
+}
+
+pub fn spawn(scratch: &Scratch, tag: &str, args: &[&str]) -> Picam {
+    let stdout = scratch.path(&format!("{tag}.out"));
+    let stderr = scratch.path(&format!("{tag}.err"));
+    let child = Command::new(env!("CARGO_BIN_EXE_picam"))
+        .args(args)
+        .env("PICAM_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&stdout).unwrap())
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .spawn()
+        .expect("picam starts");
+    Picam { child, stdout, stderr }
+}
+
+impl Picam {
+    /// Waits for exit, killing the process if it overruns `limit`; returns success.
+    pub fn wait(mut self, limit: Duration) -> (bool, String, String) {
+        let deadline = Instant::now() + limit;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break Some(status);
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let out = std::fs::read_to_string(&self.stdout).unwrap_or_default();
+        let err = std::fs::read_to_string(&self.stderr).unwrap_or_default();
+        (status.is_some_and(|s| s.success()), out, err)
+    }
+}
+
+impl Drop for Picam {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Every picture in a YUV4MPEG2 file.
+pub fn read_y4m(path: &Path) -> Vec<Picture> {
+    let mut reader = BufReader::new(std::fs::File::open(path).expect("frames-out file exists"));
+    let mut line = String::new();
+    if reader.read_line(&mut line).unwrap() == 0 {
+        return Vec::new();
+    }
+    let header = Y4mHeader::parse(line.trim_end()).expect("valid y4m header");
+    let mut pictures = Vec::new();
+    loop {
+        let mut magic = Vec::new();
+        if reader.read_until(b'\n', &mut magic).unwrap() == 0 {
+            break;
+        }
+        assert_eq!(magic, b"FRAME\n");
+        let mut p = Picture::new(header.width, header.height);
+        reader.read_exact(&mut p.y).unwrap();
+        reader.read_exact(&mut p.u).unwrap();
+        reader.read_exact(&mut p.v).unwrap();
+        pictures.push(p);
+    }
+    pictures
+}
+
+/// The JSON stats records a receiver printed.
+pub fn json_records(stdout: &str) -> Vec<serde_json::Value> {
+    stdout.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+}
