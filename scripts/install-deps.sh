@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs the system packages picam needs to build, test and run, skipping those
+# already present. Works on Debian 12, Ubuntu 22.04+ and Raspberry Pi OS (bookworm).
+# Usage: scripts/install-deps.sh [--test]   (--test adds what only the test suite uses)
+set -euo pipefail
+
+packages=(
+  pkg-config clang libclang-dev
+  libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libavdevice-dev
+  libavfilter-dev libswresample-dev
+  libsdl2-dev libsdl2-ttf-dev fonts-dejavu-core
+)
+if [[ "${1:-}" == "--test" ]]; then
+  # Peers and tools the tests use: the ffmpeg CLI, a virtual X server for the window
+  # test, and iproute2 for the network-namespace tests.
+  packages+=(ffmpeg xvfb x11-apps imagemagick iproute2)
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if ((${#missing[@]})); then
+  echo "installing: ${missing[*]}"
+  sudo=""
+  [[ $(id -u) -ne 0 ]] && sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null; then
+  echo "cargo not found: install Rust from https://rustup.rs first" >&2
+  exit 1
+fi
