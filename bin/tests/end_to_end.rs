@@ -77,3 +77,44 @@ fn udp_stream_shows_every_frame_in_order_uncorrupted() {
 fn tcp_stream_shows_every_frame_in_order_uncorrupted() {
     stream("tcp");
 }
+
+/// Raw video from another program (the ffmpeg CLI) through `--source y4m:-`, stamped.
+#[test]
+fn y4m_from_stdin_is_encoded_stamped_and_shown() {
+    use std::process::{Command, Stdio};
+    let scratch = Scratch::new("e2e-y4m");
+    let port = free_port().to_string();
+    let y4m = scratch.path("shown.y4m");
+    let common = ["--bind", "127.0.0.1", "--port", &port];
+    let recv = spawn(
+        &scratch,
+        "recv",
+        &[&["recv", "--headless", "--stats", "json", "--duration", "6", "--frames-out", y4m.to_str().unwrap()][..], &common].concat(),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let mut ffmpeg = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-re", "-f", "lavfi", "-i", "testsrc2=size=480x320:rate=25"])
+        .args(["-t", "3", "-pix_fmt", "yuv420p", "-f", "yuv4mpegpipe", "-"])
+        .stdout(Stdio::piped())
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("ffmpeg CLI installed (scripts/install-deps.sh --test)");
+    let send = Command::new(env!("CARGO_BIN_EXE_picam"))
+        .args(["send", "--source", "y4m:-", "--stamp", "--remote", "127.0.0.1", "--bitrate", "1000000"])
+        .args(common)
+        .stdin(ffmpeg.stdout.take().unwrap())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let send_out = send.wait_with_output().unwrap();
+    let _ = ffmpeg.wait();
+    assert!(send_out.status.success(), "{}", String::from_utf8_lossy(&send_out.stderr));
+    let (ok, _, err) = recv.wait(Duration::from_secs(30));
+    assert!(ok, "{err}");
+    let pictures = read_y4m(&y4m);
+    assert!(pictures.len() >= 60, "{} of 75 pictures shown", pictures.len());
+    assert_eq!((pictures[0].width, pictures[0].height), (480, 320), "the stream's own size is kept");
+    let frames: Vec<u32> = pictures.iter().map(|p| stamp::read(p).expect("stamp").frame).collect();
+    assert!(frames.windows(2).all(|w| w[1] > w[0]), "in order: {frames:?}");
+}
