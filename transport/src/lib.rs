@@ -9,6 +9,8 @@
 //!
 //! The wire format is in [`wire`] and documented in the project's `ARCHITECTURE.md`.
 
+pub mod clock;
+pub mod congestion;
 mod driver;
 mod error;
 mod framing;

@@ -171,9 +171,20 @@ impl Receiver {
             self.stats.dropped.stale += 1;
             return;
         }
+        // Held frames must stay within half the number space of one another, or wrapping
+        // order stops being an order. Only reachable before anything has left: after
+        // that, the stale check keeps every frame within half a range of `last_emitted`.
+        if let (Some(oldest), Some(newest)) = (self.partials.first(), self.partials.last()) {
+            let span = newest.number.wrapping_sub(oldest.number);
+            let ahead = header.frame.wrapping_sub(oldest.number);
+            if ahead > span && ahead >= 1 << 31 && u64::from(ahead) <= (1 << 31) + u64::from(span) {
+                self.stats.dropped.malformed += 1;
+                return;
+            }
+        }
         if self
             .highest_seen
-            .is_none_or(|h| seq::after(header.frame, h))
+            .map_or(true, |h| seq::after(header.frame, h))
         {
             self.highest_seen = Some(header.frame);
         }
@@ -269,7 +280,10 @@ impl Receiver {
 
     fn retry_due(&self) -> Option<Instant> {
         let session = self.session.as_ref()?;
-        if !self.waiting_keyframe {
+        // A keyframe in progress suppresses the retry (as in `handle_timeout`); its
+        // deadline is the timer then. Without this the retry time stays due and unacted
+        // on, and a driver sleeping until `poll_timeout` spins.
+        if !self.waiting_keyframe || self.partials.iter().any(|p| p.keyframe) {
             return None;
         }
         let due = self.last_request? + self.config.keyframe_retry;

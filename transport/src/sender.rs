@@ -259,3 +259,107 @@ impl Sender {
         assert!(self.events.len() <= 64, "events not drained");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(keyframe: bool, len: usize) -> EncodedFrame {
+        EncodedFrame {
+            data: Bytes::from(vec![0x42; len]),
+            capture_us: 1,
+            keyframe,
+        }
+    }
+
+    fn events(sender: &mut Sender) -> Vec<SenderEvent> {
+        std::iter::from_fn(|| sender.poll_event()).collect()
+    }
+
+    #[test]
+    fn queue_stays_bounded_under_a_flood_of_frames() {
+        let now = Instant::now();
+        let mut sender = Sender::new(SenderConfig::default(), 1);
+        let mut buf = Vec::new();
+        sender.handle_frame(now, frame(true, 5000));
+        // Start the first frame: a partly sent frame is finished, never dropped.
+        assert!(sender.poll_transmit(now, &mut buf));
+        for _ in 0..10_000 {
+            sender.handle_frame(now, frame(false, 3000));
+            sender.check_invariants();
+        }
+        assert!(sender.queued_frames() <= SenderConfig::default().queue_frames + 1);
+        // One keyframe asked for, however many frames were dropped.
+        assert_eq!(events(&mut sender), vec![SenderEvent::ForceKeyframe]);
+        let stats = sender.stats();
+        assert_eq!(stats.frames_in, 10_001);
+        assert_eq!(stats.frames_dropped, 10_001 - sender.queued_frames() as u64);
+        let mut first = Vec::new();
+        while sender.poll_transmit(now, &mut buf) {
+            let Ok(Packet::Fragment(h, _)) = wire::parse(&buf) else {
+                panic!("not a fragment")
+            };
+            first.push((h.frame, h.index));
+        }
+        assert_eq!(first[0], (0, 1), "the started keyframe is finished first");
+        assert_eq!(sender.queued_frames(), 0);
+    }
+
+    #[test]
+    fn keyframe_requests_already_answered_are_ignored() {
+        let cases: [(Option<u32>, Option<u32>, bool); 6] = [
+            (None, Some(5), true),
+            (None, None, true),
+            (Some(10), Some(5), false),
+            (Some(10), Some(10), true),
+            (Some(10), None, true),
+            (Some(2), Some(u32::MAX - 1), false),
+        ];
+        for (keyframe_at, seen, forces) in cases {
+            let now = Instant::now();
+            let first_frame = keyframe_at.unwrap_or(0);
+            let mut sender = Sender::new(
+                SenderConfig {
+                    first_frame,
+                    ..SenderConfig::default()
+                },
+                9,
+            );
+            if keyframe_at.is_some() {
+                sender.handle_frame(now, frame(true, 10));
+            }
+            let mut request = Vec::new();
+            wire::write_keyframe_request(&mut request, 9, seen);
+            sender.handle_packet(now, &request);
+            let want = if forces {
+                vec![SenderEvent::ForceKeyframe]
+            } else {
+                vec![]
+            };
+            assert_eq!(events(&mut sender), want, "{keyframe_at:?} {seen:?}");
+            // A second request before the keyframe arrives asks nothing more.
+            sender.handle_packet(now, &request);
+            assert!(events(&mut sender).is_empty());
+            assert_eq!(sender.stats().keyframe_requests, 2);
+        }
+    }
+
+    #[test]
+    fn a_new_keyframe_rearms_the_request() {
+        let now = Instant::now();
+        let mut sender = Sender::new(SenderConfig::default(), 9);
+        let mut request = Vec::new();
+        wire::write_keyframe_request(&mut request, 9, None);
+        sender.handle_packet(now, &request);
+        sender.handle_frame(now, frame(true, 10));
+        sender.handle_packet(now, &request);
+        assert_eq!(events(&mut sender), vec![SenderEvent::ForceKeyframe; 2]);
+        assert_eq!(sender.stats().keyframes_forced, 2);
+        let mut bye = Vec::new();
+        wire::write_bye(&mut bye, 9);
+        sender.handle_packet(now, &bye);
+        wire::write_bye(&mut bye, 10); // another session's: ignored
+        sender.handle_packet(now, &bye[wire::COMMON_HEADER..]);
+        assert_eq!(events(&mut sender), vec![SenderEvent::ReceiverLeft]);
+    }
+}

@@ -333,21 +333,20 @@ impl FrameSource {
 
     pub fn next_frame(&mut self, now: Instant) -> EncodedFrame {
         let index = self.index;
-        let keyframe = self.force
-            || index == 0
-            || (self.config.gop != 0 && index % self.config.gop == 0);
+        let keyframe =
+            self.force || index == 0 || (self.config.gop != 0 && index % self.config.gop == 0);
         self.force = false;
-        let base = if keyframe {
+        let size = if keyframe {
             self.config.key_size
         } else {
             self.config.p_size
         };
-        let spread = (base as f64 * self.config.size_spread) as u64;
+        let spread = (size as f64 * self.config.size_spread) as u64;
         let len = if spread == 0 {
-            base
+            size
         } else {
             let mut rng = Rng::new(index);
-            base - spread as usize + rng.below(2 * spread + 1) as usize
+            size - spread as usize + rng.below(2 * spread + 1) as usize
         };
         self.index += 1;
         self.next_at += self.config.interval;
@@ -597,8 +596,16 @@ impl Pair {
             let index = self.index_of(f.number);
             let sent = &self.sent[index as usize];
             assert!(sent.accepted, "frame {} was refused yet emitted", f.number);
-            assert_eq!(f.frame.keyframe, sent.keyframe, "keyframe flag of {}", f.number);
-            assert!(f.frame.data == sent.data, "bytes of frame {} differ", f.number);
+            assert_eq!(
+                f.frame.keyframe, sent.keyframe,
+                "keyframe flag of {}",
+                f.number
+            );
+            assert!(
+                f.frame.data == sent.data,
+                "bytes of frame {} differ",
+                f.number
+            );
             assert_eq!(f.session, self.sender.session());
             if let Some(p) = previous {
                 assert!(index > p, "frame {} emitted after {}", f.number, p);
@@ -738,7 +745,11 @@ impl Rx {
     }
 
     pub fn keyframe_requests(&self) -> Vec<(Instant, Option<u32>)> {
-        keyframe_requests(self.transmits.iter().map(|(t, x)| (*t, x.payload.as_slice())))
+        keyframe_requests(
+            self.transmits
+                .iter()
+                .map(|(t, x)| (*t, x.payload.as_slice())),
+        )
     }
 }
 

@@ -1,0 +1,818 @@
+//! Scenario tests of the sans-IO transport core on simulated time: fragmentation, loss,
+//! reordering, duplication, the sequence wrap, deadlines, keyframe requests, bounded
+//! memory, sessions, and long runs over a lossy link checked against the decodability
+//! rule. Every run is seeded and deterministic; nothing sleeps.
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::{addr, fragments, frame_bytes, LinkConfig, Pair, PairConfig, Rx, SourceConfig};
+use media::EncodedFrame;
+use transport::wire::{self, Packet, FRAGMENT_HEADER};
+use transport::{Receiver, ReceiverConfig, Sender, SenderConfig, SenderEvent};
+
+const MS: Duration = Duration::from_millis(1);
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// A payload size giving exactly `n` fragments at the default `max_packet`.
+fn sized_for(n: usize) -> usize {
+    let payload = SenderConfig::default().max_packet - FRAGMENT_HEADER;
+    n * payload - 10
+}
+
+#[test]
+fn fragmentation_round_trips_at_every_size() {
+    let mut total_cases = 0;
+    for max_packet in [
+        FRAGMENT_HEADER + 1,
+        FRAGMENT_HEADER + 2,
+        29,
+        64,
+        1400,
+        1472,
+        9000,
+    ] {
+        let p = max_packet - FRAGMENT_HEADER;
+        let mut sizes = vec![
+            0,
+            1,
+            p.saturating_sub(1),
+            p,
+            p + 1,
+            2 * p,
+            3 * p,
+            7 * p - 1,
+            500_000,
+        ];
+        // The largest frame the wire can carry, and one byte more, where that is cheap.
+        if p <= 2 {
+            sizes.extend([p * u16::MAX as usize, p * u16::MAX as usize + 1]);
+        }
+        let mut sender = Sender::new(
+            SenderConfig {
+                max_packet,
+                ..SenderConfig::default()
+            },
+            7,
+        );
+        let mut rx = Rx::new(ReceiverConfig::default());
+        let from = addr(1, 5000);
+        let (mut bytes_sent, mut bytes_delivered) = (0, 0);
+        let mut buf = Vec::new();
+        for (i, &size) in sizes.iter().enumerate() {
+            total_cases += 1;
+            let data = frame_bytes(i as u64, size);
+            let fits = size.div_ceil(p).max(1) <= u16::MAX as usize;
+            assert_eq!(size <= sender.max_frame_bytes(), fits);
+            let frame = EncodedFrame {
+                data: data.clone(),
+                capture_us: 42 + i as u64,
+                keyframe: true,
+            };
+            let accepted = sender.handle_frame(rx.now, frame);
+            assert_eq!(accepted, fits, "max_packet {max_packet} size {size}");
+            if !accepted {
+                assert_eq!(sender.poll_event(), Some(SenderEvent::ForceKeyframe));
+                continue;
+            }
+            let mut count = 0;
+            while sender.poll_transmit(rx.now, &mut buf) {
+                assert!(buf.len() <= max_packet, "packet over max_packet");
+                count += 1;
+                rx.feed(from, &buf);
+            }
+            sender.check_invariants();
+            assert_eq!(count, size.div_ceil(p).max(1), "fragments of {size}");
+            // A refused frame before this one leaves a gap: the keyframe waits out the
+            // reorder grace, then leaves.
+            rx.advance(ms(20));
+            let (_, got) = rx.frames.pop().expect("frame emitted");
+            assert_eq!(got.frame.data, data, "max_packet {max_packet} size {size}");
+            assert_eq!(got.frame.capture_us, 42 + i as u64);
+            assert!(rx.frames.is_empty(), "one frame in, one frame out");
+            bytes_sent += size;
+            bytes_delivered += got.frame.data.len();
+        }
+        assert_eq!(bytes_sent, bytes_delivered);
+        let stats = rx.rx.stats();
+        assert_eq!(stats.dropped.malformed + stats.dropped.duplicate, 0);
+    }
+    assert!(total_cases > 60);
+}
+
+/// Losing any one fragment of a P-frame loses that frame and every P-frame up to the
+/// next keyframe, which the receiver asks for exactly once; after it the stream
+/// resumes. Run at the start of the number space and across the wrap.
+#[test]
+fn loss_of_any_fragment_recovers_through_one_keyframe() {
+    const TARGET: u32 = 3;
+    for first_frame in [0, u32::MAX - 2] {
+        for lost_index in 0..5u16 {
+            let config = PairConfig {
+                sender: SenderConfig {
+                    first_frame,
+                    ..SenderConfig::default()
+                },
+                source: SourceConfig {
+                    gop: 0,
+                    key_size: sized_for(5),
+                    p_size: sized_for(5),
+                    limit: Some(45),
+                    ..SourceConfig::default()
+                },
+                ..PairConfig::default()
+            };
+            let mut pair = Pair::new(config, 1);
+            let target = first_frame.wrapping_add(TARGET);
+            pair.forward.filter = Some(Box::new(
+                move |_, p| !matches!(wire::parse(p), Ok(Packet::Fragment(h, _)) if h.frame == target && h.index == lost_index),
+            ));
+            pair.drive_for(ms(2000));
+            let case = format!("first_frame {first_frame} lost index {lost_index}");
+
+            assert_eq!(pair.forward.stats.filtered, 1, "{case}");
+            pair.check_decodable();
+            let got: Vec<u64> = pair
+                .emitted_numbers()
+                .iter()
+                .map(|&n| pair.index_of(n))
+                .collect();
+            assert_eq!(&got[..3], &[0, 1, 2], "{case}");
+            let resumed = got[3];
+            assert!(resumed > u64::from(TARGET), "{case}: {got:?}");
+            assert!(pair.sent[resumed as usize].keyframe, "{case}");
+            assert!(pair.sent[resumed as usize - 1].keyframe.eq(&false));
+            // From the forced keyframe on nothing is lost.
+            let expect: Vec<u64> = (resumed..45).collect();
+            assert_eq!(&got[3..], &expect[..], "{case}");
+
+            let stats = pair.receiver.stats();
+            assert_eq!(stats.dropped.incomplete, 1, "{case}: {stats:?}");
+            assert_eq!(stats.dropped.lost, 0, "{case}");
+            assert_eq!(
+                stats.dropped.frames() + stats.frames_emitted,
+                45,
+                "{case}: every frame counted once: {stats:?}"
+            );
+            let requests = pair.keyframe_requests();
+            assert_eq!(requests.len(), 1, "{case}: {requests:?}");
+            assert_eq!(
+                pair.events
+                    .iter()
+                    .filter(|(_, e)| *e == SenderEvent::ForceKeyframe)
+                    .count(),
+                1,
+                "{case}"
+            );
+            // The request goes out when the frame is given up, and the picture is back
+            // within a round trip plus one frame interval.
+            let (asked, _) = requests[0];
+            let first_fragment = pair.arrivals.iter().find(|(_, f)| *f == target).unwrap().0;
+            assert_eq!(
+                asked,
+                first_fragment + ReceiverConfig::default().frame_deadline
+            );
+            let (shown, _) = pair.emitted[3];
+            assert!(
+                shown - asked <= ms(20) + Duration::from_micros(33_334),
+                "{case}"
+            );
+        }
+    }
+}
+
+/// A hand-written delivery schedule: (ms after start, frame, fragment index).
+struct ReorderCase {
+    name: &'static str,
+    schedule: Vec<(u64, u32, u16)>,
+    emitted: Vec<u32>,
+    lost: u64,
+    undecodable: u64,
+    stale: u64,
+}
+
+fn in_order(frames: std::ops::Range<u32>, per_frame: u16) -> Vec<(u64, u32, u16)> {
+    frames
+        .flat_map(|f| (0..per_frame).map(move |i| (u64::from(f) * 33, f, i)))
+        .collect()
+}
+
+#[test]
+fn reordered_fragments_and_frames() {
+    let mut cases = vec![
+        ReorderCase {
+            name: "fragments reversed within each frame",
+            schedule: (0..7u32)
+                .flat_map(|f| (0..3u16).rev().map(move |i| (u64::from(f) * 33, f, i)))
+                .collect(),
+            emitted: (0..7).collect(),
+            lost: 0,
+            undecodable: 0,
+            stale: 0,
+        },
+        ReorderCase {
+            name: "fragments of two frames interleaved",
+            schedule: {
+                let mut s = in_order(0..1, 3);
+                for i in 0..3 {
+                    s.push((33, 1, i));
+                    s.push((33, 2, i));
+                }
+                s.extend(in_order(3..7, 3));
+                s
+            },
+            emitted: (0..7).collect(),
+            lost: 0,
+            undecodable: 0,
+            stale: 0,
+        },
+        ReorderCase {
+            name: "frame 2 before frame 1, within the reorder grace",
+            schedule: {
+                let mut s = in_order(0..1, 3);
+                s.extend((0..3).map(|i| (66, 2, i)));
+                s.extend((0..3).map(|i| (66 + 14, 1, i)));
+                s.extend(in_order(3..7, 3));
+                s
+            },
+            emitted: (0..7).collect(),
+            lost: 0,
+            undecodable: 0,
+            stale: 0,
+        },
+        ReorderCase {
+            name: "frame 1 later than the reorder grace: skipped, stale when it comes",
+            schedule: {
+                let mut s = in_order(0..1, 3);
+                s.extend((0..3).map(|i| (66, 2, i)));
+                s.extend((0..3).map(|i| (66 + 16, 1, i)));
+                s.extend(in_order(3..7, 3));
+                s.extend((0..3).map(|i| (7 * 33, 7, i))); // keyframe
+                s.extend((0..3).map(|i| (8 * 33, 8, i)));
+                s
+            },
+            emitted: vec![0, 7, 8],
+            lost: 1,
+            undecodable: 5,
+            // Frame 1 whole, then fragments 1 and 2 of each of P-frames 3..6: the first
+            // fragment of each is given up at once as undecodable.
+            stale: 3 + 2 * 4,
+        },
+        ReorderCase {
+            name: "last fragment of frame 1 arrives after all of frame 2",
+            schedule: {
+                let mut s = in_order(0..1, 3);
+                s.extend([
+                    (33, 1, 0),
+                    (33, 1, 1),
+                    (40, 2, 0),
+                    (40, 2, 1),
+                    (40, 2, 2),
+                    (45, 1, 2),
+                ]);
+                s.extend(in_order(3..7, 3));
+                s
+            },
+            emitted: (0..7).collect(),
+            lost: 0,
+            undecodable: 0,
+            stale: 0,
+        },
+    ];
+    for case in &mut cases {
+        let max_packet = FRAGMENT_HEADER + 100;
+        let session = 0x5E55;
+        let packets = |f: u32| {
+            fragments(
+                session,
+                f,
+                f % 7 == 0,
+                &frame_bytes(u64::from(f), 250),
+                max_packet,
+            )
+        };
+        case.schedule.sort_by_key(|&(t, _, _)| t); // stable: keeps the listed order
+        let mut rx = Rx::new(ReceiverConfig::default());
+        for &(t, f, i) in &case.schedule {
+            let at = rx.start + ms(t);
+            rx.advance(at - rx.now);
+            rx.feed(addr(1, 5000), &packets(f)[i as usize]);
+        }
+        rx.advance(ms(1000));
+        assert_eq!(rx.numbers(), case.emitted, "{}", case.name);
+        for (_, f) in &rx.frames {
+            assert_eq!(
+                f.frame.data,
+                frame_bytes(u64::from(f.number), 250),
+                "{}",
+                case.name
+            );
+        }
+        let d = rx.rx.stats().dropped;
+        assert_eq!(
+            (d.lost, d.undecodable, d.stale),
+            (case.lost, case.undecodable, case.stale),
+            "{}: {d:?}",
+            case.name
+        );
+        assert_eq!(
+            d.duplicate + d.malformed + d.incomplete + d.evicted,
+            0,
+            "{}",
+            case.name
+        );
+    }
+}
+
+#[test]
+fn duplicates_are_counted_and_never_emitted_twice() {
+    let mut rx = Rx::new(ReceiverConfig::default());
+    let max_packet = FRAGMENT_HEADER + 100;
+    for f in 0..6u32 {
+        for p in fragments(9, f, f == 0, &frame_bytes(u64::from(f), 250), max_packet) {
+            rx.feed(addr(1, 5000), &p);
+            rx.feed(addr(1, 5000), &p);
+        }
+        rx.advance(ms(33));
+    }
+    assert_eq!(rx.numbers(), (0..6).collect::<Vec<_>>());
+    let d = rx.rx.stats().dropped;
+    // Copies of the first two fragments meet the partial frame; the copy of the last
+    // comes after the frame has left, so it is stale.
+    assert_eq!((d.duplicate, d.stale), (12, 6), "{d:?}");
+    assert_eq!(rx.rx.stats().frames_complete, 6);
+
+    // And on a link that duplicates (and reorders) a third of everything.
+    let mut pair = Pair::new(
+        PairConfig {
+            forward: LinkConfig {
+                duplicate: 0.3,
+                reorder: 0.1,
+                reorder_delay: ms(4),
+                ..LinkConfig::ideal(ms(10))
+            },
+            source: SourceConfig {
+                limit: Some(90),
+                ..SourceConfig::default()
+            },
+            ..PairConfig::default()
+        },
+        3,
+    );
+    pair.drive_for(ms(3500));
+    assert!(pair.forward.stats.duplicated > 50);
+    assert_eq!(pair.check_decodable(), 0, "no gaps on a lossless link");
+    assert_eq!(pair.emitted.len(), pair.sent.len());
+    let d = pair.receiver.stats().dropped;
+    assert_eq!(d.duplicate + d.stale, pair.forward.stats.duplicated);
+}
+
+#[test]
+fn frame_numbers_wrap() {
+    for first_frame in [u32::MAX - 30, u32::MAX, (1 << 31) - 5] {
+        let mut pair = Pair::new(
+            PairConfig {
+                sender: SenderConfig {
+                    first_frame,
+                    ..SenderConfig::default()
+                },
+                forward: LinkConfig {
+                    jitter: ms(8),
+                    ..LinkConfig::ideal(ms(10))
+                },
+                ..PairConfig::default()
+            },
+            4,
+        );
+        pair.drive_for(ms(3000));
+        assert_eq!(pair.check_decodable(), 0);
+        let expect: Vec<u32> = (0..pair.sent.len() as u32 - 1)
+            .map(|i| first_frame.wrapping_add(i))
+            .collect();
+        let got = pair.emitted_numbers();
+        assert_eq!(
+            &got[..expect.len()],
+            &expect[..],
+            "first_frame {first_frame}"
+        );
+        assert!(pair.keyframe_requests().is_empty());
+    }
+}
+
+#[test]
+fn incomplete_frame_is_given_up_at_its_deadline() {
+    let config = ReceiverConfig::default();
+    let deadline = config.frame_deadline;
+    let mut rx = Rx::new(config);
+    let from = addr(1, 5000);
+    let max_packet = FRAGMENT_HEADER + 100;
+    let frame =
+        |f: u32, key: bool| fragments(1, f, key, &frame_bytes(u64::from(f), 150), max_packet);
+    for p in frame(0, true) {
+        rx.feed(from, &p);
+    }
+    rx.advance(ms(10));
+    let started = rx.now;
+    rx.feed(from, &frame(1, false)[0]);
+    assert_eq!(rx.rx.poll_timeout(), Some(started + deadline));
+    rx.advance(deadline - MS);
+    assert_eq!(rx.rx.stats().dropped.incomplete, 0);
+    assert!(rx.keyframe_requests().is_empty());
+    assert!(!rx.rx.waiting_for_keyframe());
+    rx.advance(MS);
+    assert_eq!(rx.rx.stats().dropped.incomplete, 1);
+    assert!(rx.rx.waiting_for_keyframe());
+    assert_eq!(rx.keyframe_requests(), vec![(started + deadline, Some(1))]);
+    // Its missing half is now stale, a complete P-frame is undecodable, a keyframe ends
+    // the wait.
+    rx.feed(from, &frame(1, false)[1]);
+    for p in frame(2, false) {
+        rx.feed(from, &p);
+    }
+    for p in frame(3, true) {
+        rx.feed(from, &p);
+    }
+    let d = rx.rx.stats().dropped;
+    // (Frame 2 is undecodable from its first fragment on; its second is stale.)
+    assert_eq!((d.stale, d.undecodable), (2, 1));
+    assert_eq!(rx.numbers(), vec![0, 3]);
+    assert!(!rx.rx.waiting_for_keyframe());
+}
+
+#[test]
+fn keyframe_requests_are_rate_limited_and_stop_when_the_sender_goes_quiet() {
+    let config = ReceiverConfig::default();
+    let (retry, idle) = (config.keyframe_retry, config.session_idle);
+    let mut rx = Rx::new(config);
+    // Joined mid-stream: single-fragment P-frames every 5 ms for a second.
+    for i in 0..200u32 {
+        rx.advance(ms(5) * u32::from(i > 0));
+        rx.feed(addr(1, 5000), &fragments(1, 100 + i, false, b"p", 64)[0]);
+    }
+    let last_heard = rx.now;
+    rx.advance(ms(3000));
+    let times: Vec<Duration> = rx
+        .keyframe_requests()
+        .iter()
+        .map(|(t, _)| *t - rx.start)
+        .collect();
+    assert_eq!(times[0], Duration::ZERO, "the first P-frame asks at once");
+    for pair in times.windows(2) {
+        assert!(pair[1] - pair[0] >= retry, "requests too close: {times:?}");
+    }
+    let last = *times.last().unwrap();
+    assert!(
+        last < last_heard - rx.start + idle,
+        "asked a quiet sender: {times:?}"
+    );
+    // 0, 100, .., 900 ms while heard, then 1000..1400 ms on the retry timer.
+    assert_eq!(times.len(), 15, "{times:?}");
+    assert_eq!(rx.rx.poll_timeout(), None);
+    assert_eq!(rx.rx.stats().keyframe_requests, 15);
+    assert!(rx.frames.is_empty());
+}
+
+/// While a keyframe is arriving the receiver does not repeat its request, and its
+/// timer must not fire in a loop meanwhile (regression: `poll_timeout` returned the
+/// retry time although `handle_timeout` would not act on it, so drivers spun).
+#[test]
+fn no_retry_and_no_busy_timer_while_a_keyframe_is_in_progress() {
+    let config = ReceiverConfig::default();
+    let deadline = config.frame_deadline;
+    let mut rx = Rx::new(config);
+    let from = addr(1, 5000);
+    rx.feed(from, &fragments(1, 100, false, b"p", 64)[0]);
+    rx.advance(ms(10));
+    let key = fragments(1, 101, true, &[7; 100], FRAGMENT_HEADER + 60);
+    rx.feed(from, &key[0]);
+    rx.advance(ms(150)); // `Rx::advance` asserts each timer moves past now
+    assert_eq!(rx.keyframe_requests().len(), 1);
+    rx.advance(ms(100));
+    // The keyframe never completed: given up at its deadline, asked for again.
+    let requests = rx.keyframe_requests();
+    assert_eq!(requests.len(), 2, "{requests:?}");
+    assert_eq!(requests[1].0, rx.start + ms(10) + deadline);
+    assert_eq!(rx.rx.stats().dropped.incomplete, 1);
+}
+
+#[test]
+fn memory_stays_bounded_under_a_flood_of_incomplete_frames() {
+    for (keyframes, shuffled) in [(true, false), (false, false), (true, true)] {
+        let config = ReceiverConfig::default();
+        let mut rx = Rx::new(config);
+        let from = addr(1, 5000);
+        for p in fragments(1, 0, true, b"key", 64) {
+            rx.feed(from, &p);
+        }
+        let mut numbers: Vec<u32> = (1..=5000).collect();
+        if shuffled {
+            common::Rng::new(5).shuffle(&mut numbers);
+        }
+        for &n in &numbers {
+            // Fragment 0 of 2; fragment 1 never comes.
+            let p = &fragments(1, n, keyframes, &[1; 80], 66)[0];
+            rx.feed(from, p); // check_invariants: at most max_in_flight held
+            rx.advance(MS);
+        }
+        rx.advance(ms(1000));
+        assert_eq!(rx.numbers(), vec![0]);
+        let s = rx.rx.stats();
+        let d = s.dropped;
+        if shuffled {
+            // Late numbers are stale or too old for a slot; nothing is lost twice.
+            assert!(d.stale + d.evicted > 1000, "{d:?}");
+            assert!(d.frames() <= 5000 + d.evicted, "{d:?}");
+        } else {
+            assert_eq!(d.frames(), 5000, "every frame counted once: {d:?}");
+            assert_eq!(d.lost, 0);
+            if keyframes {
+                assert_eq!(d.evicted + d.incomplete, 5000, "{d:?}");
+                assert!(d.evicted > 4000);
+            } else {
+                assert!(d.undecodable > 4000, "{d:?}");
+            }
+        }
+        // At most one request per `keyframe_retry` over the 6 s of the run.
+        let requests = rx.keyframe_requests().len();
+        assert!(requests > 1 && requests <= 6000 / 100 + 1, "{requests}");
+    }
+}
+
+#[test]
+fn a_second_sender_is_refused_while_the_first_is_active() {
+    let config = ReceiverConfig::default();
+    let idle = config.session_idle;
+    let mut rx = Rx::new(config);
+    let (a, b) = (addr(1, 5000), addr(2, 5000));
+    let (sa, sb) = (0xAAAA, 0xBBBB);
+    let frame =
+        |s: u32, f: u32, key: bool| fragments(s, f, key, &frame_bytes(u64::from(f), 150), 126);
+    for f in 0..6 {
+        for p in frame(sa, f, f == 0) {
+            rx.feed(a, &p);
+        }
+        for p in frame(sb, 1000 + f, true) {
+            rx.feed(b, &p);
+        }
+        rx.advance(ms(33));
+    }
+    assert_eq!(rx.numbers(), (0..6).collect::<Vec<_>>());
+    assert!(rx.frames.iter().all(|(_, f)| f.session == sa));
+    assert_eq!(rx.rx.stats().dropped.other_sender, 12);
+    assert_eq!(rx.rx.peer(), Some((sa, Some(a))));
+
+    // A falls silent; B is refused until A has been idle for `session_idle`.
+    let quiet_since = rx.now - ms(33);
+    rx.advance(quiet_since + idle - MS - rx.now);
+    rx.feed(b, &frame(sb, 2000, true)[0]);
+    assert_eq!(rx.rx.stats().dropped.other_sender, 13);
+    rx.advance(MS);
+    for p in frame(sb, 2001, true) {
+        rx.feed(b, &p);
+    }
+    assert_eq!(rx.rx.peer(), Some((sb, Some(b))));
+    assert_eq!(rx.rx.stats().sessions, 2);
+    let (_, last) = rx.frames.last().unwrap();
+    assert_eq!((last.number, last.session), (2001, sb));
+}
+
+#[test]
+fn a_restarted_sender_is_adopted_at_once() {
+    for starts_with_keyframe in [true, false] {
+        let mut rx = Rx::new(ReceiverConfig::default());
+        let (old, new) = (addr(1, 5000), addr(1, 5001));
+        let (so, sn) = (0x01D, 0x0E3);
+        let frame =
+            |s: u32, f: u32, key: bool| fragments(s, f, key, &frame_bytes(u64::from(f), 150), 126);
+        for f in 0..10 {
+            for p in frame(so, f, f == 0) {
+                rx.feed(old, &p);
+            }
+            rx.advance(ms(33));
+        }
+        // Restart: new session id, same host, numbering from 0 again.
+        let mut expect: Vec<u32> = (0..10).collect();
+        if !starts_with_keyframe {
+            for p in frame(sn, 0, false) {
+                rx.feed(new, &p);
+            }
+            let t = rx
+                .transmits
+                .last()
+                .expect("asked the new sender for a keyframe");
+            assert_eq!(t.1.to, Some(new));
+            assert!(matches!(
+                wire::parse(&t.1.payload),
+                Ok(Packet::KeyframeRequest { session, highest_seen: Some(0) }) if session == sn
+            ));
+        }
+        for f in 1..4 {
+            for p in frame(sn, f, f == 1) {
+                rx.feed(new, &p);
+            }
+            expect.push(f);
+        }
+        // Late packets of the old session are refused, not flapped back to.
+        rx.feed(old, &frame(so, 10, false)[0]);
+        assert_eq!(rx.numbers(), expect);
+        assert!(rx.frames[10..].iter().all(|(_, f)| f.session == sn));
+        let s = rx.rx.stats();
+        assert_eq!((s.sessions, s.dropped.other_sender), (2, 1));
+        assert_eq!(rx.rx.peer(), Some((sn, Some(new))));
+    }
+}
+
+#[test]
+fn a_receiver_joining_mid_stream_gets_a_picture_within_a_round_trip_and_a_frame() {
+    for join_ms in [1010, 1500, 1950] {
+        let mut pair = Pair::new(
+            PairConfig {
+                source: SourceConfig {
+                    gop: 60,
+                    ..SourceConfig::default()
+                },
+                ..PairConfig::default()
+            },
+            6,
+        );
+        let join = pair.start + ms(join_ms);
+        pair.forward.filter = Some(Box::new(move |now, _| now >= join));
+        pair.drive_for(ms(2500));
+        let (first_arrival, first_frame) = pair.arrivals[0];
+        assert!(!pair.sent[pair.index_of(first_frame) as usize].keyframe);
+        let requests = pair.keyframe_requests();
+        assert_eq!(
+            requests[0],
+            (first_arrival, Some(first_frame)),
+            "asks at once"
+        );
+        assert_eq!(requests.len(), 1);
+        let (shown, first) = &pair.emitted[0];
+        assert!(first.frame.keyframe);
+        let rtt = ms(20);
+        let interval = SourceConfig::default().interval;
+        assert!(
+            *shown - first_arrival <= rtt + interval,
+            "join at {join_ms}: picture after {:?}",
+            *shown - first_arrival
+        );
+        assert_eq!(pair.check_decodable(), 0);
+        // From then on every frame arrives.
+        let last = pair.index_of(pair.emitted.last().unwrap().1.number);
+        assert_eq!(
+            pair.emitted.len() as u64,
+            last - pair.index_of(first.number) + 1
+        );
+    }
+}
+
+struct LossyCase {
+    name: &'static str,
+    forward: LinkConfig,
+    backward: LinkConfig,
+    /// Fewest frames that must be shown out of the 900 sent.
+    min_shown: usize,
+}
+
+/// 30 simulated seconds over impaired links, several seeds each: every emitted frame
+/// is newer than the one before, carries the bytes sent, and has its whole reference
+/// chain emitted before it; the drop counters account for every frame.
+#[test]
+fn lossy_links_keep_the_decodability_rule() {
+    let base = LinkConfig {
+        jitter: ms(10),
+        ..LinkConfig::ideal(ms(20))
+    };
+    let cases = [
+        LossyCase {
+            name: "5% loss with jitter",
+            forward: LinkConfig {
+                loss: 0.05,
+                ..base.clone()
+            },
+            backward: LinkConfig {
+                loss: 0.05,
+                ..base.clone()
+            },
+            min_shown: 250,
+        },
+        LossyCase {
+            name: "burst loss",
+            forward: LinkConfig {
+                loss: 0.01,
+                burst: 0.7,
+                ..base.clone()
+            },
+            backward: base.clone(),
+            min_shown: 550,
+        },
+        LossyCase {
+            name: "reordering and duplication",
+            forward: LinkConfig {
+                loss: 0.01,
+                reorder: 0.05,
+                reorder_delay: ms(8),
+                duplicate: 0.05,
+                ..base.clone()
+            },
+            backward: LinkConfig {
+                loss: 0.1,
+                ..base.clone()
+            },
+            min_shown: 550,
+        },
+        LossyCase {
+            name: "bottleneck with a tail-drop queue",
+            forward: LinkConfig {
+                rate: Some(150_000),
+                max_queue: 20_000,
+                ..base.clone()
+            },
+            backward: base.clone(),
+            min_shown: 450,
+        },
+    ];
+    for case in &cases {
+        for seed in 1..=3u64 {
+            let mut pair = Pair::new(
+                PairConfig {
+                    forward: case.forward.clone(),
+                    backward: case.backward.clone(),
+                    source: SourceConfig {
+                        size_spread: 0.5,
+                        limit: Some(900),
+                        ..SourceConfig::default()
+                    },
+                    ..PairConfig::default()
+                },
+                seed,
+            );
+            pair.drive_for(Duration::from_secs(31));
+            let what = format!("{} seed {seed}", case.name);
+            let restarts = pair.check_decodable();
+            let shown = pair.emitted.len();
+            let link = pair.forward.stats;
+            assert!(
+                shown >= case.min_shown,
+                "{what}: {shown} shown, link {link:?}"
+            );
+            assert!(shown < 900, "{what}: the impairment did nothing");
+            assert!(restarts > 0, "{what}: no recovery was exercised");
+            let s = pair.receiver.stats();
+            assert_eq!(s.frames_emitted as usize, shown);
+            let first = pair.index_of(pair.arrivals[0].1);
+            let last = pair.index_of(pair.emitted.last().unwrap().1.number);
+            let counted = s.frames_emitted + s.dropped.frames();
+            assert!(counted <= 900, "{what}: frames counted twice: {s:?}");
+            assert!(counted > last - first, "{what}: frames not counted: {s:?}");
+            assert_eq!(pair.sender.stats().frames_in, 900);
+        }
+    }
+}
+
+#[test]
+fn refused_frames_leave_a_gap_the_receiver_repairs() {
+    // A frame too large for the wire is refused; its number is still consumed, so
+    // the receiver does not decode the next P-frame against a missing picture.
+    let max_packet = FRAGMENT_HEADER + 1;
+    let mut sender = Sender::new(
+        SenderConfig {
+            max_packet,
+            ..SenderConfig::default()
+        },
+        3,
+    );
+    let mut receiver = Receiver::new(ReceiverConfig::default());
+    let now = common::base();
+    let mut buf = Vec::new();
+    let mut emitted = Vec::new();
+    for (i, (len, key)) in [(10, true), (70_000, false), (10, false), (10, true)]
+        .into_iter()
+        .enumerate()
+    {
+        let at = now + ms(33) * i as u32;
+        let frame = EncodedFrame {
+            data: Bytes::from(vec![i as u8; len]),
+            capture_us: i as u64,
+            keyframe: key,
+        };
+        sender.handle_frame(at, frame);
+        while sender.poll_transmit(at, &mut buf) {
+            receiver.handle_packet(at, None, &buf);
+            emitted.extend(std::iter::from_fn(|| receiver.poll_frame()).map(|f| f.number));
+        }
+        receiver.handle_timeout(at);
+        emitted.extend(std::iter::from_fn(|| receiver.poll_frame()).map(|f| f.number));
+        receiver.check_invariants();
+    }
+    assert_eq!(emitted, vec![0, 3]);
+    assert_eq!(sender.stats().frames_dropped, 1);
+    assert_eq!(sender.poll_event(), Some(SenderEvent::ForceKeyframe));
+    assert_eq!(receiver.stats().dropped.undecodable, 1);
+    assert_eq!(receiver.stats().dropped.lost, 1);
+}
