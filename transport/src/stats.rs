@@ -48,6 +48,11 @@ pub struct ReceiverStats {
     pub sessions: u64,
     /// Drops by reason.
     pub dropped: ReceiverDrops,
+    /// The sender's wall clock minus ours, µs, from ping-pong (None until measured).
+    /// A stamp's time `t` (sender clock) is `t - clock_offset_us` on our clock.
+    pub clock_offset_us: Option<i64>,
+    /// Smallest recent round trip to the sender, µs.
+    pub rtt_us: Option<u64>,
 }
 
 /// What a sender has done since it started.
