@@ -61,13 +61,25 @@ pub enum Usage {
 }
 
 const BASE_WINDOW: Duration = Duration::from_secs(10);
-const RATE_WINDOW: Duration = Duration::from_millis(1000);
-const TREND_SAMPLES: usize = 16;
+/// Delivered rate is measured over this much of the receiver's time: short enough to
+/// see a capacity drop within a report or two.
+const RATE_WINDOW: Duration = Duration::from_millis(300);
+/// Queueing must persist this long (of the receiver's time) to count: a keyframe's
+/// own burst queues briefly at the bottleneck and drains; congestion stays.
+const SUSTAIN_WINDOW: Duration = Duration::from_millis(100);
+const MAX_RECENT: usize = 512;
 const BACKOFF: f64 = 0.85;
 const SLOW_START_GROWTH: f64 = 0.5; // per second
 const PROBE_GROWTH: f64 = 0.08; // per second
-const HOLD_AFTER_BACKOFF: Duration = Duration::from_millis(500);
+const HOLD_AFTER_BACKOFF: Duration = Duration::from_millis(300);
+/// Queueing delay that a back-off aims to drain within about a second: the deeper the
+/// queue, the further below the delivered rate the target goes (down to half).
+const DRAIN_HORIZON_US: f64 = 1_000_000.0;
 const FPS_STEP_INTERVAL: Duration = Duration::from_millis(1000);
+/// After this long without congestion, probing speeds up again (the link may have
+/// grown back), but never beyond what delivery has shown plus half.
+const FAST_PROBE_AFTER: Duration = Duration::from_secs(2);
+const FAST_PROBE_HEADROOM: f64 = 1.5;
 
 /// The controller. Feed it acknowledged frames and report boundaries; read targets.
 #[derive(Debug)]
@@ -80,10 +92,13 @@ pub struct Controller {
     base: VecDeque<(Instant, i64)>,
     /// Recent (arrival µs, queueing µs) for the trend.
     recent: VecDeque<(u64, f64)>,
-    smoothed_queue_us: f64,
     /// Bytes acknowledged recently, for the delivered rate.
-    acked: VecDeque<(Instant, usize)>,
+    /// (arrival µs on the receiver's clock, bytes) of acknowledged packets: the rate
+    /// at which the path delivers, measured where it delivers.
+    acked: VecDeque<(u64, usize)>,
     hold_until: Option<Instant>,
+    /// When the last back-off happened.
+    last_backoff: Option<Instant>,
     last_decision: Option<Instant>,
     last_fps_step: Option<Instant>,
     usage: Usage,
@@ -102,9 +117,9 @@ impl Controller {
             slow_start: true,
             base: VecDeque::new(),
             recent: VecDeque::new(),
-            smoothed_queue_us: 0.0,
             acked: VecDeque::new(),
             hold_until: None,
+            last_backoff: None,
             last_decision: None,
             last_fps_step: None,
             usage: Usage::Clear,
@@ -123,7 +138,7 @@ impl Controller {
 
     /// Current queueing-delay estimate.
     pub fn queue_delay(&self) -> Duration {
-        Duration::from_micros(self.smoothed_queue_us.max(0.0) as u64)
+        Duration::from_micros(self.sustained_queue_us().max(0.0) as u64)
     }
 
     /// The latest verdict.
@@ -131,9 +146,9 @@ impl Controller {
         self.usage
     }
 
-    /// A frame of `bytes` sent at `sent_us` (sender clock) arrived at `arrival_us`
-    /// (receiver clock).
-    pub fn on_frame_acked(&mut self, now: Instant, sent_us: u64, arrival_us: u64, bytes: usize) {
+    /// A packet sent at `sent_us` (sender clock) arrived at `arrival_us` (receiver
+    /// clock), completing `bytes` of delivered media (0 for a packet mid-frame).
+    pub fn on_packet_acked(&mut self, now: Instant, sent_us: u64, arrival_us: u64, bytes: usize) {
         let delay = arrival_us as i64 - sent_us as i64;
         while self.base.back().is_some_and(|&(_, d)| d >= delay) {
             self.base.pop_back();
@@ -148,22 +163,42 @@ impl Controller {
         }
         let base = self.base.front().map_or(delay, |&(_, d)| d);
         let queue = (delay - base) as f64;
-        self.smoothed_queue_us = 0.7 * self.smoothed_queue_us + 0.3 * queue;
-        self.recent.push_back((arrival_us, self.smoothed_queue_us));
-        if self.recent.len() > TREND_SAMPLES {
+        self.recent.push_back((arrival_us, queue));
+        let window = SUSTAIN_WINDOW.as_micros() as u64;
+        while self.recent.len() > MAX_RECENT
+            || self
+                .recent
+                .front()
+                .is_some_and(|&(t, _)| t + window < arrival_us)
+        {
             self.recent.pop_front();
         }
-        self.acked.push_back((now, bytes));
+        self.acked.push_back((arrival_us, bytes));
+        let window = RATE_WINDOW.as_micros() as u64;
         while self
             .acked
             .front()
-            .is_some_and(|&(at, _)| now.saturating_duration_since(at) > RATE_WINDOW)
+            .is_some_and(|&(at, _)| at + window < arrival_us)
         {
             self.acked.pop_front();
         }
     }
 
     /// Slope of queueing delay over arrival time (µs of queue per µs), least squares.
+    /// The queueing delay that persisted over the last `SUSTAIN_WINDOW`, µs.
+    fn sustained_queue_us(&self) -> f64 {
+        let min = self
+            .recent
+            .iter()
+            .map(|&(_, q)| q)
+            .fold(f64::INFINITY, f64::min);
+        if min.is_finite() {
+            min.max(0.0)
+        } else {
+            0.0
+        }
+    }
+
     fn trend(&self) -> f64 {
         let n = self.recent.len();
         if n < 4 {
@@ -187,18 +222,20 @@ impl Controller {
     }
 
     /// Rate that got through over the last second, bits/s.
-    fn delivered_bps(&self, now: Instant) -> Option<f64> {
+    fn delivered_bps(&self, _now: Instant) -> Option<f64> {
         let first = self.acked.front()?.0;
-        let span = now.saturating_duration_since(first).as_secs_f64();
-        if span < 0.2 {
+        let last = self.acked.back()?.0;
+        let span = last.saturating_sub(first) as f64 / 1e6;
+        if span < 0.1 {
             return None;
         }
-        let bytes: usize = self.acked.iter().map(|&(_, b)| b).sum();
+        // The first sample opens the window; the bytes after it arrived within it.
+        let bytes: usize = self.acked.iter().skip(1).map(|&(_, b)| b).sum();
         Some(bytes as f64 * 8.0 / span)
     }
 
     fn classify(&self) -> Usage {
-        let queue = self.smoothed_queue_us;
+        let queue = self.sustained_queue_us();
         let over = self.config.overuse_queue.as_micros() as f64;
         let clear = self.config.clear_queue.as_micros() as f64;
         let trend = self.trend();
@@ -231,7 +268,8 @@ impl Controller {
         if self.usage == Usage::Overuse || loss > 0.10 {
             if !holding {
                 let delivered = self.delivered_bps(now).unwrap_or(self.target);
-                let by_delay = self.target.min(delivered) * BACKOFF;
+                let drain = (1.0 - self.sustained_queue_us() / DRAIN_HORIZON_US).clamp(0.5, 1.0);
+                let by_delay = self.target.min(delivered) * BACKOFF * drain;
                 let by_loss = self.target * (1.0 - loss / 2.0);
                 let was_at_floor = self.target <= min;
                 self.target = if self.usage == Usage::Overuse {
@@ -242,6 +280,7 @@ impl Controller {
                 .clamp(min, max);
                 self.slow_start = false;
                 self.hold_until = Some(now + HOLD_AFTER_BACKOFF);
+                self.last_backoff = Some(now);
                 if was_at_floor {
                     self.fps = (self.fps * 3 / 4).max(self.config.min_fps);
                     self.last_fps_step = Some(now);
@@ -252,12 +291,20 @@ impl Controller {
         if self.usage != Usage::Clear || holding || loss > 0.02 {
             return;
         }
-        let growth = if self.slow_start {
-            SLOW_START_GROWTH
+        let long_clear = self
+            .last_backoff
+            .is_some_and(|t| now.saturating_duration_since(t) >= FAST_PROBE_AFTER);
+        let target = if self.slow_start || long_clear {
+            let fast = self.target * (1.0 + SLOW_START_GROWTH * dt);
+            match self.delivered_bps(now) {
+                // Probing fast is only safe as far as the encoder really fills the rate.
+                Some(d) if long_clear => fast.min((d * FAST_PROBE_HEADROOM).max(self.target)),
+                _ => fast,
+            }
         } else {
-            PROBE_GROWTH
+            self.target * (1.0 + PROBE_GROWTH * dt)
         };
-        self.target = (self.target * (1.0 + growth * dt)).clamp(min, max);
+        self.target = target.clamp(min, max);
         // Frame rate comes back first once the bitrate has room again.
         let fps_due = self.last_fps_step.map_or(true, |t| {
             now.saturating_duration_since(t) >= FPS_STEP_INTERVAL

@@ -13,9 +13,12 @@ pub mod clock;
 pub mod congestion;
 mod driver;
 mod error;
+mod feedback;
 mod framing;
+mod pacing;
 mod reassembly;
 mod receiver;
+mod send_log;
 mod sender;
 pub mod seq;
 mod stats;
@@ -25,10 +28,11 @@ pub mod wire;
 
 pub use driver::{ReceiverCommand, ReceiverHooks, SenderHooks};
 pub use error::TransportError;
+pub use feedback::FeedbackConfig;
 pub use framing::LengthPrefixed;
 pub use receiver::Transmit;
 pub use receiver::{ReceivedFrame, Receiver, ReceiverConfig};
-pub use sender::{Sender, SenderConfig, SenderEvent};
+pub use sender::{JamGuardConfig, Sender, SenderConfig, SenderEvent};
 pub use stats::{ReceiverDrops, ReceiverStats, SenderStats};
 
 /// Which socket type carries the stream.

@@ -1,6 +1,6 @@
 //! One frame being put back together from its fragments.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
@@ -27,6 +27,8 @@ pub(crate) struct Partial {
     pub keyframe: bool,
     pub capture_us: u64,
     pub deadline: Instant,
+    /// The deadline never moves past this.
+    hard_deadline: Instant,
     fragments: Vec<Option<Bytes>>,
     received: u16,
     bytes: usize,
@@ -35,12 +37,16 @@ pub(crate) struct Partial {
 }
 
 impl Partial {
-    pub fn new(header: &FragmentHeader, deadline: Instant) -> Self {
+    /// A frame whose first fragment arrived at `now`: it is given up `gap` after its
+    /// latest fragment, and never later than `max_age` after its first, so a large
+    /// frame on a slow link may take as long as it keeps arriving.
+    pub fn new(header: &FragmentHeader, now: Instant, gap: Duration, max_age: Duration) -> Self {
         Self {
             number: header.frame,
             keyframe: header.keyframe,
             capture_us: header.capture_us,
-            deadline,
+            deadline: now + gap.min(max_age),
+            hard_deadline: now + max_age,
             fragments: vec![None; header.count as usize],
             received: 0,
             bytes: 0,
@@ -62,6 +68,7 @@ impl Partial {
         header: &FragmentHeader,
         payload: &[u8],
         max_bytes: usize,
+        gap: Duration,
     ) -> Added {
         if header.count as usize != self.fragments.len()
             || header.keyframe != self.keyframe
@@ -83,6 +90,7 @@ impl Partial {
             self.completed_at = Some(now);
             Added::Completed
         } else {
+            self.deadline = (now + gap).min(self.hard_deadline).max(self.deadline);
             Added::Stored
         }
     }

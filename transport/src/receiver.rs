@@ -8,7 +8,8 @@
 //!
 //! Rules it keeps:
 //! 1. Frames leave in frame-number order, each newer than the last that left.
-//! 2. A frame still incomplete at its deadline is given up; a complete frame with an
+//! 2. A frame is given up when no fragment of it came for `frame_deadline` (or it is
+//!    older than `max_frame_age`); a complete frame with an
 //!    unseen frame before it waits at most `reorder_grace` for it.
 //! 3. After any gap nothing leaves until a keyframe, and a keyframe request goes to the
 //!    sender at once, repeated every `keyframe_retry` while the sender is heard.
@@ -20,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use media::EncodedFrame;
 
+use crate::feedback::{Feedback, FeedbackConfig};
 use crate::reassembly::{Added, Partial};
 use crate::wire::{self, Packet};
 use crate::{seq, ReceiverStats};
@@ -32,14 +34,19 @@ pub struct ReceiverConfig {
     /// Frames held at once (incomplete or waiting for order); also bounds the queue of
     /// frames waiting for `poll_frame`.
     pub max_in_flight: usize,
-    /// How long after its first fragment a frame may take to complete.
+    /// How long an incomplete frame waits for its next fragment before it is given up.
     pub frame_deadline: Duration,
+    /// How long after its first fragment a frame may take to complete at most, however
+    /// steadily its fragments arrive.
+    pub max_frame_age: Duration,
     /// How long a complete frame waits for an earlier frame never seen at all.
     pub reorder_grace: Duration,
     /// Interval between repeated keyframe requests while waiting for one.
     pub keyframe_retry: Duration,
     /// Silence after which another sender's session is adopted.
     pub session_idle: Duration,
+    /// Reports and clock pings to the sender.
+    pub feedback: FeedbackConfig,
 }
 
 impl Default for ReceiverConfig {
@@ -48,9 +55,11 @@ impl Default for ReceiverConfig {
             max_frame_bytes: 4 << 20,
             max_in_flight: 8,
             frame_deadline: Duration::from_millis(200),
+            max_frame_age: Duration::from_millis(1000),
             reorder_grace: Duration::from_millis(15),
             keyframe_retry: Duration::from_millis(100),
             session_idle: Duration::from_millis(500),
+            feedback: FeedbackConfig::default(),
         }
     }
 }
@@ -99,6 +108,7 @@ pub struct Receiver {
     transmits: VecDeque<Transmit>,
     last_request: Option<Instant>,
     highest_seen: Option<u32>,
+    feedback: Feedback,
     stats: ReceiverStats,
 }
 
@@ -109,6 +119,7 @@ impl Receiver {
             config.max_in_flight >= 1,
             "max_in_flight must be at least 1"
         );
+        let feedback = Feedback::new(config.feedback);
         Self {
             config,
             session: None,
@@ -120,13 +131,18 @@ impl Receiver {
             transmits: VecDeque::new(),
             last_request: None,
             highest_seen: None,
+            feedback,
             stats: ReceiverStats::default(),
         }
     }
 
     /// Counters since start.
     pub fn stats(&self) -> ReceiverStats {
-        self.stats
+        ReceiverStats {
+            clock_offset_us: self.feedback.offset_us(),
+            rtt_us: self.feedback.rtt_us(),
+            ..self.stats
+        }
     }
 
     /// The current sender's session id and address, if any.
@@ -145,6 +161,16 @@ impl Receiver {
         self.stats.bytes += packet.len() as u64;
         let (header, payload) = match wire::parse(packet) {
             Ok(Packet::Fragment(header, payload)) => (header, payload),
+            Ok(Packet::Pong {
+                session,
+                t1,
+                t2,
+                t3,
+                ..
+            }) if self.session.as_ref().is_some_and(|s| s.id == session) => {
+                self.feedback.on_pong(now, t1, t2, t3);
+                return;
+            }
             // Feedback kinds are for senders; a receiver has no use for them.
             Ok(_) | Err(_) => {
                 self.stats.dropped.malformed += 1;
@@ -153,9 +179,10 @@ impl Receiver {
         };
         // Non-last fragments share one payload size, so the count bounds the frame size.
         let smallest_whole = (header.count as usize - 1).saturating_mul(payload.len().max(1));
-        if header.count > 1
+        if (header.count > 1
             && header.index + 1 < header.count
-            && smallest_whole > self.config.max_frame_bytes
+            && smallest_whole > self.config.max_frame_bytes)
+            || payload.len() > self.config.max_frame_bytes
         {
             self.stats.dropped.malformed += 1;
             return;
@@ -164,6 +191,12 @@ impl Receiver {
             self.stats.dropped.other_sender += 1;
             return;
         }
+        self.feedback.on_fragment(
+            now,
+            header.frame,
+            header.index,
+            header.index + 1 == header.count,
+        );
         if self
             .last_emitted
             .is_some_and(|last| !seq::after(header.frame, last))
@@ -200,14 +233,27 @@ impl Receiver {
                     self.give_up_oldest(now);
                     insert_at -= 1;
                 }
-                let partial = Partial::new(&header, now + self.config.frame_deadline);
+                let partial = Partial::new(
+                    &header,
+                    now,
+                    self.config.frame_deadline,
+                    self.config.max_frame_age,
+                );
                 self.partials.insert(insert_at, partial);
                 insert_at
             }
         };
-        match self.partials[index].add(now, &header, payload, self.config.max_frame_bytes) {
+        match self.partials[index].add(
+            now,
+            &header,
+            payload,
+            self.config.max_frame_bytes,
+            self.config.frame_deadline,
+        ) {
             Added::Stored => {}
-            Added::Completed => self.stats.frames_complete += 1,
+            Added::Completed => {
+                self.stats.frames_complete += 1;
+            }
             Added::Duplicate => self.stats.dropped.duplicate += 1,
             Added::Inconsistent => self.stats.dropped.malformed += 1,
         }
@@ -216,6 +262,7 @@ impl Receiver {
         if self.waiting_keyframe && !header.keyframe {
             self.maybe_request_keyframe(now);
         }
+        self.poll_feedback(now);
     }
 
     /// Time has passed: deadlines and retries.
@@ -224,6 +271,20 @@ impl Receiver {
         if self.waiting_keyframe && !self.partials.iter().any(|p| p.keyframe) {
             self.maybe_request_keyframe(now);
         }
+        self.poll_feedback(now);
+    }
+
+    /// Sends the reports and pings that are due, while the sender is heard.
+    fn poll_feedback(&mut self, now: Instant) {
+        let Some(session) = &self.session else { return };
+        if now >= session.last_heard + self.config.session_idle {
+            return;
+        }
+        let (id, to) = (session.id, session.peer);
+        let transmits = &mut self.transmits;
+        self.feedback.poll(now, id, self.highest_seen, |payload| {
+            transmits.push_back(Transmit { to, payload })
+        });
     }
 
     /// The decoder failed on a frame: nothing more can be decoded until a keyframe.
@@ -271,11 +332,14 @@ impl Receiver {
             Some(done) => done + self.config.reorder_grace,
             None => p.deadline,
         });
-        let retry = self.retry_due();
-        match (first, retry) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let feedback = self.session.as_ref().and_then(|s| {
+            let due = self.feedback.next_due()?;
+            (due < s.last_heard + self.config.session_idle).then_some(due)
+        });
+        [first, self.retry_due(), feedback]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     fn retry_due(&self) -> Option<Instant> {
@@ -331,6 +395,7 @@ impl Receiver {
         self.waiting_keyframe = true;
         self.last_request = None;
         self.highest_seen = None;
+        self.feedback.reset(now);
         self.stats.sessions += 1;
         true
     }

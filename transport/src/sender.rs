@@ -1,17 +1,26 @@
 //! The sending side's state machine.
 //!
 //! Call order (as in str0m): after **every** input (`handle_frame`, `handle_packet`,
-//! `handle_timeout`) drain `poll_transmit` until it returns `None` and `poll_event`
+//! `handle_timeout`) drain `poll_transmit` until it returns `false` and `poll_event`
 //! until it returns `None`, then sleep until `poll_timeout`. The machine never reads a
 //! clock; `now` is always an argument.
+//!
+//! With a [`JamGuardConfig`] the sender also keeps latency from growing on a link slower
+//! than the stream: congestion control from receiver reports drives the encoder's
+//! bitrate and frame rate, frames that waited past their budget are dropped unsent (and
+//! a keyframe asked for), and each frame's packets are paced.
 
 use std::collections::VecDeque;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use media::EncodedFrame;
 
-use crate::wire::{self, FragmentHeader, Packet, FRAGMENT_HEADER};
+use crate::clock::WallClock;
+use crate::congestion::{CongestionConfig, Controller};
+use crate::pacing::{self, Pacer};
+use crate::send_log::{SendLog, Sent};
+use crate::wire::{self, FragmentHeader, Packet, Report, FRAGMENT_HEADER};
 use crate::{seq, SenderStats};
 
 /// Knobs of the sender.
@@ -25,6 +34,11 @@ pub struct SenderConfig {
     pub queue_frames: usize,
     /// First frame number, normally 0 (tests start near the wrap).
     pub first_frame: u32,
+    /// Congestion control, deadline dropping and pacing; `None` turns all three off
+    /// (the unguarded baseline).
+    pub jam_guard: Option<JamGuardConfig>,
+    /// Maps `now` to this host's wall clock (for send times and pongs).
+    pub clock: WallClock,
 }
 
 impl Default for SenderConfig {
@@ -33,6 +47,33 @@ impl Default for SenderConfig {
             max_packet: 1400,
             queue_frames: 2,
             first_frame: 0,
+            jam_guard: None,
+            clock: WallClock::system(),
+        }
+    }
+}
+
+/// The jam guard's knobs.
+#[derive(Clone, Debug)]
+pub struct JamGuardConfig {
+    /// Bitrate and frame-rate control.
+    pub congestion: CongestionConfig,
+    /// A frame still unsent this long after it arrived is dropped.
+    pub max_queue_delay: Duration,
+    /// Frames are paced at no less than this multiple of the target bitrate.
+    pub pacing_gain: f64,
+    /// ... and fast enough to take at most this fraction of a frame interval.
+    pub pacing_spread: f64,
+}
+
+impl JamGuardConfig {
+    /// Defaults for a stream whose ceiling is `max_bitrate` at `fps`.
+    pub fn for_stream(max_bitrate: u32, fps: u32) -> Self {
+        Self {
+            congestion: CongestionConfig::for_stream(max_bitrate, fps),
+            max_queue_delay: Duration::from_millis(100),
+            pacing_gain: 2.0,
+            pacing_spread: 0.5,
         }
     }
 }
@@ -42,6 +83,10 @@ impl Default for SenderConfig {
 pub enum SenderEvent {
     /// Ask the encoder for a keyframe (IDR with parameter sets) as the next frame.
     ForceKeyframe,
+    /// Set the encoder's target bitrate, bits/s.
+    SetBitrate(u32),
+    /// Set the source's frame rate (skip frames before the encoder).
+    SetFps(u32),
     /// A receiver said it is leaving.
     ReceiverLeft,
 }
@@ -55,6 +100,9 @@ struct QueuedFrame {
     payload: usize,
     count: u16,
     next: u16,
+    queued_at: Instant,
+    /// Sender wall clock when its first packet went out, µs.
+    first_packet_us: u64,
 }
 
 /// The sending state machine: frames in, packets out.
@@ -64,13 +112,28 @@ pub struct Sender {
     session: u32,
     next_frame: u32,
     queue: VecDeque<QueuedFrame>,
+    /// Small control packets (pongs), sent ahead of media and unpaced.
+    control: VecDeque<Vec<u8>>,
     events: VecDeque<SenderEvent>,
     /// Number of the newest keyframe queued; requests older than it are already answered.
     last_keyframe: Option<u32>,
     /// A keyframe was asked of the encoder and has not arrived yet.
     keyframe_pending: bool,
+    congestion: Option<Controller>,
+    pacer: Pacer,
+    log: SendLog,
+    packets_sent: u64,
+    /// (packets the receiver had, packets we had sent) through the newest frame of the
+    /// last report that moved the loss baseline.
+    loss_base: Option<(u32, u64)>,
+    /// Packets sent through the newest packet the receiver reported.
+    acked_through: Option<u64>,
+    announced: (u32, u32),
     stats: SenderStats,
 }
+
+/// Control packets waiting at once; more are dropped (a pong is only a sample).
+const MAX_CONTROL: usize = 16;
 
 impl Sender {
     /// A sender for media session `session`. Panics if `max_packet` leaves no room for
@@ -81,14 +144,33 @@ impl Sender {
             "max_packet too small for the header"
         );
         assert!(config.queue_frames >= 1, "queue_frames must be at least 1");
+        let congestion = config
+            .jam_guard
+            .as_ref()
+            .map(|g| Controller::new(g.congestion.clone()));
+        let mut events = VecDeque::new();
+        let mut announced = (0, 0);
+        if let Some(cc) = &congestion {
+            // Start the encoder where probing starts, not at the ceiling.
+            announced = (cc.target_bitrate(), cc.target_fps());
+            events.push_back(SenderEvent::SetBitrate(announced.0));
+        }
         Self {
             next_frame: config.first_frame,
             config,
             session,
             queue: VecDeque::new(),
-            events: VecDeque::new(),
+            control: VecDeque::new(),
+            events,
             last_keyframe: None,
             keyframe_pending: false,
+            congestion,
+            pacer: Pacer::new(Duration::from_millis(2)),
+            log: SendLog::default(),
+            packets_sent: 0,
+            loss_base: None,
+            acked_through: None,
+            announced,
             stats: SenderStats::default(),
         }
     }
@@ -98,9 +180,15 @@ impl Sender {
         self.session
     }
 
-    /// Counters since start.
+    /// Counters since start, with the controller's current targets.
     pub fn stats(&self) -> SenderStats {
-        self.stats
+        let mut stats = self.stats;
+        if let Some(cc) = &self.congestion {
+            stats.target_bitrate = cc.target_bitrate();
+            stats.target_fps = cc.target_fps();
+            stats.queue_delay_us = cc.queue_delay().as_micros() as u64;
+        }
+        stats
     }
 
     /// Largest frame this configuration can carry (fragment count is a u16).
@@ -110,7 +198,7 @@ impl Sender {
 
     /// Takes one encoded frame. Returns false if the frame had to be refused (too large
     /// for the wire); the encoder is then asked for a keyframe.
-    pub fn handle_frame(&mut self, _now: Instant, frame: EncodedFrame) -> bool {
+    pub fn handle_frame(&mut self, now: Instant, frame: EncodedFrame) -> bool {
         self.stats.frames_in += 1;
         let number = self.next_frame;
         // The number is consumed even when the frame is dropped, so the receiver sees
@@ -133,7 +221,9 @@ impl Sender {
             };
             self.queue.remove(pos);
             self.stats.frames_dropped += 1;
-            self.force_keyframe();
+            if !frame.keyframe {
+                self.force_keyframe();
+            }
         }
         if frame.keyframe {
             self.last_keyframe = Some(number);
@@ -146,6 +236,8 @@ impl Sender {
             payload,
             count,
             next: 0,
+            queued_at: now,
+            first_packet_us: 0,
         });
         true
     }
@@ -160,7 +252,7 @@ impl Sender {
 
     /// Takes one packet from a receiver (feedback). Unparseable or foreign packets are
     /// ignored: feedback is advisory and must never stop the stream.
-    pub fn handle_packet(&mut self, _now: Instant, packet: &[u8]) {
+    pub fn handle_packet(&mut self, now: Instant, packet: &[u8]) {
         match wire::parse(packet) {
             Ok(Packet::KeyframeRequest {
                 session,
@@ -180,7 +272,74 @@ impl Sender {
             Ok(Packet::Bye { session }) if session == self.session => {
                 self.events.push_back(SenderEvent::ReceiverLeft);
             }
+            Ok(Packet::Report(report)) if report.session == self.session => {
+                self.stats.reports += 1;
+                self.on_report(now, &report);
+            }
+            Ok(Packet::Ping { session, id, t1 })
+                if session == self.session && self.control.len() < MAX_CONTROL =>
+            {
+                let t = self.config.clock.us(now);
+                let mut pong = Vec::with_capacity(wire::PONG_LEN);
+                wire::write_pong(&mut pong, session, id, t1, t, t);
+                self.control.push_back(pong);
+            }
             _ => {}
+        }
+    }
+
+    fn on_report(&mut self, now: Instant, report: &Report<'_>) {
+        let Some(cc) = self.congestion.as_mut() else {
+            return;
+        };
+        let mut newest = None;
+        for arrival in report.arrivals() {
+            // A frame still being paced out is not in the log yet: its early packets
+            // give no sample, and the report's packet count (taken at its newest entry)
+            // is then no clean boundary for loss either.
+            newest = None;
+            if let Some(sent) = self.log.get(arrival.frame) {
+                let through = sent.packets_through_index(arrival.index);
+                // Credit the packets since the previous sample, at this frame's average
+                // packet size.
+                let packets = through.saturating_sub(self.acked_through.unwrap_or(through));
+                let bytes = packets as usize * sent.bytes / sent.count.max(1) as usize;
+                cc.on_packet_acked(now, sent.packet_us(arrival.index), arrival.at_us, bytes);
+                self.acked_through = Some(through);
+                newest = Some(through);
+            }
+        }
+        let mut loss = 0.0;
+        // Everything sent before the newest reported packet has had its chance to arrive.
+        if let Some(sent_through) = newest {
+            let received_now = report.packets_received;
+            match self.loss_base {
+                Some((received_before, sent_before)) => {
+                    let received = received_now.wrapping_sub(received_before) as u64;
+                    let sent = sent_through.saturating_sub(sent_before);
+                    if received > sent + sent / 4 {
+                        // The receiver restarted its count (a new viewer): start over.
+                        self.loss_base = Some((received_now, sent_through));
+                    } else if sent >= 20 {
+                        loss = (1.0 - received as f64 / sent as f64).max(0.0);
+                        self.loss_base = Some((received_now, sent_through));
+                    }
+                }
+                None => self.loss_base = Some((received_now, sent_through)),
+            }
+        }
+        self.stats.loss_permille = (loss * 1000.0).round() as u32;
+        cc.on_report(now, loss);
+        let (bitrate, fps) = (cc.target_bitrate(), cc.target_fps());
+        let (said_bitrate, said_fps) = self.announced;
+        // Encoders reconfigure per change; small steps are not worth one.
+        if bitrate.abs_diff(said_bitrate) as f64 > 0.03 * said_bitrate as f64 {
+            self.events.push_back(SenderEvent::SetBitrate(bitrate));
+            self.announced.0 = bitrate;
+        }
+        if fps != said_fps {
+            self.events.push_back(SenderEvent::SetFps(fps));
+            self.announced.1 = fps;
         }
     }
 
@@ -188,17 +347,61 @@ impl Sender {
     pub fn handle_new_receiver(&mut self, _now: Instant) {
         self.keyframe_pending = false;
         self.force_keyframe();
+        self.loss_base = None;
         // Frames queued for the old connection reference pictures the new receiver
         // never saw.
         self.queue.retain(|f| f.next > 0);
     }
 
+    /// Drops unstarted frames that have waited past the budget.
+    fn drop_late(&mut self, now: Instant) {
+        let Some(budget) = self.config.jam_guard.as_ref().map(|g| g.max_queue_delay) else {
+            return;
+        };
+        while let Some(pos) = self
+            .queue
+            .iter()
+            .position(|f| f.next == 0 && now.saturating_duration_since(f.queued_at) > budget)
+        {
+            let dropped = self.queue.remove(pos).expect("position is in range");
+            self.stats.frames_dropped += 1;
+            self.stats.frames_late += 1;
+            // A newer keyframe already queued repairs the gap by itself.
+            let repaired = self.queue.iter().skip(pos).any(|f| f.keyframe);
+            if !repaired || dropped.keyframe {
+                self.force_keyframe();
+            }
+        }
+    }
+
     /// Writes the next packet into `buf` (cleared first) and returns true, or returns
-    /// false when nothing is waiting.
-    pub fn poll_transmit(&mut self, _now: Instant, buf: &mut Vec<u8>) -> bool {
+    /// false when nothing may go now (nothing waiting, or pacing says wait).
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> bool {
+        if let Some(packet) = self.control.pop_front() {
+            buf.clear();
+            buf.extend_from_slice(&packet);
+            self.stats.datagrams += 1;
+            self.stats.bytes += buf.len() as u64;
+            return true;
+        }
+        self.drop_late(now);
         let Some(frame) = self.queue.front_mut() else {
             return false;
         };
+        if let (Some(guard), Some(cc)) = (&self.config.jam_guard, &self.congestion) {
+            if frame.next == 0 {
+                self.pacer.set_rate(pacing::frame_rate_bps(
+                    frame.data.len(),
+                    cc.target_bitrate() as f64,
+                    cc.target_fps(),
+                    guard.pacing_gain,
+                    guard.pacing_spread,
+                ));
+            }
+            if self.pacer.next_send(now).is_some() {
+                return false;
+            }
+        }
         buf.clear();
         let start = frame.next as usize * frame.payload;
         let end = (start + frame.payload).min(frame.data.len());
@@ -212,10 +415,25 @@ impl Sender {
         }
         .write(buf);
         buf.extend_from_slice(&frame.data[start..end]);
+        if frame.next == 0 {
+            frame.first_packet_us = self.config.clock.us(now);
+        }
         frame.next += 1;
+        self.packets_sent += 1;
         if frame.next == frame.count {
+            self.log.push(Sent {
+                number: frame.number,
+                first_packet_us: frame.first_packet_us,
+                last_packet_us: self.config.clock.us(now),
+                count: frame.count,
+                bytes: frame.data.len(),
+                packets_through: self.packets_sent,
+            });
             self.queue.pop_front();
             self.stats.frames_sent += 1;
+        }
+        if self.congestion.is_some() {
+            self.pacer.on_sent(now, buf.len());
         }
         self.stats.datagrams += 1;
         self.stats.bytes += buf.len() as u64;
@@ -229,16 +447,23 @@ impl Sender {
 
     /// When `handle_timeout` wants to be called; `None` while nothing is timed.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        None
+        if self.queue.is_empty() || self.congestion.is_none() {
+            return None;
+        }
+        // Frames wait for the pacer; one that waits too long is dropped when it is due.
+        self.pacer.next_send_any()
     }
 
-    /// Time has passed.
-    pub fn handle_timeout(&mut self, _now: Instant) {}
+    /// Time has passed: pacing and late frames are handled by the next `poll_transmit`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.drop_late(now);
+    }
 
     /// Drops every unsent frame (nobody to send to), counting them.
     pub fn drop_queued(&mut self) {
         self.stats.frames_dropped += self.queue.len() as u64;
         self.queue.clear();
+        self.log.clear();
     }
 
     /// Frames waiting to be sent (bounded by `queue_frames`).
@@ -257,6 +482,13 @@ impl Sender {
             assert!(f.next < f.count, "finished frame left in the queue");
         }
         assert!(self.events.len() <= 64, "events not drained");
+        assert!(
+            self.control.len() <= MAX_CONTROL,
+            "control queue over its bound"
+        );
+        if let Some(cc) = &self.congestion {
+            cc.check_invariants();
+        }
     }
 }
 

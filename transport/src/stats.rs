@@ -72,4 +72,17 @@ pub struct SenderStats {
     pub keyframe_requests: u64,
     /// Keyframes the sender asked the encoder for (requests honoured, drops repaired).
     pub keyframes_forced: u64,
+    /// Frames dropped unsent because they waited past the budget (part of
+    /// `frames_dropped`).
+    pub frames_late: u64,
+    /// Receiver reports taken in.
+    pub reports: u64,
+    /// The congestion controller's bitrate target, bits/s (0 without the jam guard).
+    pub target_bitrate: u32,
+    /// The congestion controller's frame-rate target (0 without the jam guard).
+    pub target_fps: u32,
+    /// Estimated queueing delay on the path, µs.
+    pub queue_delay_us: u64,
+    /// Packet loss over the last report interval, per mille.
+    pub loss_permille: u32,
 }

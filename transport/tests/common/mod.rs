@@ -757,3 +757,13 @@ impl Rx {
 pub fn addr(host: u8, port: u16) -> SocketAddr {
     SocketAddr::from(([10, 0, 0, host], port))
 }
+
+/// Feedback whose reports and pings are an hour apart: for tests that time other
+/// things exactly.
+pub fn quiet_feedback() -> transport::FeedbackConfig {
+    transport::FeedbackConfig {
+        report_interval: Duration::from_secs(3600),
+        ping_interval: Duration::from_secs(3600),
+        ..Default::default()
+    }
+}
