@@ -20,6 +20,11 @@ pub enum Command {
     Send(SendArgs),
     /// Receive, decode and show (or record) the stream.
     Recv(RecvArgs),
+    /// List cameras and encoders, their formats, sizes and frame rates, and the
+    /// `--source` value for each.
+    Devices(DevicesArgs),
+    /// Sender (test pattern) and viewer on loopback in one process: no setup needed.
+    Demo(DemoArgs),
 }
 
 /// Keys shared by both sides: the file's keys, as flags.
@@ -72,12 +77,53 @@ pub struct SendArgs {
     /// Keyframe interval in frames (default: two seconds' worth).
     #[arg(long, allow_negative_numbers = true)]
     pub intra: Option<i64>,
-    /// Where frames come from: `test` (synthetic camera), `y4m:FILE` or `y4m:-`.
+    /// Where frames come from: `auto` (the best camera here), `v4l2:/dev/videoN`,
+    /// `rpicam` (rpicam-vid; `libcamera` for libcamera-vid; `rpicam:PROGRAM`; options
+    /// for it may follow, e.g. "rpicam --hflip"), `file:PATH.h264` or `-` (H.264 Annex B
+    /// on stdin), `test` (synthetic camera), `y4m:FILE` or `y4m:-`.
     #[arg(long)]
     pub source: Option<String>,
+    /// Camera and H.264 stream options.
+    #[command(flatten)]
+    pub capture: CaptureArgs,
     /// Paint the latency stamp into y4m input too (the test pattern always has it).
     #[arg(long)]
     pub stamp: bool,
+    /// Turn the jam guard off (congestion control, deadline drops, pacing): the
+    /// unguarded baseline, for comparison only.
+    #[arg(long)]
+    pub no_congestion_control: bool,
+    /// Bitrate floor for congestion control, bits/s (default: a tenth of `bitrate`,
+    /// at most 500000).
+    #[arg(long, allow_negative_numbers = true)]
+    pub min_bitrate: Option<i64>,
+    /// Drop a frame still unsent this many ms after capture hands it over (default 100).
+    #[arg(long, allow_negative_numbers = true)]
+    pub max_queue_delay_ms: Option<i64>,
+}
+
+/// How cameras and H.264 streams are read (`picam send`).
+#[derive(Debug, Args, Default, Clone)]
+pub struct CaptureArgs {
+    /// Encoder for a raw camera: `auto` (the V4L2 hardware encoder if there is one,
+    /// else libx264), `x264`, or an encoder device such as `/dev/video11`.
+    #[arg(long, value_name = "auto|x264|/dev/videoM")]
+    pub encoder: Option<String>,
+    /// Start an H.264 file again at its end (`file:` sources).
+    #[arg(long = "loop")]
+    pub looping: bool,
+    /// Pass an H.264 file or stdin on as fast as it is read instead of at --fps (for a
+    /// live producer on stdin).
+    #[arg(long)]
+    pub no_pace: bool,
+}
+
+/// Flags of `picam devices`.
+#[derive(Debug, Args, Default, Clone)]
+pub struct DevicesArgs {
+    /// Print one JSON object per device instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Flags of `picam recv`.
@@ -86,12 +132,65 @@ pub struct RecvArgs {
     /// Shared keys.
     #[command(flatten)]
     pub link: LinkArgs,
-    /// Decode and report only; no window.
-    #[arg(long)]
-    pub headless: bool,
+    /// Window or headless, vsync, overlay.
+    #[command(flatten)]
+    pub view: ViewArgs,
     /// Write every picture shown as YUV4MPEG2 to FILE, or to stdout with `-`.
     #[arg(long, value_name = "FILE")]
     pub frames_out: Option<String>,
+}
+
+/// How the viewer shows pictures (`picam recv`, `picam demo`).
+#[derive(Debug, Args, Default, Clone)]
+pub struct ViewArgs {
+    /// Decode and report only; no window.
+    #[arg(long)]
+    pub headless: bool,
+    /// Insist on a window: fail if there is no display (default: a window when a
+    /// display is available, headless otherwise).
+    #[arg(long, conflicts_with = "headless")]
+    pub window: bool,
+    /// Wait for the display's vertical blank (no tearing, up to a refresh of latency).
+    #[arg(long)]
+    pub vsync: bool,
+    /// Start with the stats overlay shown (`S` toggles it).
+    #[arg(long, overrides_with = "no_overlay")]
+    pub overlay: bool,
+    /// Start with the stats overlay hidden.
+    #[arg(long, overrides_with = "overlay")]
+    pub no_overlay: bool,
+}
+
+/// Flags of `picam demo`: the picture and link keys that make sense on loopback.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Picture width in pixels (even).
+    #[arg(long, allow_negative_numbers = true)]
+    pub width: Option<i64>,
+    /// Picture height in pixels (even).
+    #[arg(long, allow_negative_numbers = true)]
+    pub height: Option<i64>,
+    /// Frames per second.
+    #[arg(long, allow_negative_numbers = true)]
+    pub fps: Option<i64>,
+    /// Bitrate ceiling in bits per second.
+    #[arg(long, allow_negative_numbers = true)]
+    pub bitrate: Option<i64>,
+    /// `udp` or `tcp`.
+    #[arg(long)]
+    pub protocol: Option<String>,
+    /// Loopback port (default: 5000 if free, else any free port).
+    #[arg(long, allow_negative_numbers = true)]
+    pub port: Option<i64>,
+    /// Stop cleanly after this many seconds.
+    #[arg(long, value_name = "SECS")]
+    pub duration: Option<f64>,
+    /// How to print the once-a-second stats.
+    #[arg(long, value_enum, default_value_t = StatsFormat::Text)]
+    pub stats: StatsFormat,
+    /// Window or headless, vsync, overlay.
+    #[command(flatten)]
+    pub view: ViewArgs,
 }
 
 /// Stats output format.

@@ -28,6 +28,9 @@ pub struct FileConfig {
     intra: Option<i64>,
     payload_size: Option<i64>,
     source: Option<String>,
+    congestion_control: Option<bool>,
+    min_bitrate: Option<i64>,
+    max_queue_delay_ms: Option<i64>,
 }
 
 /// Validated settings for either side.
@@ -47,6 +50,12 @@ pub struct Settings {
     pub payload_size: usize,
     /// Source specification.
     pub source: String,
+    /// The jam guard (congestion control, deadline drops, pacing) is on.
+    pub congestion_control: bool,
+    /// Bitrate floor for congestion control, bits/s.
+    pub min_bitrate: u32,
+    /// A frame unsent this long at the sender is dropped.
+    pub max_queue_delay: std::time::Duration,
 }
 
 /// Where a value came from, for error messages.
@@ -145,6 +154,27 @@ impl Settings {
         )?;
         let intra = ranged("intra", pick(flag(|s| s.intra), file.intra, path, fps * 2), 1, 1200, " frames")?;
         let (source, _) = pick(send.and_then(|s| s.source.clone()), file.source, path, "test".into());
+        let (congestion_control, _) = pick(
+            send.and_then(|s| s.no_congestion_control.then_some(false)),
+            file.congestion_control,
+            path,
+            true,
+        );
+        let floor_default = transport::congestion::CongestionConfig::for_stream(bitrate as u32, fps as u32).min_bitrate;
+        let min_bitrate = ranged(
+            "min_bitrate",
+            pick(flag(|s| s.min_bitrate), file.min_bitrate, path, floor_default as i64),
+            EncoderSettings::MIN_BITRATE as i64,
+            bitrate,
+            " bits/s (at most `bitrate`)",
+        )?;
+        let max_queue_delay_ms = ranged(
+            "max_queue_delay_ms",
+            pick(flag(|s| s.max_queue_delay_ms), file.max_queue_delay_ms, path, 100),
+            10,
+            5000,
+            " ms",
+        )?;
         Ok(Self {
             remote,
             bind,
@@ -159,7 +189,21 @@ impl Settings {
             },
             payload_size,
             source,
+            congestion_control,
+            min_bitrate: min_bitrate as u32,
+            max_queue_delay: std::time::Duration::from_millis(max_queue_delay_ms as u64),
         })
+    }
+
+    /// The sender's jam guard, or `None` with `--no-congestion-control`.
+    pub fn jam_guard_config(&self) -> Option<transport::JamGuardConfig> {
+        if !self.congestion_control {
+            return None;
+        }
+        let mut guard = transport::JamGuardConfig::for_stream(self.encoder.bitrate, self.encoder.fps);
+        guard.congestion.min_bitrate = self.min_bitrate;
+        guard.max_queue_delay = self.max_queue_delay;
+        Some(guard)
     }
 
     /// The receiver's socket address, resolving the host name; the address family of
@@ -232,6 +276,8 @@ mod tests {
             (&["--intra", "0"], "`intra` = 0"),
             (&["--payload-size", "20"], "`payload_size` = 20"),
             (&["--bind", "not-an-ip"], "invalid `bind`"),
+            (&["--min-bitrate", "9000000"], "invalid `min_bitrate` = 9000000 from the command line: allowed 100000..=4000000"),
+            (&["--max-queue-delay-ms", "0"], "invalid `max_queue_delay_ms` = 0"),
             (&["--config", "/nonexistent/picam.toml"], "cannot read config file /nonexistent/picam.toml"),
         ];
         for (args, want) in cases {

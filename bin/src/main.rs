@@ -1,17 +1,20 @@
 //! `picam`: ultra-low-latency live video from a camera to a viewer across a LAN.
 //!
 //! This binary only parses arguments, sets up logging and runs a subcommand; the
-//! pipeline wiring lives in `send` and `recv`.
+//! pipeline wiring lives in `send`, `recv` and `demo`.
 
 mod cli;
 mod config;
 mod cpu;
+mod devices;
+mod demo;
 mod latency;
 mod latest;
 mod recv;
 mod report;
 mod send;
 mod shutdown;
+mod view;
 
 use clap::Parser;
 
@@ -26,6 +29,8 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         cli::Command::Send(args) => send::run(args),
         cli::Command::Recv(args) => recv::run(args),
+        cli::Command::Devices(args) => devices::run(args),
+        cli::Command::Demo(args) => demo::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -34,6 +34,9 @@ pub struct RecvRecord {
     pub fps_out: f64,
     /// Stamp-to-picture latency, or null when frames carry no stamp.
     pub latency_ms: Option<Summary>,
+    /// From a picture leaving the decoder to the window's present returning, or null
+    /// when headless (or nothing was presented).
+    pub present_ms: Option<Summary>,
     /// Process CPU time per decoded frame, ms.
     pub cpu_ms_per_frame: Option<f64>,
     /// Sender restarts seen plus one.
@@ -63,24 +66,36 @@ pub struct SendRecord {
     pub fps: f64,
     /// Process CPU time per captured frame, ms.
     pub cpu_ms_per_frame: Option<f64>,
+    /// Congestion control's bitrate target, bits/s (null without the jam guard).
+    pub target_bitrate_bps: Option<u32>,
+    /// Congestion control's frame-rate target (null without the jam guard).
+    pub target_fps: Option<u32>,
+    /// Estimated queueing delay on the path, ms (null without the jam guard).
+    pub queue_delay_ms: Option<f64>,
+    /// Packet loss over the last report interval, per mille.
+    pub loss_permille: u32,
     /// True on the summary printed at exit.
     pub last: bool,
 }
 
-fn latency_text(l: &Option<Summary>) -> String {
+pub(crate) fn latency_text(l: &Option<Summary>) -> String {
     match l {
         Some(s) => format!("latency p50 {:.1} p95 {:.1} max {:.1} ms", s.p50, s.p95, s.max),
         None => "latency n/a (no stamp)".into(),
     }
 }
 
-fn drops_text(d: &BTreeMap<&'static str, u64>) -> String {
+pub(crate) fn drops_text(d: &BTreeMap<&'static str, u64>) -> String {
     let parts: Vec<String> = d.iter().filter(|(_, &n)| n > 0).map(|(k, n)| format!("{k} {n}")).collect();
     if parts.is_empty() {
         "dropped 0".into()
     } else {
         format!("dropped {}", parts.join(", "))
     }
+}
+
+fn present_text(p: &Option<Summary>) -> String {
+    p.map_or(String::new(), |p| format!(" | present p50 {:.1} p95 {:.1} ms", p.p50, p.p95))
 }
 
 fn cpu_text(c: Option<f64>) -> String {
@@ -115,13 +130,14 @@ impl Reporter {
         let line = match self.format {
             StatsFormat::Json => serde_json::to_string(r).unwrap_or_default(),
             StatsFormat::Text => format!(
-                "recv{} {:6.1}s | in {:5.1} fps out {:5.1} fps | {:6.2} Mbit/s | {} | {} | kf req {}{}",
+                "recv{} {:6.1}s | in {:5.1} fps out {:5.1} fps | {:6.2} Mbit/s | {}{} | {} | kf req {}{}",
                 if r.last { " total" } else { "" },
                 r.t,
                 r.fps_in,
                 r.fps_out,
                 r.bitrate_bps as f64 / 1e6,
                 latency_text(&r.latency_ms),
+                present_text(&r.present_ms),
                 drops_text(&r.frames_dropped),
                 r.keyframe_requests,
                 cpu_text(r.cpu_ms_per_frame),
@@ -135,11 +151,19 @@ impl Reporter {
         let line = match self.format {
             StatsFormat::Json => serde_json::to_string(r).unwrap_or_default(),
             StatsFormat::Text => format!(
-                "send{} {:6.1}s | {:5.1} fps | {:6.2} Mbit/s | sent {} | {} | kf forced {} (requests {}){}",
+                "send{} {:6.1}s | {:5.1} fps | {:6.2} Mbit/s{} | sent {} | {} | kf forced {} (requests {}){}",
                 if r.last { " total" } else { "" },
                 r.t,
                 r.fps,
                 r.bitrate_bps as f64 / 1e6,
+                match (r.target_bitrate_bps, r.target_fps, r.queue_delay_ms) {
+                    (Some(b), Some(f), Some(q)) => format!(
+                        " (target {:.2} Mbit/s {f} fps, queue {q:.0} ms, loss {:.1} %)",
+                        b as f64 / 1e6,
+                        r.loss_permille as f64 / 10.0
+                    ),
+                    _ => String::new(),
+                },
                 r.frames_sent,
                 drops_text(&r.frames_dropped),
                 r.keyframes_forced,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use capture::{Control, Source, TestPatternSource, Y4mSource};
+use capture::{Control, H264FileSource, RpicamSource, Source, StreamOptions, TestPatternSource, Y4mSource};
 use media::EncodedFrame;
 use tokio::sync::{mpsc, watch};
 use transport::{Protocol, Sender, SenderConfig, SenderEvent, SenderHooks, SenderStats};
@@ -25,26 +25,116 @@ pub const CAPTURE_QUEUE: usize = 2;
 /// because one pending keyframe request is as good as many.
 pub const CONTROL_QUEUE: usize = 8;
 
-/// Opens the configured source.
-pub fn open_source(settings: &Settings, stamp: bool) -> Result<Box<dyn Source>> {
-    let spec = settings.source.as_str();
+/// Opens the configured source (`--source`), with the capture flags of `args`.
+pub fn open_source(settings: &Settings, args: &SendArgs) -> Result<Box<dyn Source>> {
+    let spec = settings.source.trim();
+    let stamp = args.stamp;
+    let flags = &args.capture;
     if spec == "test" {
         return Ok(Box::new(TestPatternSource::new(settings.encoder).context("starting the test pattern")?));
     }
     if let Some(path) = spec.strip_prefix("y4m:") {
         return Ok(Box::new(Y4mSource::open(path, settings.encoder, stamp).with_context(|| format!("opening source {spec}"))?));
     }
-    bail!("invalid `source` = {spec:?}: allowed \"test\", \"y4m:FILE\" or \"y4m:-\"")
+    if spec == "-" || spec.starts_with("file:") {
+        let path = spec.strip_prefix("file:").unwrap_or(spec);
+        let options = StreamOptions { pace_fps: (!flags.no_pace).then_some(settings.encoder.fps), looping: flags.looping };
+        return Ok(Box::new(H264FileSource::open(path, options).with_context(|| format!("opening source {spec}"))?));
+    }
+    let mut words = spec.split_whitespace();
+    let head = words.next().unwrap_or_default();
+    let extra: Vec<String> = words.map(str::to_string).collect();
+    let program = match head {
+        "rpicam" => Some(None),
+        "libcamera" => Some(Some("libcamera-vid")),
+        _ => head.strip_prefix("rpicam:").map(Some),
+    };
+    if let Some(program) = program {
+        let source = RpicamSource::start(program, settings.encoder, &extra).with_context(|| format!("opening source {spec}"))?;
+        return Ok(Box::new(source));
+    }
+    if !extra.is_empty() {
+        bail!("invalid `source` = {spec:?}: only rpicam takes options after its name");
+    }
+    open_camera(settings, args, head)
+}
+
+/// The V4L2 sources (`v4l2:DEV`, `auto`), Linux only.
+#[cfg(target_os = "linux")]
+fn open_camera(settings: &Settings, args: &SendArgs, spec: &str) -> Result<Box<dyn Source>> {
+    use capture::v4l2::{self, EncoderChoice, V4l2Options, V4l2Source};
+    let mut encoder = match args.capture.encoder.as_deref().unwrap_or("auto") {
+        "auto" => EncoderChoice::Auto,
+        "x264" | "libx264" | "software" => EncoderChoice::X264,
+        dev if dev.starts_with("/dev/") => EncoderChoice::Device(dev.to_string()),
+        other => bail!("invalid `--encoder` = {other:?}: allowed \"auto\", \"x264\" or an encoder device such as /dev/video11"),
+    };
+    let device = if let Some(dev) = spec.strip_prefix("v4l2:") {
+        dev.to_string()
+    } else if spec == "auto" {
+        let devices: Vec<_> = v4l2::list_devices().into_iter().filter_map(|d| d.ok()).collect();
+        let rpicam = capture::rpicam::PROGRAMS.iter().any(|p| capture::rpicam::find_on_path(p).is_some());
+        let Some(choice) = v4l2::auto::choose(&devices, rpicam) else {
+            bail!(
+                "--source auto: no camera found (no V4L2 camera with H.264 or a raw format picam encodes, and no \
+                 rpicam-vid); `picam devices` lists what is here, `--source test` is the synthetic camera"
+            );
+        };
+        tracing::info!("--source auto chose {}: {}", choice.source, choice.why);
+        if choice.source == "rpicam" {
+            return Ok(Box::new(RpicamSource::start(None, settings.encoder, &[]).context("opening source rpicam")?));
+        }
+        if encoder == EncoderChoice::Auto {
+            encoder = match choice.encoder.as_deref() {
+                Some("x264") => EncoderChoice::X264,
+                Some(dev) => EncoderChoice::Device(dev.to_string()),
+                None => EncoderChoice::Auto,
+            };
+        }
+        choice.source.trim_start_matches("v4l2:").to_string()
+    } else {
+        bail!(
+            "invalid `source` = {spec:?}: allowed \"auto\", \"v4l2:/dev/videoN\", \"rpicam\", \"libcamera\", \
+             \"rpicam:PROGRAM\", \"file:PATH\", \"-\", \"test\", \"y4m:FILE\" or \"y4m:-\""
+        )
+    };
+    let options = V4l2Options { device, settings: settings.encoder, encoder, stamp: args.stamp };
+    Ok(Box::new(V4l2Source::open(options).with_context(|| format!("opening source {spec}"))?))
+}
+
+/// The V4L2 sources exist on Linux only.
+#[cfg(not(target_os = "linux"))]
+fn open_camera(_settings: &Settings, _args: &SendArgs, spec: &str) -> Result<Box<dyn Source>> {
+    bail!(
+        "invalid `source` = {spec:?}: V4L2 cameras are Linux only here; allowed \"rpicam\", \"file:PATH\", \"-\", \
+         \"test\", \"y4m:FILE\" or \"y4m:-\""
+    )
 }
 
 /// Runs the sender until the source ends, `--duration` passes or a signal arrives.
 pub fn run(args: SendArgs) -> Result<()> {
-    let settings = Settings::for_send(&args)?;
+    let (trigger, shutdown_rx) = shutdown::channel();
+    run_with(&args, trigger, shutdown_rx, Role::Alone)
+}
+
+/// Whether the sender runs on its own, or inside a process that owns signals and stats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// `picam send`: watches Ctrl-C, SIGTERM and `--duration`, prints its stats.
+    Alone,
+    /// `picam demo`: the viewer side watches the signals and prints the stats; the
+    /// shared `trigger` stops both.
+    Embedded,
+}
+
+/// Runs the sender pipeline on the calling thread (the source on a thread of its own)
+/// until the source ends or `trigger` fires; fires `trigger` when it stops.
+pub fn run_with(args: &SendArgs, trigger: shutdown::Trigger, shutdown_rx: watch::Receiver<bool>, role: Role) -> Result<()> {
+    let settings = Settings::for_send(args)?;
     let remote = settings.remote_addr()?;
-    let mut source = open_source(&settings, args.stamp)?;
+    let mut source = open_source(&settings, args)?;
     tracing::info!(source = %source.describe(), %remote, protocol = ?settings.protocol, "starting sender");
 
-    let (trigger, shutdown_rx) = shutdown::channel();
     let (frame_tx, frame_rx) = mpsc::channel::<EncodedFrame>(CAPTURE_QUEUE);
     let (control_tx, control_rx) = std_mpsc::sync_channel::<Control>(CONTROL_QUEUE);
     let queue_full = Arc::new(AtomicU64::new(0));
@@ -65,28 +155,45 @@ pub fn run(args: SendArgs) -> Result<()> {
 
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let result = runtime.block_on(async {
-        tokio::spawn(shutdown::watch_signals(trigger.clone(), args.link.duration));
+        if role == Role::Alone {
+            tokio::spawn(shutdown::watch_signals(trigger.clone(), args.link.duration));
+        }
         let (stats_tx, stats_rx) = watch::channel(SenderStats::default());
         let max_packet = match settings.protocol {
             Protocol::Udp => settings.payload_size,
             // One message per frame on TCP: the largest frame the receiver accepts.
             Protocol::Tcp => transport::ReceiverConfig::default().max_frame_bytes + transport::wire::FRAGMENT_HEADER,
         };
-        let sender = Sender::new(SenderConfig { max_packet, ..Default::default() }, transport::random_session_id());
-        let on_event = move |event| match event {
-            SenderEvent::ForceKeyframe => {
-                let _ = control_tx.try_send(Control::ForceKeyframe);
-            }
-            SenderEvent::ReceiverLeft => tracing::info!("receiver said bye"),
+        let jam_guard = settings.jam_guard_config();
+        if jam_guard.is_none() {
+            tracing::warn!("congestion control off: latency will grow on a link slower than the stream");
+        }
+        let sender = Sender::new(SenderConfig { max_packet, jam_guard, ..Default::default() }, transport::random_session_id());
+        let on_event = move |event| {
+            let command = match event {
+                SenderEvent::ForceKeyframe => Control::ForceKeyframe,
+                SenderEvent::SetBitrate(bps) => Control::SetBitrate(bps),
+                SenderEvent::SetFps(fps) => Control::SetFps(fps),
+                SenderEvent::ReceiverLeft => {
+                    tracing::info!("receiver said bye");
+                    return;
+                }
+            };
+            tracing::debug!(?command, "control");
+            let _ = control_tx.try_send(command);
         };
         let hooks = SenderHooks { frames: frame_rx, on_event, stats: stats_tx, shutdown: shutdown_rx.clone() };
-        let reporter = tokio::spawn(report_loop(Reporter::new(args.link.stats, false), stats_rx, queue_full.clone(), shutdown_rx));
+        let reporter = (role == Role::Alone).then(|| {
+            tokio::spawn(report_loop(Reporter::new(args.link.stats, false), stats_rx, queue_full.clone(), shutdown_rx))
+        });
         let sent = match settings.protocol {
             Protocol::Udp => transport::udp::run_sender(settings.sender_bind_addr(remote), remote, sender, hooks).await,
             Protocol::Tcp => transport::tcp::run_sender(remote, sender, hooks).await,
         };
         trigger.fire();
-        let _ = reporter.await;
+        if let Some(reporter) = reporter {
+            let _ = reporter.await;
+        }
         sent
     });
     let captured = capture.join().map_err(|_| anyhow::anyhow!("capture thread panicked"))?;
@@ -152,13 +259,18 @@ async fn report_loop(
             frames_sent: s.frames_sent,
             frames_dropped: BTreeMap::from([
                 ("capture_queue_full", queue_full.load(Ordering::Relaxed)),
-                ("stale", s.frames_dropped),
+                ("late", s.frames_late),
+                ("stale", s.frames_dropped - s.frames_late),
             ]),
             keyframe_requests: s.keyframe_requests,
             keyframes_forced: s.keyframes_forced,
             bitrate_bps: if done { 0 } else { ((s.bytes - last.0.bytes) as f64 * 8.0 / dt) as u64 },
             fps: if done { 0.0 } else { (s.frames_sent - last.0.frames_sent) as f64 / dt },
             cpu_ms_per_frame: (frames > 0).then(|| cpu / frames as f64),
+            target_bitrate_bps: (s.target_bitrate > 0).then_some(s.target_bitrate),
+            target_fps: (s.target_fps > 0).then_some(s.target_fps),
+            queue_delay_ms: (s.target_bitrate > 0).then(|| s.queue_delay_us as f64 / 1e3),
+            loss_permille: s.loss_permille,
             last: done,
         };
         reporter.send(&record);

@@ -44,4 +44,53 @@ pub enum CaptureError {
         /// What is wrong with it.
         source: media::MediaError,
     },
+    /// An H.264 byte stream that cannot be split into pictures.
+    #[error("{origin}: bad H.264 stream: {what}")]
+    Bitstream {
+        /// File, device or program the stream came from.
+        origin: String,
+        /// What is wrong with it.
+        what: String,
+    },
+    /// A child process (rpicam-vid) could not be started.
+    #[error("cannot start {program}: {source}")]
+    Spawn {
+        /// The program and its arguments.
+        program: String,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// A V4L2 device refused an operation.
+    #[error("{device}: {action}: {source}")]
+    Device {
+        /// Device path, e.g. `/dev/video0`.
+        device: String,
+        /// What was being done (the ioctl or step).
+        action: String,
+        /// The kernel's error.
+        source: std::io::Error,
+    },
+    /// A device cannot deliver what was asked.
+    #[error("{device} cannot {asked}; it supports: {supports}")]
+    Unsupported {
+        /// Device path.
+        device: String,
+        /// What was asked, e.g. `capture 1920x1080 at 30 fps`.
+        asked: String,
+        /// What it offers instead.
+        supports: String,
+    },
+    /// A camera frame that cannot be turned into a picture.
+    #[error("{device}: frame {frame}: {what}")]
+    BadFrame {
+        /// Device path.
+        device: String,
+        /// Frame sequence number.
+        frame: u32,
+        /// What is wrong with it.
+        what: String,
+    },
+    /// No usable camera was found (`--source auto`).
+    #[error("no camera found: {0}")]
+    NoCamera(String),
 }

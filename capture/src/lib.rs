@@ -6,20 +6,31 @@
 //! frame rate. Sources run on their own thread; `bin` moves their frames into the
 //! transport through a bounded channel.
 
+pub mod annexb;
 mod control;
+mod decimate;
 pub mod encoder;
 mod error;
+mod file_source;
 mod pacer;
+mod pipe;
 mod raw_encode;
+pub mod retry;
+pub mod rpicam;
 mod source;
 mod test_pattern;
+#[cfg(target_os = "linux")]
+pub mod v4l2;
 mod y4m_source;
 
 pub use control::Control;
+pub use decimate::Decimator;
 pub use encoder::{EncoderSettings, X264Encoder};
 pub use error::CaptureError;
+pub use file_source::{H264FileSource, StreamOptions};
 pub use pacer::Pacer;
 pub use raw_encode::RawEncoder;
+pub use rpicam::{rpicam_args, RpicamSource};
 pub use source::Source;
 pub use test_pattern::TestPatternSource;
 pub use y4m_source::Y4mSource;

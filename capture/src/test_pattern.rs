@@ -4,7 +4,7 @@ use media::pattern::TestPattern;
 use media::{EncodedFrame, Picture};
 
 use crate::raw_encode::RawEncoder;
-use crate::{CaptureError, Control, EncoderSettings, Pacer, Source, X264Encoder};
+use crate::{CaptureError, Control, Decimator, EncoderSettings, Pacer, Source, X264Encoder};
 
 /// A live source painting the test pattern at the configured rate.
 pub struct TestPatternSource {
@@ -12,6 +12,7 @@ pub struct TestPatternSource {
     picture: Picture,
     encoder: RawEncoder,
     pacer: Option<Pacer>,
+    decimator: Decimator,
     frame: u32,
 }
 
@@ -24,6 +25,7 @@ impl TestPatternSource {
             picture: Picture::new(settings.width, settings.height),
             encoder: RawEncoder::new(X264Encoder::new(settings)?, true),
             pacer: Some(Pacer::new(settings.fps)),
+            decimator: Decimator::new(settings.fps),
             frame: 0,
         })
     }
@@ -37,20 +39,24 @@ impl TestPatternSource {
 
 impl Source for TestPatternSource {
     fn next_frame(&mut self) -> Result<Option<EncodedFrame>, CaptureError> {
-        if let Some(pacer) = &mut self.pacer {
-            pacer.wait();
+        loop {
+            if let Some(pacer) = &mut self.pacer {
+                pacer.wait();
+            }
+            let n = self.frame;
+            self.frame = self.frame.wrapping_add(1);
+            // The camera keeps its rate; frames the congestion controller cannot afford
+            // are skipped before the encoder.
+            if self.decimator.keep() {
+                self.pattern.fill(n, &mut self.picture);
+                return self.encoder.encode(&mut self.picture, n).map(Some);
+            }
         }
-        let n = self.frame;
-        self.frame = self.frame.wrapping_add(1);
-        self.pattern.fill(n, &mut self.picture);
-        self.encoder.encode(&mut self.picture, n).map(Some)
     }
 
     fn control(&mut self, command: Control) {
         if let Some(Control::SetFps(fps)) = self.encoder.control(command) {
-            if let Some(pacer) = &mut self.pacer {
-                pacer.set_fps(fps);
-            }
+            self.decimator.set_target(fps);
         }
     }
 

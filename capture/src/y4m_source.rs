@@ -7,7 +7,7 @@ use media::y4m::{Y4mHeader, FRAME_MAGIC};
 use media::{EncodedFrame, Picture};
 
 use crate::raw_encode::RawEncoder;
-use crate::{CaptureError, Control, EncoderSettings, Pacer, Source, X264Encoder};
+use crate::{CaptureError, Control, Decimator, EncoderSettings, Pacer, Source, X264Encoder};
 
 /// Reads `FRAME`s from a YUV4MPEG2 stream and encodes them.
 pub struct Y4mSource {
@@ -17,6 +17,7 @@ pub struct Y4mSource {
     picture: Picture,
     encoder: RawEncoder,
     pacer: Option<Pacer>,
+    decimator: Decimator,
     frame: u32,
 }
 
@@ -58,6 +59,7 @@ impl Y4mSource {
             picture: Picture::new(header.width, header.height),
             encoder: RawEncoder::new(X264Encoder::new(settings)?, stamp),
             pacer: paced.then(|| Pacer::new(fps)),
+            decimator: Decimator::new(fps),
             frame: 0,
         })
     }
@@ -95,22 +97,25 @@ impl Y4mSource {
 
 impl Source for Y4mSource {
     fn next_frame(&mut self) -> Result<Option<EncodedFrame>, CaptureError> {
-        if let Some(pacer) = &mut self.pacer {
-            pacer.wait();
+        loop {
+            if let Some(pacer) = &mut self.pacer {
+                pacer.wait();
+            }
+            if !self.read_frame()? {
+                return Ok(None);
+            }
+            let n = self.frame;
+            self.frame = self.frame.wrapping_add(1);
+            // Frames the congestion controller cannot afford are skipped unencoded.
+            if self.decimator.keep() {
+                return self.encoder.encode(&mut self.picture, n).map(Some);
+            }
         }
-        if !self.read_frame()? {
-            return Ok(None);
-        }
-        let n = self.frame;
-        self.frame = self.frame.wrapping_add(1);
-        self.encoder.encode(&mut self.picture, n).map(Some)
     }
 
     fn control(&mut self, command: Control) {
         if let Some(Control::SetFps(fps)) = self.encoder.control(command) {
-            if let Some(pacer) = &mut self.pacer {
-                pacer.set_fps(fps);
-            }
+            self.decimator.set_target(fps);
         }
     }
 

@@ -21,6 +21,7 @@ mod receiver;
 mod send_log;
 mod sender;
 pub mod seq;
+mod sockopt;
 mod stats;
 pub mod tcp;
 pub mod udp;

@@ -22,9 +22,11 @@ impl Pacer {
         }
     }
 
-    /// Sets the rate for the packets that follow, bits/s.
-    pub fn set_rate(&mut self, bps: f64) {
+    /// Sets the rate for the packets that follow, bits/s, and the burst that may go
+    /// at once, bytes.
+    pub fn set_rate(&mut self, bps: f64, burst_bytes: usize) {
         self.rate_bps = bps.max(1.0);
+        self.burst = Duration::from_secs_f64(burst_bytes as f64 * 8.0 / self.rate_bps);
     }
 
     /// When the next packet may go; `None` means now.
@@ -68,8 +70,8 @@ mod tests {
     #[test]
     fn spreads_packets_at_the_rate_after_a_small_burst() {
         let t0 = Instant::now();
-        let mut p = Pacer::new(Duration::from_millis(1));
-        p.set_rate(8_000_000.0); // 1 byte per µs
+        let mut p = Pacer::new(Duration::ZERO);
+        p.set_rate(8_000_000.0, 1000); // 1 byte per µs, 1 ms of burst
         assert_eq!(p.next_send(t0), None);
         p.on_sent(t0, 1000); // drains at +1 ms: within the burst
         assert_eq!(p.next_send(t0), None);

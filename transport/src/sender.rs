@@ -72,8 +72,11 @@ impl JamGuardConfig {
         Self {
             congestion: CongestionConfig::for_stream(max_bitrate, fps),
             max_queue_delay: Duration::from_millis(100),
-            pacing_gain: 2.0,
-            pacing_spread: 0.5,
+            // A frame takes at most a quarter of a frame interval to leave: at most
+            // about 8 ms of added delay at 30 fps, and a keyframe reaches the
+            // bottleneck at 4x the stream's rate rather than at line rate.
+            pacing_gain: 4.0,
+            pacing_spread: 0.25,
         }
     }
 }
@@ -165,7 +168,7 @@ impl Sender {
             last_keyframe: None,
             keyframe_pending: false,
             congestion,
-            pacer: Pacer::new(Duration::from_millis(2)),
+            pacer: Pacer::new(Duration::ZERO),
             log: SendLog::default(),
             packets_sent: 0,
             loss_base: None,
@@ -178,6 +181,11 @@ impl Sender {
     /// This sender's session id.
     pub fn session(&self) -> u32 {
         self.session
+    }
+
+    /// Whether the jam guard is on.
+    pub fn jam_guard(&self) -> bool {
+        self.congestion.is_some()
     }
 
     /// Counters since start, with the controller's current targets.
@@ -390,13 +398,18 @@ impl Sender {
         };
         if let (Some(guard), Some(cc)) = (&self.config.jam_guard, &self.congestion) {
             if frame.next == 0 {
-                self.pacer.set_rate(pacing::frame_rate_bps(
+                let target = cc.target_bitrate() as f64;
+                let rate = pacing::frame_rate_bps(
                     frame.data.len(),
-                    cc.target_bitrate() as f64,
+                    target,
                     cc.target_fps(),
                     guard.pacing_gain,
                     guard.pacing_spread,
-                ));
+                );
+                // An average frame goes out at once; only what is beyond it (a
+                // keyframe's bulk) is spread.
+                let average = (target / 8.0 / cc.target_fps().max(1) as f64) as usize;
+                self.pacer.set_rate(rate, average.max(2 * self.config.max_packet));
             }
             if self.pacer.next_send(now).is_some() {
                 return false;

@@ -98,42 +98,99 @@ pub async fn run_sender<E: FnMut(SenderEvent)>(
     }
 }
 
+/// Kernel send buffer with the jam guard: bounds what one connection keeps queued in
+/// the network (Linux doubles the value given).
+const GUARDED_SEND_BUFFER: usize = 32 * 1024;
+/// Unsent bytes the kernel may hold before the socket stops being writable.
+const GUARDED_NOT_SENT_LOW_WATER: u32 = 16 * 1024;
+/// A connection that accepts nothing for this long while we have data is dead.
+const STALL_LIMIT: Duration = Duration::from_secs(5);
+
 async fn send_on<E: FnMut(SenderEvent)>(
-    mut stream: TcpStream,
+    stream: TcpStream,
     sender: &mut Sender,
     hooks: &mut SenderHooks<E>,
 ) -> Ended {
+    if sender.jam_guard() {
+        crate::sockopt::keep_tcp_send_queue_small(
+            &stream,
+            GUARDED_SEND_BUFFER,
+            GUARDED_NOT_SENT_LOW_WATER,
+        );
+    }
     sender.handle_new_receiver(Instant::now());
-    let mut out = Vec::with_capacity(256 * 1024);
+    let mut packet = Vec::with_capacity(256 * 1024);
+    // The message being written: length prefix and packet, and how much has gone.
+    let mut pending: Vec<u8> = Vec::with_capacity(256 * 1024);
+    let mut written = 0;
+    let mut last_progress = Instant::now();
     let mut inbuf = vec![0u8; 4096];
     let mut feedback = LengthPrefixed::new(MAX_FEEDBACK);
     loop {
-        let now = Instant::now();
-        while sender.poll_transmit(now, &mut out) {
-            if write_message(&mut stream, &out).await.is_err() {
-                return Ended::Disconnected;
+        // Write without blocking: when the kernel's small queue is full, frames wait in
+        // the sender, which drops the stale ones.
+        loop {
+            if written == pending.len() {
+                if !sender.poll_transmit(Instant::now(), &mut packet) {
+                    break;
+                }
+                pending.clear();
+                pending.extend_from_slice(&(packet.len() as u32).to_be_bytes());
+                pending.extend_from_slice(&packet);
+                written = 0;
+            }
+            match stream.try_write(&pending[written..]) {
+                Ok(n) => {
+                    written += n;
+                    last_progress = Instant::now();
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(_) => return Ended::Disconnected,
             }
         }
         hooks.drain_events(sender);
+        let blocked = written < pending.len();
+        if blocked && last_progress.elapsed() > STALL_LIMIT {
+            return Ended::Disconnected;
+        }
+        let wake = match (sender.poll_timeout(), blocked) {
+            // While blocked, also wake to notice a stall.
+            (t, true) => Some(t.map_or(Instant::now() + STALL_LIMIT, |t| {
+                t.min(Instant::now() + STALL_LIMIT)
+            })),
+            (t, false) => t,
+        };
         tokio::select! {
             frame = hooks.frames.recv() => match frame {
                 Some(frame) => { sender.handle_frame(Instant::now(), frame); }
                 None => return Ended::Shutdown,
             },
-            read = stream.read(&mut inbuf) => match read {
-                Ok(0) | Err(_) => return Ended::Disconnected,
-                Ok(n) => {
-                    feedback.push(&inbuf[..n]);
-                    loop {
-                        match feedback.pull() {
-                            Ok(Some(message)) => sender.handle_packet(Instant::now(), &message),
-                            Ok(None) => break,
-                            Err(_) => return Ended::Disconnected,
+            ready = stream.writable(), if blocked => {
+                if ready.is_err() {
+                    return Ended::Disconnected;
+                }
+            }
+            ready = stream.readable() => {
+                if ready.is_err() {
+                    return Ended::Disconnected;
+                }
+                match stream.try_read(&mut inbuf) {
+                    Ok(0) => return Ended::Disconnected,
+                    Ok(n) => {
+                        feedback.push(&inbuf[..n]);
+                        loop {
+                            match feedback.pull() {
+                                Ok(Some(message)) => sender.handle_packet(Instant::now(), &message),
+                                Ok(None) => break,
+                                Err(_) => return Ended::Disconnected,
+                            }
                         }
                     }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(_) => return Ended::Disconnected,
                 }
-            },
-            _ = sleep_until(sender.poll_timeout()) => sender.handle_timeout(Instant::now()),
+            }
+            _ = sleep_until(wake) => sender.handle_timeout(Instant::now()),
             _ = hooks.shutdown.changed() => return Ended::Shutdown,
         }
     }

@@ -64,7 +64,11 @@ pub fn spawn(scratch: &Scratch, tag: &str, args: &[&str]) -> Picam {
         .stderr(std::fs::File::create(&stderr).unwrap())
         .spawn()
         .expect("picam starts");
-    Picam { child, stdout, stderr }
+    Picam {
+        child,
+        stdout,
+        stderr,
+    }
 }
 
 impl Picam {
@@ -121,5 +125,8 @@ pub fn read_y4m(path: &Path) -> Vec<Picture> {
 
 /// The JSON stats records a receiver printed.
 pub fn json_records(stdout: &str) -> Vec<serde_json::Value> {
-    stdout.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+    stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
 }
