@@ -15,7 +15,13 @@ fn fragment_and_reassemble(c: &mut Criterion) {
             let id = format!("{name}_{kind}_{}B", frame.data.len());
             group.throughput(Throughput::Bytes(frame.data.len() as u64));
             group.bench_function(BenchmarkId::new("transport", &id), |b| {
-                let mut sender = Sender::new(SenderConfig { max_packet: 1400, ..Default::default() }, 7);
+                let mut sender = Sender::new(
+                    SenderConfig {
+                        max_packet: 1400,
+                        ..Default::default()
+                    },
+                    7,
+                );
                 let mut receiver = Receiver::new(ReceiverConfig::default());
                 let mut buf = Vec::with_capacity(2048);
                 let t0 = Instant::now();

@@ -76,7 +76,12 @@ impl std::fmt::Display for Origin<'_> {
     }
 }
 
-fn pick<'a, T>(flag: Option<T>, file: Option<T>, path: Option<&'a Path>, default: T) -> (T, Origin<'a>) {
+fn pick<'a, T>(
+    flag: Option<T>,
+    file: Option<T>,
+    path: Option<&'a Path>,
+    default: T,
+) -> (T, Origin<'a>) {
     match (flag, file, path) {
         (Some(v), _, _) => (v, Origin::Flag),
         (None, Some(v), Some(p)) => (v, Origin::File(p)),
@@ -84,7 +89,13 @@ fn pick<'a, T>(flag: Option<T>, file: Option<T>, path: Option<&'a Path>, default
     }
 }
 
-fn ranged(key: &str, (value, origin): (i64, Origin), min: i64, max: i64, unit: &str) -> Result<i64> {
+fn ranged(
+    key: &str,
+    (value, origin): (i64, Origin),
+    min: i64,
+    max: i64,
+    unit: &str,
+) -> Result<i64> {
     if value < min || value > max {
         bail!("invalid `{key}` = {value} {origin}: allowed {min}..={max}{unit}");
     }
@@ -100,8 +111,11 @@ fn even(key: &str, value: i64) -> Result<()> {
 
 /// Reads the file named by `--config`, if any.
 pub fn read_file(path: Option<&Path>) -> Result<FileConfig> {
-    let Some(path) = path else { return Ok(FileConfig::default()) };
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
+    let Some(path) = path else {
+        return Ok(FileConfig::default());
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
     toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
 }
 
@@ -128,9 +142,11 @@ impl Settings {
             other => bail!("invalid `protocol` = {other:?} {origin}: allowed \"udp\" or \"tcp\""),
         };
         let (bind, origin) = pick(link.bind.clone(), file.bind, path, "0.0.0.0".into());
-        let bind: IpAddr = bind
-            .parse()
-            .map_err(|_| anyhow::anyhow!("invalid `bind` = {bind:?} {origin}: must be an IP address such as 0.0.0.0"))?;
+        let bind: IpAddr = bind.parse().map_err(|_| {
+            anyhow::anyhow!(
+                "invalid `bind` = {bind:?} {origin}: must be an IP address such as 0.0.0.0"
+            )
+        })?;
         let (remote, _) = pick(link.remote.clone(), file.remote, path, "127.0.0.1".into());
         let payload_size = ranged(
             "payload_size",
@@ -140,11 +156,29 @@ impl Settings {
             " bytes",
         )? as usize;
         let flag = |f: fn(&SendArgs) -> Option<i64>| send.and_then(f);
-        let width = ranged("width", pick(flag(|s| s.width), file.width, path, 1280), 320, 4096, " pixels")?;
+        let width = ranged(
+            "width",
+            pick(flag(|s| s.width), file.width, path, 1280),
+            320,
+            4096,
+            " pixels",
+        )?;
         even("width", width)?;
-        let height = ranged("height", pick(flag(|s| s.height), file.height, path, 720), 240, 2304, " pixels")?;
+        let height = ranged(
+            "height",
+            pick(flag(|s| s.height), file.height, path, 720),
+            240,
+            2304,
+            " pixels",
+        )?;
         even("height", height)?;
-        let fps = ranged("fps", pick(flag(|s| s.fps), file.fps, path, 30), 1, 120, " frames/s")?;
+        let fps = ranged(
+            "fps",
+            pick(flag(|s| s.fps), file.fps, path, 30),
+            1,
+            120,
+            " frames/s",
+        )?;
         let bitrate = ranged(
             "bitrate",
             pick(flag(|s| s.bitrate), file.bitrate, path, 4_000_000),
@@ -152,25 +186,48 @@ impl Settings {
             EncoderSettings::MAX_BITRATE as i64,
             " bits/s",
         )?;
-        let intra = ranged("intra", pick(flag(|s| s.intra), file.intra, path, fps * 2), 1, 1200, " frames")?;
-        let (source, _) = pick(send.and_then(|s| s.source.clone()), file.source, path, "test".into());
+        let intra = ranged(
+            "intra",
+            pick(flag(|s| s.intra), file.intra, path, fps * 2),
+            1,
+            1200,
+            " frames",
+        )?;
+        let (source, _) = pick(
+            send.and_then(|s| s.source.clone()),
+            file.source,
+            path,
+            "test".into(),
+        );
         let (congestion_control, _) = pick(
             send.and_then(|s| s.no_congestion_control.then_some(false)),
             file.congestion_control,
             path,
             true,
         );
-        let floor_default = transport::congestion::CongestionConfig::for_stream(bitrate as u32, fps as u32).min_bitrate;
+        let floor_default =
+            transport::congestion::CongestionConfig::for_stream(bitrate as u32, fps as u32)
+                .min_bitrate;
         let min_bitrate = ranged(
             "min_bitrate",
-            pick(flag(|s| s.min_bitrate), file.min_bitrate, path, floor_default as i64),
+            pick(
+                flag(|s| s.min_bitrate),
+                file.min_bitrate,
+                path,
+                floor_default as i64,
+            ),
             EncoderSettings::MIN_BITRATE as i64,
             bitrate,
             " bits/s (at most `bitrate`)",
         )?;
         let max_queue_delay_ms = ranged(
             "max_queue_delay_ms",
-            pick(flag(|s| s.max_queue_delay_ms), file.max_queue_delay_ms, path, 100),
+            pick(
+                flag(|s| s.max_queue_delay_ms),
+                file.max_queue_delay_ms,
+                path,
+                100,
+            ),
             10,
             5000,
             " ms",
@@ -200,7 +257,8 @@ impl Settings {
         if !self.congestion_control {
             return None;
         }
-        let mut guard = transport::JamGuardConfig::for_stream(self.encoder.bitrate, self.encoder.fps);
+        let mut guard =
+            transport::JamGuardConfig::for_stream(self.encoder.bitrate, self.encoder.fps);
         guard.congestion.min_bitrate = self.min_bitrate;
         guard.max_queue_delay = self.max_queue_delay;
         Some(guard)
@@ -218,7 +276,12 @@ impl Settings {
             .find(|a| a.is_ipv6() == want_v6)
             .or(all.first())
             .copied()
-            .with_context(|| format!("invalid `remote` = {:?}: resolves to no address", self.remote))
+            .with_context(|| {
+                format!(
+                    "invalid `remote` = {:?}: resolves to no address",
+                    self.remote
+                )
+            })
     }
 
     /// Where the receiver listens.
@@ -229,7 +292,9 @@ impl Settings {
     /// Where the sender binds: the configured address, any port, in the remote's family.
     pub fn sender_bind_addr(&self, remote: SocketAddr) -> SocketAddr {
         let ip = match (self.bind, remote) {
-            (IpAddr::V4(v4), SocketAddr::V6(_)) if v4.is_unspecified() => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+            (IpAddr::V4(v4), SocketAddr::V6(_)) if v4.is_unspecified() => {
+                IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
+            }
             (ip, _) => ip,
         };
         SocketAddr::new(ip, 0)
@@ -244,7 +309,9 @@ mod tests {
 
     fn send_settings(args: &[&str]) -> Result<Settings> {
         let cli = Cli::try_parse_from(["picam", "send"].iter().chain(args)).expect("flags parse");
-        let Command::Send(send) = cli.command else { unreachable!() };
+        let Command::Send(send) = cli.command else {
+            unreachable!()
+        };
         Settings::for_send(&send)
     }
 
@@ -255,30 +322,57 @@ mod tests {
     #[test]
     fn defaults_are_the_documented_ones() {
         let s = send_settings(&[]).unwrap();
-        assert_eq!((s.port, s.protocol, s.payload_size), (5000, Protocol::Udp, 1400));
+        assert_eq!(
+            (s.port, s.protocol, s.payload_size),
+            (5000, Protocol::Udp, 1400)
+        );
         assert_eq!(
             s.encoder,
-            EncoderSettings { width: 1280, height: 720, fps: 30, bitrate: 4_000_000, intra: 60 }
+            EncoderSettings {
+                width: 1280,
+                height: 720,
+                fps: 30,
+                bitrate: 4_000_000,
+                intra: 60
+            }
         );
     }
 
     #[test]
     fn refuses_bad_values_naming_key_and_range() {
         let cases: &[(&[&str], &str)] = &[
-            (&["--port", "70000"], "invalid `port` = 70000 from the command line: allowed 1..=65535"),
+            (
+                &["--port", "70000"],
+                "invalid `port` = 70000 from the command line: allowed 1..=65535",
+            ),
             (&["--port", "0"], "`port` = 0"),
-            (&["--bitrate", "0"], "invalid `bitrate` = 0 from the command line: allowed 100000..=50000000 bits/s"),
+            (
+                &["--bitrate", "0"],
+                "invalid `bitrate` = 0 from the command line: allowed 100000..=50000000 bits/s",
+            ),
             (&["--bitrate", "900000000"], "allowed 100000..=50000000"),
             (&["--width", "1281"], "invalid `width` = 1281: must be even"),
             (&["--height", "-4"], "`height` = -4"),
-            (&["--protocol", "sctp"], "invalid `protocol` = \"sctp\" from the command line: allowed \"udp\" or \"tcp\""),
+            (
+                &["--protocol", "sctp"],
+                "invalid `protocol` = \"sctp\" from the command line: allowed \"udp\" or \"tcp\"",
+            ),
             (&["--fps", "0"], "`fps` = 0"),
             (&["--intra", "0"], "`intra` = 0"),
             (&["--payload-size", "20"], "`payload_size` = 20"),
             (&["--bind", "not-an-ip"], "invalid `bind`"),
-            (&["--min-bitrate", "9000000"], "invalid `min_bitrate` = 9000000 from the command line: allowed 100000..=4000000"),
-            (&["--max-queue-delay-ms", "0"], "invalid `max_queue_delay_ms` = 0"),
-            (&["--config", "/nonexistent/picam.toml"], "cannot read config file /nonexistent/picam.toml"),
+            (
+                &["--min-bitrate", "9000000"],
+                "invalid `min_bitrate` = 9000000 from the command line: allowed 100000..=4000000",
+            ),
+            (
+                &["--max-queue-delay-ms", "0"],
+                "invalid `max_queue_delay_ms` = 0",
+            ),
+            (
+                &["--config", "/nonexistent/picam.toml"],
+                "cannot read config file /nonexistent/picam.toml",
+            ),
         ];
         for (args, want) in cases {
             let got = error_of(args);
@@ -291,14 +385,24 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("picam-config-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("c.toml");
-        std::fs::write(&path, "port = 6000\nwidth = 640\nheight = 480\nprotocol = \"tcp\"\n").unwrap();
+        std::fs::write(
+            &path,
+            "port = 6000\nwidth = 640\nheight = 480\nprotocol = \"tcp\"\n",
+        )
+        .unwrap();
         let p = path.to_str().unwrap();
         let s = send_settings(&["--config", p, "--port", "7000"]).unwrap();
-        assert_eq!((s.port, s.encoder.width, s.protocol), (7000, 640, Protocol::Tcp));
+        assert_eq!(
+            (s.port, s.encoder.width, s.protocol),
+            (7000, 640, Protocol::Tcp)
+        );
 
         std::fs::write(&path, "port = 70000\n").unwrap();
         let got = error_of(&["--config", p]);
-        assert!(got.contains(&format!("invalid `port` = 70000 in {p}")), "{got}");
+        assert!(
+            got.contains(&format!("invalid `port` = 70000 in {p}")),
+            "{got}"
+        );
 
         std::fs::write(&path, "prot = \"udp\"\n").unwrap();
         let got = error_of(&["--config", p]);

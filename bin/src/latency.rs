@@ -22,7 +22,11 @@ pub struct Samples {
 impl Samples {
     /// Keeps at most `cap` samples.
     pub fn new(cap: usize) -> Self {
-        Self { values: Vec::new(), cap: cap.max(1), next: 0 }
+        Self {
+            values: Vec::new(),
+            cap: cap.max(1),
+            next: 0,
+        }
     }
 
     /// Adds one sample, overwriting the oldest when full.
@@ -54,8 +58,13 @@ impl Samples {
         }
         let mut sorted = self.values.clone();
         sorted.sort_by(f64::total_cmp);
-        let rank = |p: f64| sorted[((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1];
-        Some(Summary { p50: rank(0.50), p95: rank(0.95), max: sorted[sorted.len() - 1] })
+        let rank =
+            |p: f64| sorted[((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1];
+        Some(Summary {
+            p50: rank(0.50),
+            p95: rank(0.95),
+            max: sorted[sorted.len() - 1],
+        })
     }
 }
 
@@ -70,7 +79,14 @@ mod tests {
         for v in 1..=100 {
             s.push(v as f64);
         }
-        assert_eq!(s.summary(), Some(Summary { p50: 50.0, p95: 95.0, max: 100.0 }));
+        assert_eq!(
+            s.summary(),
+            Some(Summary {
+                p50: 50.0,
+                p95: 95.0,
+                max: 100.0
+            })
+        );
     }
 
     #[test]

@@ -29,7 +29,14 @@ pub enum Taken<T> {
 impl<T> Latest<T> {
     /// An empty slot.
     pub fn new() -> Self {
-        Self { slot: Mutex::new(Slot { value: None, replaced: 0, closed: false }), ready: Condvar::new() }
+        Self {
+            slot: Mutex::new(Slot {
+                value: None,
+                replaced: 0,
+                closed: false,
+            }),
+            ready: Condvar::new(),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Slot<T>> {
@@ -85,7 +92,10 @@ mod tests {
         }
         assert!(matches!(latest.take(Duration::ZERO), Taken::Value(999)));
         assert_eq!(latest.replaced(), 999);
-        assert!(matches!(latest.take(Duration::from_millis(1)), Taken::Empty));
+        assert!(matches!(
+            latest.take(Duration::from_millis(1)),
+            Taken::Empty
+        ));
         latest.close();
         assert!(matches!(latest.take(Duration::from_secs(5)), Taken::Closed));
     }

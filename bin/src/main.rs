@@ -6,8 +6,8 @@
 mod cli;
 mod config;
 mod cpu;
-mod devices;
 mod demo;
+mod devices;
 mod latency;
 mod latest;
 mod recv;
@@ -23,7 +23,8 @@ fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("PICAM_LOG").unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_env("PICAM_LOG")
+                .unwrap_or_else(|_| "info".into()),
         )
         .init();
     let result = match cli.command {

@@ -225,8 +225,12 @@ impl Sink<'_> {
             match latest.take(wait) {
                 Taken::Value(picture) => {
                     shown += 1;
-                    let ms = stamp::read(&picture)
-                        .map(|s| (wallclock_us() as i64 - s.time_us as i64) as f64 / 1e3);
+                    // The stamp is on the sender's clock; the offset measured over the
+                    // feedback path puts it on ours (zero on one host).
+                    let offset = stats.borrow().clock_offset_us.unwrap_or(0);
+                    let ms = stamp::read(&picture).map(|s| {
+                        (wallclock_us() as i64 - (s.time_us as i64 - offset)) as f64 / 1e3
+                    });
                     if let Some(ms) = ms {
                         latency.push(ms);
                     }
@@ -379,6 +383,8 @@ fn record(
         present_ms: present.summary(),
         cpu_ms_per_frame: (decoded > 0).then(|| cpu / decoded as f64),
         sessions: s.sessions,
+        clock_offset_ms: s.clock_offset_us.map(|us| us as f64 / 1e3),
+        rtt_ms: s.rtt_us.map(|us| us as f64 / 1e3),
         last: is_final,
     };
     *last = (s, shown, now);

@@ -41,6 +41,11 @@ pub struct RecvRecord {
     pub cpu_ms_per_frame: Option<f64>,
     /// Sender restarts seen plus one.
     pub sessions: u64,
+    /// The sender's clock minus ours, ms, measured over the feedback path (null until
+    /// measured); latency is corrected by it.
+    pub clock_offset_ms: Option<f64>,
+    /// Smallest recent round trip to the sender, ms.
+    pub rtt_ms: Option<f64>,
     /// True on the summary printed at exit.
     pub last: bool,
 }
@@ -80,13 +85,20 @@ pub struct SendRecord {
 
 pub(crate) fn latency_text(l: &Option<Summary>) -> String {
     match l {
-        Some(s) => format!("latency p50 {:.1} p95 {:.1} max {:.1} ms", s.p50, s.p95, s.max),
+        Some(s) => format!(
+            "latency p50 {:.1} p95 {:.1} max {:.1} ms",
+            s.p50, s.p95, s.max
+        ),
         None => "latency n/a (no stamp)".into(),
     }
 }
 
 pub(crate) fn drops_text(d: &BTreeMap<&'static str, u64>) -> String {
-    let parts: Vec<String> = d.iter().filter(|(_, &n)| n > 0).map(|(k, n)| format!("{k} {n}")).collect();
+    let parts: Vec<String> = d
+        .iter()
+        .filter(|(_, &n)| n > 0)
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect();
     if parts.is_empty() {
         "dropped 0".into()
     } else {
@@ -95,7 +107,9 @@ pub(crate) fn drops_text(d: &BTreeMap<&'static str, u64>) -> String {
 }
 
 fn present_text(p: &Option<Summary>) -> String {
-    p.map_or(String::new(), |p| format!(" | present p50 {:.1} p95 {:.1} ms", p.p50, p.p95))
+    p.map_or(String::new(), |p| {
+        format!(" | present p50 {:.1} p95 {:.1} ms", p.p50, p.p95)
+    })
 }
 
 fn cpu_text(c: Option<f64>) -> String {

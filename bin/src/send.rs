@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use capture::{Control, H264FileSource, RpicamSource, Source, StreamOptions, TestPatternSource, Y4mSource};
+use capture::{
+    Control, H264FileSource, RpicamSource, Source, StreamOptions, TestPatternSource, Y4mSource,
+};
 use media::EncodedFrame;
 use tokio::sync::{mpsc, watch};
 use transport::{Protocol, Sender, SenderConfig, SenderEvent, SenderHooks, SenderStats};
@@ -31,15 +33,26 @@ pub fn open_source(settings: &Settings, args: &SendArgs) -> Result<Box<dyn Sourc
     let stamp = args.stamp;
     let flags = &args.capture;
     if spec == "test" {
-        return Ok(Box::new(TestPatternSource::new(settings.encoder).context("starting the test pattern")?));
+        return Ok(Box::new(
+            TestPatternSource::new(settings.encoder).context("starting the test pattern")?,
+        ));
     }
     if let Some(path) = spec.strip_prefix("y4m:") {
-        return Ok(Box::new(Y4mSource::open(path, settings.encoder, stamp).with_context(|| format!("opening source {spec}"))?));
+        return Ok(Box::new(
+            Y4mSource::open(path, settings.encoder, stamp)
+                .with_context(|| format!("opening source {spec}"))?,
+        ));
     }
     if spec == "-" || spec.starts_with("file:") {
         let path = spec.strip_prefix("file:").unwrap_or(spec);
-        let options = StreamOptions { pace_fps: (!flags.no_pace).then_some(settings.encoder.fps), looping: flags.looping };
-        return Ok(Box::new(H264FileSource::open(path, options).with_context(|| format!("opening source {spec}"))?));
+        let options = StreamOptions {
+            pace_fps: (!flags.no_pace).then_some(settings.encoder.fps),
+            looping: flags.looping,
+        };
+        return Ok(Box::new(
+            H264FileSource::open(path, options)
+                .with_context(|| format!("opening source {spec}"))?,
+        ));
     }
     let mut words = spec.split_whitespace();
     let head = words.next().unwrap_or_default();
@@ -50,7 +63,8 @@ pub fn open_source(settings: &Settings, args: &SendArgs) -> Result<Box<dyn Sourc
         _ => head.strip_prefix("rpicam:").map(Some),
     };
     if let Some(program) = program {
-        let source = RpicamSource::start(program, settings.encoder, &extra).with_context(|| format!("opening source {spec}"))?;
+        let source = RpicamSource::start(program, settings.encoder, &extra)
+            .with_context(|| format!("opening source {spec}"))?;
         return Ok(Box::new(source));
     }
     if !extra.is_empty() {
@@ -72,8 +86,13 @@ fn open_camera(settings: &Settings, args: &SendArgs, spec: &str) -> Result<Box<d
     let device = if let Some(dev) = spec.strip_prefix("v4l2:") {
         dev.to_string()
     } else if spec == "auto" {
-        let devices: Vec<_> = v4l2::list_devices().into_iter().filter_map(|d| d.ok()).collect();
-        let rpicam = capture::rpicam::PROGRAMS.iter().any(|p| capture::rpicam::find_on_path(p).is_some());
+        let devices: Vec<_> = v4l2::list_devices()
+            .into_iter()
+            .filter_map(|d| d.ok())
+            .collect();
+        let rpicam = capture::rpicam::PROGRAMS
+            .iter()
+            .any(|p| capture::rpicam::find_on_path(p).is_some());
         let Some(choice) = v4l2::auto::choose(&devices, rpicam) else {
             bail!(
                 "--source auto: no camera found (no V4L2 camera with H.264 or a raw format picam encodes, and no \
@@ -82,7 +101,10 @@ fn open_camera(settings: &Settings, args: &SendArgs, spec: &str) -> Result<Box<d
         };
         tracing::info!("--source auto chose {}: {}", choice.source, choice.why);
         if choice.source == "rpicam" {
-            return Ok(Box::new(RpicamSource::start(None, settings.encoder, &[]).context("opening source rpicam")?));
+            return Ok(Box::new(
+                RpicamSource::start(None, settings.encoder, &[])
+                    .context("opening source rpicam")?,
+            ));
         }
         if encoder == EncoderChoice::Auto {
             encoder = match choice.encoder.as_deref() {
@@ -98,8 +120,15 @@ fn open_camera(settings: &Settings, args: &SendArgs, spec: &str) -> Result<Box<d
              \"rpicam:PROGRAM\", \"file:PATH\", \"-\", \"test\", \"y4m:FILE\" or \"y4m:-\""
         )
     };
-    let options = V4l2Options { device, settings: settings.encoder, encoder, stamp: args.stamp };
-    Ok(Box::new(V4l2Source::open(options).with_context(|| format!("opening source {spec}"))?))
+    let options = V4l2Options {
+        device,
+        settings: settings.encoder,
+        encoder,
+        stamp: args.stamp,
+    };
+    Ok(Box::new(
+        V4l2Source::open(options).with_context(|| format!("opening source {spec}"))?,
+    ))
 }
 
 /// The V4L2 sources exist on Linux only.
@@ -129,7 +158,12 @@ pub enum Role {
 
 /// Runs the sender pipeline on the calling thread (the source on a thread of its own)
 /// until the source ends or `trigger` fires; fires `trigger` when it stops.
-pub fn run_with(args: &SendArgs, trigger: shutdown::Trigger, shutdown_rx: watch::Receiver<bool>, role: Role) -> Result<()> {
+pub fn run_with(
+    args: &SendArgs,
+    trigger: shutdown::Trigger,
+    shutdown_rx: watch::Receiver<bool>,
+    role: Role,
+) -> Result<()> {
     let settings = Settings::for_send(args)?;
     let remote = settings.remote_addr()?;
     let mut source = open_source(&settings, args)?;
@@ -142,18 +176,28 @@ pub fn run_with(args: &SendArgs, trigger: shutdown::Trigger, shutdown_rx: watch:
     let capture = {
         let trigger = trigger.clone();
         let queue_full = queue_full.clone();
-        std::thread::Builder::new().name("capture".into()).spawn(move || {
-            let result = capture_loop(source.as_mut(), &frame_tx, &control_rx, &queue_full, &trigger);
-            if let Err(e) = &result {
-                tracing::error!("{e:#}");
-            }
-            // The source ended (or failed): the sender drains and stops.
-            trigger.fire();
-            result
-        })?
+        std::thread::Builder::new()
+            .name("capture".into())
+            .spawn(move || {
+                let result = capture_loop(
+                    source.as_mut(),
+                    &frame_tx,
+                    &control_rx,
+                    &queue_full,
+                    &trigger,
+                );
+                if let Err(e) = &result {
+                    tracing::error!("{e:#}");
+                }
+                // The source ended (or failed): the sender drains and stops.
+                trigger.fire();
+                result
+            })?
     };
 
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let result = runtime.block_on(async {
         if role == Role::Alone {
             tokio::spawn(shutdown::watch_signals(trigger.clone(), args.link.duration));
@@ -162,13 +206,25 @@ pub fn run_with(args: &SendArgs, trigger: shutdown::Trigger, shutdown_rx: watch:
         let max_packet = match settings.protocol {
             Protocol::Udp => settings.payload_size,
             // One message per frame on TCP: the largest frame the receiver accepts.
-            Protocol::Tcp => transport::ReceiverConfig::default().max_frame_bytes + transport::wire::FRAGMENT_HEADER,
+            Protocol::Tcp => {
+                transport::ReceiverConfig::default().max_frame_bytes
+                    + transport::wire::FRAGMENT_HEADER
+            }
         };
         let jam_guard = settings.jam_guard_config();
         if jam_guard.is_none() {
-            tracing::warn!("congestion control off: latency will grow on a link slower than the stream");
+            tracing::warn!(
+                "congestion control off: latency will grow on a link slower than the stream"
+            );
         }
-        let sender = Sender::new(SenderConfig { max_packet, jam_guard, ..Default::default() }, transport::random_session_id());
+        let sender = Sender::new(
+            SenderConfig {
+                max_packet,
+                jam_guard,
+                ..Default::default()
+            },
+            transport::random_session_id(),
+        );
         let on_event = move |event| {
             let command = match event {
                 SenderEvent::ForceKeyframe => Control::ForceKeyframe,
@@ -182,12 +238,25 @@ pub fn run_with(args: &SendArgs, trigger: shutdown::Trigger, shutdown_rx: watch:
             tracing::debug!(?command, "control");
             let _ = control_tx.try_send(command);
         };
-        let hooks = SenderHooks { frames: frame_rx, on_event, stats: stats_tx, shutdown: shutdown_rx.clone() };
+        let hooks = SenderHooks {
+            frames: frame_rx,
+            on_event,
+            stats: stats_tx,
+            shutdown: shutdown_rx.clone(),
+        };
         let reporter = (role == Role::Alone).then(|| {
-            tokio::spawn(report_loop(Reporter::new(args.link.stats, false), stats_rx, queue_full.clone(), shutdown_rx))
+            tokio::spawn(report_loop(
+                Reporter::new(args.link.stats, false),
+                stats_rx,
+                queue_full.clone(),
+                shutdown_rx,
+            ))
         });
         let sent = match settings.protocol {
-            Protocol::Udp => transport::udp::run_sender(settings.sender_bind_addr(remote), remote, sender, hooks).await,
+            Protocol::Udp => {
+                transport::udp::run_sender(settings.sender_bind_addr(remote), remote, sender, hooks)
+                    .await
+            }
             Protocol::Tcp => transport::tcp::run_sender(remote, sender, hooks).await,
         };
         trigger.fire();
@@ -196,7 +265,9 @@ pub fn run_with(args: &SendArgs, trigger: shutdown::Trigger, shutdown_rx: watch:
         }
         sent
     });
-    let captured = capture.join().map_err(|_| anyhow::anyhow!("capture thread panicked"))?;
+    let captured = capture
+        .join()
+        .map_err(|_| anyhow::anyhow!("capture thread panicked"))?;
     result?;
     captured
 }
@@ -212,7 +283,10 @@ fn capture_loop(
         while let Ok(command) = controls.try_recv() {
             source.control(command);
         }
-        let Some(frame) = source.next_frame().with_context(|| format!("source {}", source.describe()))? else {
+        let Some(frame) = source
+            .next_frame()
+            .with_context(|| format!("source {}", source.describe()))?
+        else {
             tracing::info!("source ended");
             return Ok(());
         };
@@ -236,7 +310,10 @@ async fn report_loop(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let start = Instant::now();
-    let mut tick = tokio::time::interval_at((start + Duration::from_secs(1)).into(), Duration::from_secs(1));
+    let mut tick = tokio::time::interval_at(
+        (start + Duration::from_secs(1)).into(),
+        Duration::from_secs(1),
+    );
     let mut last = (SenderStats::default(), start);
     let cpu_start = cpu::process_cpu_time();
     loop {
@@ -264,8 +341,16 @@ async fn report_loop(
             ]),
             keyframe_requests: s.keyframe_requests,
             keyframes_forced: s.keyframes_forced,
-            bitrate_bps: if done { 0 } else { ((s.bytes - last.0.bytes) as f64 * 8.0 / dt) as u64 },
-            fps: if done { 0.0 } else { (s.frames_sent - last.0.frames_sent) as f64 / dt },
+            bitrate_bps: if done {
+                0
+            } else {
+                ((s.bytes - last.0.bytes) as f64 * 8.0 / dt) as u64
+            },
+            fps: if done {
+                0.0
+            } else {
+                (s.frames_sent - last.0.frames_sent) as f64 / dt
+            },
             cpu_ms_per_frame: (frames > 0).then(|| cpu / frames as f64),
             target_bitrate_bps: (s.target_bitrate > 0).then_some(s.target_bitrate),
             target_fps: (s.target_fps > 0).then_some(s.target_fps),

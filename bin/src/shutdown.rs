@@ -31,7 +31,9 @@ impl Trigger {
 pub async fn watch_signals(trigger: Trigger, duration: Option<f64>) {
     let timer = async {
         match duration {
-            Some(secs) if secs.is_finite() && secs >= 0.0 => tokio::time::sleep(Duration::from_secs_f64(secs)).await,
+            Some(secs) if secs.is_finite() && secs >= 0.0 => {
+                tokio::time::sleep(Duration::from_secs_f64(secs)).await
+            }
             _ => std::future::pending().await,
         }
     };

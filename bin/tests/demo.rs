@@ -106,9 +106,25 @@ impl Xvfb {
 }
 
 impl Drop for Xvfb {
+    /// SIGTERM first, so Xvfb removes its socket and lock file; SIGKILL (and removing
+    /// them here) if it has not gone within 3 s. Stale ones would use up display numbers.
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let pid = self.child.id().to_string();
+        let _ = run_bounded(
+            Command::new("kill").args(["-TERM", &pid]),
+            Duration::from_secs(5),
+        );
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline && self.child.try_wait().ok().flatten().is_none() {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            let n = self.display.trim_start_matches(':');
+            let _ = std::fs::remove_file(format!("/tmp/.X11-unix/X{n}"));
+            let _ = std::fs::remove_file(format!("/tmp/.X{n}-lock"));
+        }
     }
 }
 

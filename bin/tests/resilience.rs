@@ -10,22 +10,61 @@ use media::stamp;
 const LIMIT: Duration = Duration::from_secs(40);
 
 fn link_args(port: &str, protocol: &'static str) -> Vec<String> {
-    ["--bind", "127.0.0.1", "--port", port, "--protocol", protocol].map(String::from).to_vec()
+    [
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        port,
+        "--protocol",
+        protocol,
+    ]
+    .map(String::from)
+    .to_vec()
 }
 
 fn sender_args(port: &str, protocol: &'static str, duration: &str, intra: &str) -> Vec<String> {
-    let mut args: Vec<String> = ["send", "--remote", "127.0.0.1", "--width", "640", "--height", "480"]
-        .map(String::from)
-        .to_vec();
-    args.extend(["--bitrate", "1500000", "--duration", duration, "--intra", intra].map(String::from));
+    let mut args: Vec<String> = [
+        "send",
+        "--remote",
+        "127.0.0.1",
+        "--width",
+        "640",
+        "--height",
+        "480",
+    ]
+    .map(String::from)
+    .to_vec();
+    args.extend(
+        [
+            "--bitrate",
+            "1500000",
+            "--duration",
+            duration,
+            "--intra",
+            intra,
+        ]
+        .map(String::from),
+    );
     args.extend(link_args(port, protocol));
     args
 }
 
-fn receiver_args(port: &str, protocol: &'static str, duration: &str, y4m: &std::path::Path) -> Vec<String> {
-    let mut args: Vec<String> = ["recv", "--headless", "--stats", "json", "--duration", duration]
-        .map(String::from)
-        .to_vec();
+fn receiver_args(
+    port: &str,
+    protocol: &'static str,
+    duration: &str,
+    y4m: &std::path::Path,
+) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "recv",
+        "--headless",
+        "--stats",
+        "json",
+        "--duration",
+        duration,
+    ]
+    .map(String::from)
+    .to_vec();
     args.extend(["--frames-out".to_string(), y4m.display().to_string()]);
     args.extend(link_args(port, protocol));
     args
@@ -40,19 +79,34 @@ fn strs(v: &[String]) -> Vec<&str> {
 fn late_join(protocol: &'static str) {
     let scratch = Scratch::new(&format!("join-{protocol}"));
     let port = free_port().to_string();
-    let send = spawn(&scratch, "send", &strs(&sender_args(&port, protocol, "7", "300")));
+    let send = spawn(
+        &scratch,
+        "send",
+        &strs(&sender_args(&port, protocol, "7", "300")),
+    );
     std::thread::sleep(Duration::from_millis(2000));
     let y4m = scratch.path("shown.y4m");
-    let recv = spawn(&scratch, "recv", &strs(&receiver_args(&port, protocol, "3", &y4m)));
+    let recv = spawn(
+        &scratch,
+        "recv",
+        &strs(&receiver_args(&port, protocol, "3", &y4m)),
+    );
     let (recv_ok, _, recv_err) = recv.wait(LIMIT);
     let (send_ok, _, send_err) = send.wait(LIMIT);
     assert!(recv_ok && send_ok, "{recv_err}\n{send_err}");
     let pictures = read_y4m(&y4m);
-    assert!(pictures.len() >= 45, "{} pictures in 3 s; {recv_err}", pictures.len());
+    assert!(
+        pictures.len() >= 45,
+        "{} pictures in 3 s; {recv_err}",
+        pictures.len()
+    );
     let first = stamp::read(&pictures[0]).expect("stamp").frame;
     // Joined ~2 s (~60 frames) in; start-up of the process takes some more. Waiting for
     // the periodic keyframe would mean frame 300.
-    assert!((40..150).contains(&first), "first picture shown is frame {first}");
+    assert!(
+        (40..150).contains(&first),
+        "first picture shown is frame {first}"
+    );
 }
 
 #[test]
@@ -70,10 +124,18 @@ fn sender_restart(protocol: &'static str) {
     let scratch = Scratch::new(&format!("restart-{protocol}"));
     let port = free_port().to_string();
     let y4m = scratch.path("shown.y4m");
-    let recv = spawn(&scratch, "recv", &strs(&receiver_args(&port, protocol, "7", &y4m)));
+    let recv = spawn(
+        &scratch,
+        "recv",
+        &strs(&receiver_args(&port, protocol, "7", &y4m)),
+    );
     std::thread::sleep(Duration::from_millis(300));
     for round in 0..2 {
-        let send = spawn(&scratch, &format!("send{round}"), &strs(&sender_args(&port, protocol, "2", "60")));
+        let send = spawn(
+            &scratch,
+            &format!("send{round}"),
+            &strs(&sender_args(&port, protocol, "2", "60")),
+        );
         let (ok, _, err) = send.wait(LIMIT);
         assert!(ok, "sender {round}: {err}");
     }
@@ -86,8 +148,15 @@ fn sender_restart(protocol: &'static str) {
         .windows(2)
         .filter(|w| stamp::read(&w[1]).unwrap().frame < stamp::read(&w[0]).unwrap().frame)
         .count();
-    assert_eq!(restarts, 1, "the second session's pictures follow the first's");
-    assert!(pictures.len() >= 90, "{} pictures from two 2 s sessions", pictures.len());
+    assert_eq!(
+        restarts, 1,
+        "the second session's pictures follow the first's"
+    );
+    assert!(
+        pictures.len() >= 90,
+        "{} pictures from two 2 s sessions",
+        pictures.len()
+    );
 }
 
 #[test]
@@ -104,15 +173,27 @@ fn tcp_receiver_survives_a_sender_restart() {
 fn tcp_sender_survives_the_viewer_leaving_and_coming_back() {
     let scratch = Scratch::new("tcp-viewer-back");
     let port = free_port().to_string();
-    let send = spawn(&scratch, "send", &strs(&sender_args(&port, "tcp", "8", "300")));
+    let send = spawn(
+        &scratch,
+        "send",
+        &strs(&sender_args(&port, "tcp", "8", "300")),
+    );
     for round in 0..2 {
         let y4m = scratch.path(&format!("shown{round}.y4m"));
-        let recv = spawn(&scratch, &format!("recv{round}"), &strs(&receiver_args(&port, "tcp", "2.5", &y4m)));
+        let recv = spawn(
+            &scratch,
+            &format!("recv{round}"),
+            &strs(&receiver_args(&port, "tcp", "2.5", &y4m)),
+        );
         let (ok, _, err) = recv.wait(LIMIT);
         assert!(ok, "{err}");
         let pictures = read_y4m(&y4m);
         // Reconnect backoff is at most 2 s; the rest of the 2.5 s must show pictures.
-        assert!(pictures.len() >= 10, "viewer {round} saw {} pictures; {err}", pictures.len());
+        assert!(
+            pictures.len() >= 10,
+            "viewer {round} saw {} pictures; {err}",
+            pictures.len()
+        );
         std::thread::sleep(Duration::from_millis(500));
     }
     let (ok, out, err) = send.wait(LIMIT);
@@ -124,15 +205,30 @@ fn tcp_sender_survives_the_viewer_leaving_and_coming_back() {
 fn bad_configuration_is_refused_before_anything_starts() {
     let scratch = Scratch::new("bad-config");
     for (args, want) in [
-        (&["send", "--port", "70000"][..], "invalid `port` = 70000 from the command line: allowed 1..=65535"),
+        (
+            &["send", "--port", "70000"][..],
+            "invalid `port` = 70000 from the command line: allowed 1..=65535",
+        ),
         (&["send", "--bitrate", "0"], "invalid `bitrate` = 0"),
         (&["send", "--width", "641"], "invalid `width` = 641"),
-        (&["recv", "--protocol", "quic"], "invalid `protocol` = \"quic\""),
-        (&["send", "--source", "webcam9"], "invalid `source` = \"webcam9\""),
-        (&["recv", "--config", "/nonexistent.toml"], "cannot read config file /nonexistent.toml"),
+        (
+            &["recv", "--protocol", "quic"],
+            "invalid `protocol` = \"quic\"",
+        ),
+        (
+            &["send", "--source", "webcam9"],
+            "invalid `source` = \"webcam9\"",
+        ),
+        (
+            &["recv", "--config", "/nonexistent.toml"],
+            "cannot read config file /nonexistent.toml",
+        ),
     ] {
         let (ok, _, err) = spawn(&scratch, "bad", args).wait(Duration::from_secs(20));
         assert!(!ok, "{args:?} was accepted");
-        assert!(err.contains(want), "{args:?}: stderr {err:?} lacks {want:?}");
+        assert!(
+            err.contains(want),
+            "{args:?}: stderr {err:?} lacks {want:?}"
+        );
     }
 }

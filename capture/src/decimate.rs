@@ -12,7 +12,11 @@ impl Decimator {
     /// Keeps every frame of a `source_fps` source until told otherwise.
     pub fn new(source_fps: u32) -> Self {
         let source_fps = source_fps.max(1);
-        Self { source_fps, target_fps: source_fps, credit: source_fps }
+        Self {
+            source_fps,
+            target_fps: source_fps,
+            credit: 0,
+        }
     }
 
     /// Keeps about `fps` frames a second (never more than the source has).

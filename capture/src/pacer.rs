@@ -12,7 +12,10 @@ pub struct Pacer {
 impl Pacer {
     /// A pacer at `fps` frames per second (at least 1).
     pub fn new(fps: u32) -> Self {
-        Self { interval: Self::interval_for(fps), next: None }
+        Self {
+            interval: Self::interval_for(fps),
+            next: None,
+        }
     }
 
     fn interval_for(fps: u32) -> Duration {
@@ -55,7 +58,10 @@ mod tests {
         let t0 = Instant::now();
         assert_eq!(pacer.schedule(t0, t0), t0 + Duration::from_millis(20));
         // Slightly late: keep the grid.
-        assert_eq!(pacer.schedule(t0, t0 + Duration::from_millis(25)), t0 + Duration::from_millis(20));
+        assert_eq!(
+            pacer.schedule(t0, t0 + Duration::from_millis(25)),
+            t0 + Duration::from_millis(20)
+        );
         // A long stall: start again from now instead of firing the missed frames at once.
         let late = t0 + Duration::from_secs(1);
         assert_eq!(pacer.schedule(t0, late), late);

@@ -16,7 +16,11 @@ pub struct RawEncoder {
 impl RawEncoder {
     /// Wraps `encoder`; with `stamp`, every picture gets the latency stamp painted in.
     pub fn new(encoder: X264Encoder, stamp: bool) -> Self {
-        Self { encoder, force_keyframe: false, stamp }
+        Self {
+            encoder,
+            force_keyframe: false,
+            stamp,
+        }
     }
 
     /// The encoder inside.
@@ -28,7 +32,13 @@ impl RawEncoder {
     pub fn encode(&mut self, picture: &mut Picture, n: u32) -> Result<EncodedFrame, CaptureError> {
         let now = wallclock_us();
         if self.stamp {
-            stamp::paint(picture, Stamp { frame: n, time_us: now });
+            stamp::paint(
+                picture,
+                Stamp {
+                    frame: n,
+                    time_us: now,
+                },
+            );
         }
         let keyframe = std::mem::take(&mut self.force_keyframe);
         match self.encoder.encode(picture, now, keyframe)? {

@@ -62,6 +62,12 @@ impl Source for TestPatternSource {
 
     fn describe(&self) -> String {
         let s = self.encoder.encoder().settings();
-        format!("test pattern {}x{} @ {} fps, libx264 {} kbit/s", s.width, s.height, s.fps, s.bitrate / 1000)
+        format!(
+            "test pattern {}x{} @ {} fps, libx264 {} kbit/s",
+            s.width,
+            s.height,
+            s.fps,
+            s.bitrate / 1000
+        )
     }
 }

@@ -27,13 +27,22 @@ impl Y4mSource {
     /// the stream's size; `settings` supplies bitrate, keyframe period and frame rate
     /// (the header's rate wins when present).
     pub fn open(path: &str, settings: EncoderSettings, stamp: bool) -> Result<Self, CaptureError> {
-        let read_err = |source| CaptureError::Read { path: path.to_string(), source };
+        let read_err = |source| CaptureError::Read {
+            path: path.to_string(),
+            source,
+        };
         let (reader, paced): (Box<dyn Read + Send>, bool) = if path == "-" {
             (Box::new(std::io::stdin()), false)
         } else {
             (Box::new(std::fs::File::open(path).map_err(read_err)?), true)
         };
-        Self::from_reader(path, BufReader::with_capacity(1 << 20, reader), settings, stamp, paced)
+        Self::from_reader(
+            path,
+            BufReader::with_capacity(1 << 20, reader),
+            settings,
+            stamp,
+            paced,
+        )
     }
 
     /// Reads from any byte stream.
@@ -47,11 +56,21 @@ impl Y4mSource {
         let mut line = String::new();
         reader
             .read_line(&mut line)
-            .map_err(|source| CaptureError::Read { path: path.to_string(), source })?;
-        let header = Y4mHeader::parse(line.trim_end())
-            .map_err(|source| CaptureError::Media { path: path.to_string(), source })?;
+            .map_err(|source| CaptureError::Read {
+                path: path.to_string(),
+                source,
+            })?;
+        let header = Y4mHeader::parse(line.trim_end()).map_err(|source| CaptureError::Media {
+            path: path.to_string(),
+            source,
+        })?;
         let fps = (header.fps_num / header.fps_den).max(1);
-        let settings = EncoderSettings { width: header.width, height: header.height, fps, ..settings };
+        let settings = EncoderSettings {
+            width: header.width,
+            height: header.height,
+            fps,
+            ..settings
+        };
         Ok(Self {
             path: path.to_string(),
             reader: Box::new(reader),
@@ -71,7 +90,10 @@ impl Y4mSource {
 
     /// Reads the next frame's planes; false at a clean end of stream.
     fn read_frame(&mut self) -> Result<bool, CaptureError> {
-        let read_err = |source| CaptureError::Read { path: self.path.clone(), source };
+        let read_err = |source| CaptureError::Read {
+            path: self.path.clone(),
+            source,
+        };
         let mut line = Vec::with_capacity(64);
         let n = self.reader.read_until(b'\n', &mut line).map_err(read_err)?;
         if n == 0 {
@@ -80,15 +102,27 @@ impl Y4mSource {
         if !line.starts_with(FRAME_MAGIC) || line.len() > 1024 {
             return Err(CaptureError::Media {
                 path: self.path.clone(),
-                source: media::MediaError::Y4mHeader(format!("frame {} does not start with FRAME", self.frame)),
+                source: media::MediaError::Y4mHeader(format!(
+                    "frame {} does not start with FRAME",
+                    self.frame
+                )),
             });
         }
-        for plane in [&mut self.picture.y, &mut self.picture.u, &mut self.picture.v] {
+        for plane in [
+            &mut self.picture.y,
+            &mut self.picture.u,
+            &mut self.picture.v,
+        ] {
             match self.reader.read_exact(plane) {
                 Ok(()) => {}
                 // A stream cut mid-frame (producer killed) ends the source cleanly.
                 Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(false),
-                Err(e) => return Err(CaptureError::Read { path: self.path.clone(), source: e }),
+                Err(e) => {
+                    return Err(CaptureError::Read {
+                        path: self.path.clone(),
+                        source: e,
+                    })
+                }
             }
         }
         Ok(true)
@@ -121,6 +155,9 @@ impl Source for Y4mSource {
 
     fn describe(&self) -> String {
         let h = self.header;
-        format!("y4m {} {}x{} @ {}/{} fps", self.path, h.width, h.height, h.fps_num, h.fps_den)
+        format!(
+            "y4m {} {}x{} @ {}/{} fps",
+            self.path, h.width, h.height, h.fps_num, h.fps_den
+        )
     }
 }

@@ -40,7 +40,10 @@ impl Decoder {
             ..Default::default()
         });
         let decoder = context.decoder().video().map_err(DecodeError::Open)?;
-        Ok(Self { decoder, frame: frame::Video::empty() })
+        Ok(Self {
+            decoder,
+            frame: frame::Video::empty(),
+        })
     }
 
     /// Decodes one access unit (Annex B). A picture flagged corrupt is an error, never
@@ -49,7 +52,10 @@ impl Decoder {
         let packet = Packet::copy(access_unit);
         self.decoder
             .send_packet(&packet)
-            .map_err(|source| DecodeError::Frame { bytes: access_unit.len(), source })?;
+            .map_err(|source| DecodeError::Frame {
+                bytes: access_unit.len(),
+                source,
+            })?;
         let mut out = Decoded::Nothing;
         loop {
             match self.decoder.receive_frame(&mut self.frame) {
@@ -59,9 +65,16 @@ impl Decoder {
                     }
                     out = Decoded::Picture(to_picture(&self.frame)?);
                 }
-                Err(ffmpeg::Error::Other { errno }) if errno == ffmpeg::util::error::EAGAIN => break,
+                Err(ffmpeg::Error::Other { errno }) if errno == ffmpeg::util::error::EAGAIN => {
+                    break
+                }
                 Err(ffmpeg::Error::Eof) => break,
-                Err(source) => return Err(DecodeError::Frame { bytes: access_unit.len(), source }),
+                Err(source) => {
+                    return Err(DecodeError::Frame {
+                        bytes: access_unit.len(),
+                        source,
+                    })
+                }
             }
         }
         Ok(out)

@@ -7,7 +7,13 @@ use media::pattern::TestPattern;
 use media::stamp;
 
 fn settings() -> EncoderSettings {
-    EncoderSettings { width: 640, height: 480, fps: 30, bitrate: 2_000_000, intra: 60 }
+    EncoderSettings {
+        width: 640,
+        height: 480,
+        fps: 30,
+        bitrate: 2_000_000,
+        intra: 60,
+    }
 }
 
 #[test]
@@ -40,7 +46,10 @@ fn forced_keyframes_carry_parameter_sets_and_start_a_fresh_decoder() {
     let key = source.next_frame().unwrap().unwrap();
     assert!(key.keyframe);
     let mut fresh = Decoder::new(1).unwrap();
-    assert!(matches!(fresh.decode(&key.data).unwrap(), Decoded::Picture(_)));
+    assert!(matches!(
+        fresh.decode(&key.data).unwrap(),
+        Decoded::Picture(_)
+    ));
 }
 
 #[test]

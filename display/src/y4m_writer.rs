@@ -20,7 +20,14 @@ pub struct Y4mWriter<W: Write> {
 impl<W: Write> Y4mWriter<W> {
     /// A writer to `out` (named `path` in errors), declaring `fps` in the header.
     pub fn new(out: W, path: impl Into<String>, fps: u32) -> Self {
-        Self { out, path: path.into(), fps: fps.max(1), header: None, written: 0, skipped: 0 }
+        Self {
+            out,
+            path: path.into(),
+            fps: fps.max(1),
+            header: None,
+            written: 0,
+            skipped: 0,
+        }
     }
 
     /// Pictures written.
@@ -36,11 +43,19 @@ impl<W: Write> Y4mWriter<W> {
     /// Appends one picture and flushes, so a reader at the other end of a pipe sees it
     /// the moment it is shown.
     pub fn write(&mut self, picture: &Picture) -> Result<(), DisplayError> {
-        let err = |source| DisplayError::Write { path: self.path.clone(), source };
+        let err = |source| DisplayError::Write {
+            path: self.path.clone(),
+            source,
+        };
         let header = match self.header {
             Some(h) => h,
             None => {
-                let h = Y4mHeader { width: picture.width, height: picture.height, fps_num: self.fps, fps_den: 1 };
+                let h = Y4mHeader {
+                    width: picture.width,
+                    height: picture.height,
+                    fps_num: self.fps,
+                    fps_den: 1,
+                };
                 self.out.write_all(h.to_line().as_bytes()).map_err(err)?;
                 self.header = Some(h);
                 h
@@ -75,6 +90,9 @@ mod tests {
         let header = "YUV4MPEG2 W4 H2 F30:1 Ip A1:1 C420jpeg\n";
         assert!(bytes.starts_with(header.as_bytes()));
         assert_eq!(bytes.len(), header.len() + 2 * (6 + 4 * 2 * 3 / 2));
-        assert_eq!(Y4mHeader::parse(header.trim_end()).unwrap().frame_bytes(), 12);
+        assert_eq!(
+            Y4mHeader::parse(header.trim_end()).unwrap().frame_bytes(),
+            12
+        );
     }
 }

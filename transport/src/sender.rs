@@ -409,7 +409,8 @@ impl Sender {
                 // An average frame goes out at once; only what is beyond it (a
                 // keyframe's bulk) is spread.
                 let average = (target / 8.0 / cc.target_fps().max(1) as f64) as usize;
-                self.pacer.set_rate(rate, average.max(2 * self.config.max_packet));
+                self.pacer
+                    .set_rate(rate, average.max(2 * self.config.max_packet));
             }
             if self.pacer.next_send(now).is_some() {
                 return false;

@@ -2,8 +2,8 @@
 //! frame threading), no B-frames, SPS/PPS repeated on every keyframe, forced keyframes
 //! as IDR, and a VBV cap so a frame never exceeds what the bitrate allows for long.
 
-use ffmpeg_next as ffmpeg;
 use ffmpeg::{codec, format::Pixel, frame, picture, Dictionary, Packet, Rational};
+use ffmpeg_next as ffmpeg;
 use media::{EncodedFrame, Picture};
 
 use crate::{CaptureError, EncoderSettings};
@@ -30,7 +30,9 @@ impl X264Encoder {
     pub fn new(settings: EncoderSettings) -> Result<Self, CaptureError> {
         ffmpeg::init().map_err(enc_err("initialising FFmpeg"))?;
         ffmpeg::util::log::set_level(ffmpeg::util::log::Level::Error);
-        if !(EncoderSettings::MIN_BITRATE..=EncoderSettings::MAX_BITRATE).contains(&settings.bitrate) {
+        if !(EncoderSettings::MIN_BITRATE..=EncoderSettings::MAX_BITRATE)
+            .contains(&settings.bitrate)
+        {
             return Err(CaptureError::Setting {
                 key: "bitrate",
                 value: settings.bitrate as u64,
@@ -60,9 +62,14 @@ impl X264Encoder {
         // keyint_min = keyint: scene cuts must not add unplanned keyframes.
         options.set(
             "x264-params",
-            &format!("repeat-headers=1:keyint={0}:min-keyint={0}:scenecut=0:annexb=1", settings.intra),
+            &format!(
+                "repeat-headers=1:keyint={0}:min-keyint={0}:scenecut=0:annexb=1",
+                settings.intra
+            ),
         );
-        let encoder = video.open_as_with(codec, options).map_err(enc_err("opening libx264"))?;
+        let encoder = video
+            .open_as_with(codec, options)
+            .map_err(enc_err("opening libx264"))?;
         Ok(Self {
             encoder,
             frame: frame::Video::new(Pixel::YUV420P, settings.width, settings.height),
@@ -88,7 +95,12 @@ impl X264Encoder {
 
     /// Encodes one picture taken at `capture_us`. With zerolatency the access unit comes
     /// out at once; `Ok(None)` only if the encoder holds the frame back.
-    pub fn encode(&mut self, picture: &Picture, capture_us: u64, keyframe: bool) -> Result<Option<EncodedFrame>, CaptureError> {
+    pub fn encode(
+        &mut self,
+        picture: &Picture,
+        capture_us: u64,
+        keyframe: bool,
+    ) -> Result<Option<EncodedFrame>, CaptureError> {
         if (picture.width, picture.height) != (self.settings.width, self.settings.height) {
             return Err(CaptureError::Setting {
                 key: "picture size",
@@ -101,12 +113,26 @@ impl X264Encoder {
         copy_plane(&mut self.frame, 2, &picture.v, picture.chroma_width());
         self.frame.set_pts(Some(self.pts));
         self.pts += 1;
-        self.frame.set_kind(if keyframe { picture::Type::I } else { picture::Type::None });
-        self.encoder.send_frame(&self.frame).map_err(enc_err("encoding"))?;
+        self.frame.set_kind(if keyframe {
+            picture::Type::I
+        } else {
+            picture::Type::None
+        });
+        self.encoder
+            .send_frame(&self.frame)
+            .map_err(enc_err("encoding"))?;
         match self.encoder.receive_packet(&mut self.packet) {
             Ok(()) => {
-                let data = self.packet.data().map(bytes::Bytes::copy_from_slice).unwrap_or_default();
-                Ok(Some(EncodedFrame { data, capture_us, keyframe: self.packet.is_key() }))
+                let data = self
+                    .packet
+                    .data()
+                    .map(bytes::Bytes::copy_from_slice)
+                    .unwrap_or_default();
+                Ok(Some(EncodedFrame {
+                    data,
+                    capture_us,
+                    keyframe: self.packet.is_key(),
+                }))
             }
             Err(ffmpeg::Error::Other { errno }) if errno == ffmpeg::util::error::EAGAIN => Ok(None),
             Err(e) => Err(enc_err("receiving packet")(e)),

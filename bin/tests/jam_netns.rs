@@ -1,0 +1,315 @@
+//! The router "traffic jam" on the real kernel path: three network namespaces (sender,
+//! router, receiver) joined by veth pairs, with a `tbf` qdisc on the router's link to
+//! the receiver (3 Mbit/s, 400 ms of queue) and picam configured for 8 Mbit/s.
+//!
+//! The guarded run (default) must keep latency within budget once settled; the
+//! unguarded baseline (`--no-congestion-control`) in the same run shows what the
+//! original pipeline did. Needs root and iproute2; skipped with a message otherwise.
+//!
+//! `PICAM_JAM_SECONDS` sets each run's length (default 15) and `PICAM_JAM_REPORT=FILE`
+//! writes the measured table as Markdown (`scripts/bench-jam.sh` does both).
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{json_records, Scratch};
+
+const RATE: &str = "3mbit";
+const SETTLE_SECS: f64 = 5.0;
+
+/// Three namespaces and two veth pairs, removed on drop.
+struct Topology {
+    ns: [String; 3],
+}
+
+fn ip(args: &[&str]) -> Result<(), String> {
+    let out = Command::new("ip")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("ip: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+fn in_ns(ns: &str, args: &[&str]) -> Result<(), String> {
+    let mut full = vec!["netns", "exec", ns];
+    full.extend_from_slice(args);
+    ip(&full)
+}
+
+impl Topology {
+    fn new(tag: &str) -> Result<Self, String> {
+        let id = std::process::id() % 100_000;
+        let ns = ["snd", "rtr", "rcv"].map(|r| format!("picam-{r}-{tag}-{id}"));
+        let topo = Topology { ns: ns.clone() };
+        for n in &ns {
+            ip(&["netns", "add", n])?;
+            in_ns(n, &["ip", "link", "set", "lo", "up"])?;
+        }
+        let [snd, rtr, rcv] = &ns;
+        // Private test subnets that exist only inside these namespaces; no default route.
+        ip(&[
+            "link", "add", "pcs0", "netns", snd, "type", "veth", "peer", "name", "pcr0", "netns",
+            rtr,
+        ])?;
+        ip(&[
+            "link", "add", "pcr1", "netns", rtr, "type", "veth", "peer", "name", "pcv0", "netns",
+            rcv,
+        ])?;
+        in_ns(snd, &["ip", "addr", "add", "10.213.1.1/24", "dev", "pcs0"])?;
+        in_ns(rtr, &["ip", "addr", "add", "10.213.1.2/24", "dev", "pcr0"])?;
+        in_ns(rtr, &["ip", "addr", "add", "10.213.2.1/24", "dev", "pcr1"])?;
+        in_ns(rcv, &["ip", "addr", "add", "10.213.2.2/24", "dev", "pcv0"])?;
+        for (n, dev) in [(snd, "pcs0"), (rtr, "pcr0"), (rtr, "pcr1"), (rcv, "pcv0")] {
+            in_ns(n, &["ip", "link", "set", dev, "up"])?;
+        }
+        in_ns(rtr, &["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
+        in_ns(
+            snd,
+            &["ip", "route", "add", "10.213.2.0/24", "via", "10.213.1.2"],
+        )?;
+        in_ns(
+            rcv,
+            &["ip", "route", "add", "10.213.1.0/24", "via", "10.213.2.1"],
+        )?;
+        // The jam: the router forwards to the receiver at 3 Mbit/s with 400 ms of queue.
+        in_ns(
+            rtr,
+            &[
+                "tc", "qdisc", "add", "dev", "pcr1", "root", "tbf", "rate", RATE, "burst",
+                "32kbit", "latency", "400ms",
+            ],
+        )?;
+        Ok(topo)
+    }
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        for n in &self.ns {
+            let _ = ip(&["netns", "delete", n]);
+        }
+    }
+}
+
+/// Settled latency of one run, from the receiver's once-a-second records after
+/// `SETTLE_SECS`: median of the per-second medians, 95th percentile of the per-second
+/// p95s, and the largest latency seen.
+#[derive(Clone, Copy, Debug)]
+struct Settled {
+    p50: f64,
+    p95: f64,
+    max: f64,
+    fps: f64,
+    mbit: f64,
+}
+
+fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[((p * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1]
+}
+
+fn settled(stdout: &str) -> Option<Settled> {
+    let records: Vec<_> = json_records(stdout)
+        .into_iter()
+        .filter(|r| r["last"] == false && r["t"].as_f64().unwrap_or(0.0) > SETTLE_SECS)
+        .collect();
+    let lat: Vec<&serde_json::Value> = records
+        .iter()
+        .map(|r| &r["latency_ms"])
+        .filter(|l| l.is_object())
+        .collect();
+    if lat.is_empty() {
+        return None;
+    }
+    let field = |k: &str| lat.iter().filter_map(|l| l[k].as_f64()).collect::<Vec<_>>();
+    let n = records.len() as f64;
+    Some(Settled {
+        p50: percentile(field("p50"), 0.5),
+        p95: percentile(field("p95"), 0.95),
+        max: field("max").into_iter().fold(0.0, f64::max),
+        fps: records
+            .iter()
+            .filter_map(|r| r["fps_out"].as_f64())
+            .sum::<f64>()
+            / n,
+        mbit: records
+            .iter()
+            .filter_map(|r| r["bitrate_bps"].as_f64())
+            .sum::<f64>()
+            / n
+            / 1e6,
+    })
+}
+
+fn run(
+    topo: &Topology,
+    scratch: &Scratch,
+    protocol: &str,
+    guarded: bool,
+    seconds: u64,
+) -> Option<Settled> {
+    let picam = env!("CARGO_BIN_EXE_picam");
+    let tag = format!(
+        "{protocol}-{}",
+        if guarded { "guarded" } else { "unguarded" }
+    );
+    let recv_out = scratch.path(&format!("{tag}.recv.json"));
+    let total = (seconds + 3).to_string();
+    let recv = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &topo.ns[2],
+            picam,
+            "recv",
+            "--headless",
+            "--stats",
+            "json",
+        ])
+        .args([
+            "--bind",
+            "10.213.2.2",
+            "--port",
+            "5000",
+            "--protocol",
+            protocol,
+            "--duration",
+            &total,
+        ])
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&recv_out).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start receiver");
+    std::thread::sleep(Duration::from_millis(500));
+    let mut send = Command::new("ip");
+    send.args([
+        "netns",
+        "exec",
+        &topo.ns[0],
+        picam,
+        "send",
+        "--remote",
+        "10.213.2.2",
+        "--port",
+        "5000",
+    ])
+    .args([
+        "--protocol",
+        protocol,
+        "--bitrate",
+        "8000000",
+        "--duration",
+        &seconds.to_string(),
+    ])
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
+    if !guarded {
+        send.arg("--no-congestion-control");
+    }
+    let sent = common::Picam {
+        child: send.spawn().expect("start sender"),
+        stdout: scratch.path("x"),
+        stderr: scratch.path("y"),
+    }
+    .wait(Duration::from_secs(seconds + 30));
+    let received = common::Picam {
+        child: recv,
+        stdout: recv_out.clone(),
+        stderr: scratch.path("z"),
+    }
+    .wait(Duration::from_secs(seconds + 30));
+    assert!(sent.0, "{tag}: sender failed");
+    assert!(received.0, "{tag}: receiver failed");
+    let result = settled(&received.1);
+    eprintln!("{tag}: {result:?}");
+    result
+}
+
+fn cell(s: Option<Settled>) -> String {
+    match s {
+        Some(s) => format!(
+            "{:.0} | {:.0} | {:.0} | {:.1} | {:.2}",
+            s.p50, s.p95, s.max, s.fps, s.mbit
+        ),
+        None => "no picture | - | - | 0 | -".into(),
+    }
+}
+
+#[test]
+fn latency_stays_bounded_through_a_3_mbit_router_queue() {
+    if unsafe_euid() != 0 {
+        eprintln!("SKIPPED: the router-queue test needs root (network namespaces and tc)");
+        return;
+    }
+    let seconds: u64 = std::env::var("PICAM_JAM_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(15);
+    let scratch = Scratch::new("jam");
+    let mut rows = Vec::new();
+    for protocol in ["udp", "tcp"] {
+        let topo = match Topology::new(protocol) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("SKIPPED: cannot build the namespace topology here: {e}");
+                return;
+            }
+        };
+        let guarded = run(&topo, &scratch, protocol, true, seconds);
+        drop(topo);
+        let topo = Topology::new(protocol).expect("topology again");
+        let unguarded = run(&topo, &scratch, protocol, false, seconds);
+        drop(topo);
+        let g = guarded.unwrap_or_else(|| {
+            panic!("{protocol}: guarded run showed no picture after {SETTLE_SECS} s")
+        });
+        // Generous bounds: a benchmark measures, a test only guards the promise.
+        assert!(
+            g.p95 < 300.0,
+            "{protocol}: guarded settled p95 {:.0} ms",
+            g.p95
+        );
+        assert!(
+            g.fps > 10.0,
+            "{protocol}: guarded run showed only {:.1} fps",
+            g.fps
+        );
+        if let Some(u) = unguarded {
+            assert!(
+                u.p95 > 1.5 * g.p95 || u.fps < 0.5 * g.fps,
+                "{protocol}: the unguarded baseline ({u:?}) should be clearly worse than guarded ({g:?})"
+            );
+        }
+        let ratio = unguarded.map_or("-".into(), |u| format!("{:.1}x", u.p95 / g.p95));
+        rows.push(format!("| {protocol} | guarded | {} | |", cell(guarded)));
+        rows.push(format!(
+            "| {protocol} | unguarded | {} | {ratio} |",
+            cell(unguarded)
+        ));
+    }
+    if let Ok(path) = std::env::var("PICAM_JAM_REPORT") {
+        let table = format!(
+            "| protocol | jam guard | p50 ms | p95 ms | max ms | fps shown | Mbit/s received | p95 unguarded / guarded |\n|---|---|---|---|---|---|---|---|\n{}\n",
+            rows.join("\n")
+        );
+        std::fs::write(&path, table).expect("write report");
+    }
+}
+
+fn unsafe_euid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
