@@ -76,11 +76,15 @@ poweroff -f
 INIT
 chmod +x "$WORK/initrd/init"
 
+# The binary travels in the shared output directory: the guest mounts a fresh tmpfs on
+# /tmp, which would hide a binary built in a checkout under /tmp (as CI's may be).
+cp "$PICAM" "$OUT/picam"
+
 # What runs inside the guest, in the host's root (chroot).
 cat > "$OUT/guest.sh" <<GUEST
 #!/bin/sh
 OUT=$OUT
-PICAM=$PICAM
+PICAM=$OUT/picam
 export PICAM_LOG=info HOME=/tmp PATH=/usr/bin:/bin:/usr/sbin:/sbin
 cd /tmp
 \$PICAM devices > \$OUT/devices.txt 2>&1; echo "devices exit \$?" >> \$OUT/devices.txt
