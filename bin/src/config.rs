@@ -193,12 +193,19 @@ impl Settings {
             1200,
             " frames",
         )?;
-        let (source, _) = pick(
+        let (source, origin) = pick(
             send.and_then(|s| s.source.clone()),
             file.source,
             path,
-            "test".into(),
+            String::new(),
         );
+        // Unset: a camera if this machine has one, else the synthetic camera. Probed only
+        // for the sender (the receiver has no source).
+        let source = match (origin, send) {
+            (Origin::Default, Some(_)) => crate::send::default_source().to_string(),
+            (Origin::Default, None) => "test".to_string(),
+            _ => source,
+        };
         let (congestion_control, _) = pick(
             send.and_then(|s| s.no_congestion_control.then_some(false)),
             file.congestion_control,

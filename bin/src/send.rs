@@ -132,6 +132,25 @@ fn open_camera(settings: &Settings, args: &SendArgs, spec: &str) -> Result<Box<d
 }
 
 /// The V4L2 sources exist on Linux only.
+/// The `source` used when none is configured: `auto` where there is a camera to
+/// stream from (a usable V4L2 camera, or rpicam-vid), else the test pattern.
+pub fn default_source() -> &'static str {
+    #[cfg(target_os = "linux")]
+    {
+        let devices: Vec<_> = capture::v4l2::list_devices()
+            .into_iter()
+            .filter_map(|d| d.ok())
+            .collect();
+        let rpicam = capture::rpicam::PROGRAMS
+            .iter()
+            .any(|p| capture::rpicam::find_on_path(p).is_some());
+        if capture::v4l2::auto::choose(&devices, rpicam).is_some() {
+            return "auto";
+        }
+    }
+    "test"
+}
+
 #[cfg(not(target_os = "linux"))]
 fn open_camera(_settings: &Settings, _args: &SendArgs, spec: &str) -> Result<Box<dyn Source>> {
     bail!(

@@ -105,6 +105,8 @@ const GUARDED_SEND_BUFFER: usize = 32 * 1024;
 const GUARDED_NOT_SENT_LOW_WATER: u32 = 16 * 1024;
 /// A connection that accepts nothing for this long while we have data is dead.
 const STALL_LIMIT: Duration = Duration::from_secs(5);
+/// How long queued frames may take to leave once the source has ended.
+const FLUSH_LIMIT: Duration = Duration::from_millis(500);
 
 async fn send_on<E: FnMut(SenderEvent)>(
     stream: TcpStream,
@@ -126,6 +128,9 @@ async fn send_on<E: FnMut(SenderEvent)>(
     let mut last_progress = Instant::now();
     let mut inbuf = vec![0u8; 4096];
     let mut feedback = LengthPrefixed::new(MAX_FEEDBACK);
+    // Once the source has ended or we are stopping: what was captured still goes out,
+    // within a bound.
+    let mut stopping: Option<Instant> = None;
     loop {
         // Write without blocking: when the kernel's small queue is full, frames wait in
         // the sender, which drops the stale ones.
@@ -150,6 +155,11 @@ async fn send_on<E: FnMut(SenderEvent)>(
         }
         hooks.drain_events(sender);
         let blocked = written < pending.len();
+        if let Some(deadline) = stopping {
+            if (!blocked && sender.queued_frames() == 0) || Instant::now() >= deadline {
+                return Ended::Shutdown;
+            }
+        }
         if blocked && last_progress.elapsed() > STALL_LIMIT {
             return Ended::Disconnected;
         }
@@ -160,10 +170,14 @@ async fn send_on<E: FnMut(SenderEvent)>(
             })),
             (t, false) => t,
         };
+        let wake = match (wake, stopping) {
+            (Some(w), Some(d)) => Some(w.min(d)),
+            (w, d) => w.or(d),
+        };
         tokio::select! {
-            frame = hooks.frames.recv() => match frame {
+            frame = hooks.frames.recv(), if stopping.is_none() => match frame {
                 Some(frame) => { sender.handle_frame(Instant::now(), frame); }
-                None => return Ended::Shutdown,
+                None => stopping = Some(Instant::now() + FLUSH_LIMIT),
             },
             ready = stream.writable(), if blocked => {
                 if ready.is_err() {
@@ -191,7 +205,12 @@ async fn send_on<E: FnMut(SenderEvent)>(
                 }
             }
             _ = sleep_until(wake) => sender.handle_timeout(Instant::now()),
-            _ = hooks.shutdown.changed() => return Ended::Shutdown,
+            _ = hooks.shutdown.changed(), if stopping.is_none() => {
+                while let Ok(frame) = hooks.frames.try_recv() {
+                    sender.handle_frame(Instant::now(), frame);
+                }
+                stopping = Some(Instant::now() + FLUSH_LIMIT);
+            }
         }
     }
 }

@@ -1,7 +1,7 @@
 //! UDP driver: the only code here that touches a datagram socket.
 
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::net::UdpSocket;
 
@@ -11,6 +11,8 @@ use crate::{ReceivedFrame, Receiver, Sender, SenderEvent, TransportError};
 /// Largest datagram read; anything longer is truncated by the kernel and then fails to
 /// parse (counted as malformed).
 const RECV_BUFFER: usize = 65_536;
+/// How long queued frames may take to leave once the source has ended.
+const FLUSH_LIMIT: Duration = Duration::from_millis(500);
 
 async fn bind(addr: SocketAddr) -> Result<UdpSocket, TransportError> {
     UdpSocket::bind(addr)
@@ -50,7 +52,7 @@ pub async fn run_sender<E: FnMut(SenderEvent)>(
         tokio::select! {
             frame = hooks.frames.recv() => match frame {
                 Some(frame) => { sender.handle_frame(Instant::now(), frame); }
-                None => return Ok(()),
+                None => break,
             },
             got = socket.recv_from(&mut inbuf) => {
                 if let Ok((n, _from)) = got {
@@ -58,9 +60,27 @@ pub async fn run_sender<E: FnMut(SenderEvent)>(
                 }
             }
             _ = sleep_until(sender.poll_timeout()) => sender.handle_timeout(Instant::now()),
-            _ = hooks.shutdown.changed() => return Ok(()),
+            _ = hooks.shutdown.changed() => break,
         }
     }
+    // The source ended (end of a file) or we are stopping: what was captured still goes
+    // out, paced as usual, within a bound.
+    while let Ok(frame) = hooks.frames.try_recv() {
+        sender.handle_frame(Instant::now(), frame);
+    }
+    let deadline = Instant::now() + FLUSH_LIMIT;
+    while sender.queued_frames() > 0 && Instant::now() < deadline {
+        let now = Instant::now();
+        while sender.poll_transmit(now, &mut out) {
+            let _ = socket.send_to(&out, remote).await;
+        }
+        let next = sender
+            .poll_timeout()
+            .unwrap_or(now + Duration::from_millis(1));
+        tokio::time::sleep_until(next.min(deadline).into()).await;
+        sender.handle_timeout(Instant::now());
+    }
+    Ok(())
 }
 
 /// Receives on `bind`, handing frames on, until shutdown; sends a bye on the way out.
