@@ -227,7 +227,11 @@ impl Sink<'_> {
                     shown += 1;
                     // The stamp is on the sender's clock; the offset measured over the
                     // feedback path puts it on ours (zero on one host).
-                    let offset = stats.borrow().clock_offset_us.unwrap_or(0);
+                    let (offset, peer) = {
+                        let s = stats.borrow();
+                        (s.clock_offset_us.unwrap_or(0), s.peer)
+                    };
+                    view.set_peer(peer);
                     let ms = stamp::read(&picture).map(|s| {
                         (wallclock_us() as i64 - (s.time_us as i64 - offset)) as f64 / 1e3
                     });

@@ -177,6 +177,13 @@ impl View {
         Ok(())
     }
 
+    /// Names the sender in the title once the transport has heard it.
+    pub fn set_peer(&mut self, peer: Option<std::net::SocketAddr>) {
+        if let (View::Window(w), Some(peer)) = (self, peer) {
+            w.window.set_peer(&peer.to_string());
+        }
+    }
+
     /// Refreshes the overlay's lines from the latest stats record.
     pub fn update_stats(&mut self, record: &RecvRecord) {
         if let View::Window(w) = self {

@@ -141,6 +141,7 @@ impl Receiver {
         ReceiverStats {
             clock_offset_us: self.feedback.offset_us(),
             rtt_us: self.feedback.rtt_us(),
+            peer: self.session.as_ref().and_then(|s| s.peer),
             ..self.stats
         }
     }

@@ -53,6 +53,8 @@ pub struct ReceiverStats {
     pub clock_offset_us: Option<i64>,
     /// Smallest recent round trip to the sender, µs.
     pub rtt_us: Option<u64>,
+    /// The current sender's address, once it has been heard.
+    pub peer: Option<std::net::SocketAddr>,
 }
 
 /// What a sender has done since it started.

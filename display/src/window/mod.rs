@@ -405,6 +405,18 @@ impl Window {
             .map_err(|e| sdl_err("querying the output size", &self.driver, e))
     }
 
+    /// Names the sender in the title (once its address is known, or when it changes).
+    pub fn set_peer(&mut self, peer: &str) {
+        if self.peer == peer {
+            return;
+        }
+        self.peer = peer.to_owned();
+        let t = title(&self.peer, self.picture_size());
+        if let Err(e) = self.canvas.window_mut().set_title(&t) {
+            tracing::warn!("cannot set the window title {t:?}: {e}");
+        }
+    }
+
     /// The size of the picture last shown, if any.
     pub fn picture_size(&self) -> Option<(u32, u32)> {
         self.gpu
