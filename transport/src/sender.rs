@@ -19,7 +19,7 @@ use media::EncodedFrame;
 use crate::clock::WallClock;
 use crate::congestion::{CongestionConfig, Controller};
 use crate::pacing::{self, Pacer};
-use crate::send_log::{SendLog, Sent};
+use crate::send_log::{LossMeter, SendLog, Sent};
 use crate::wire::{self, FragmentHeader, Packet, Report, FRAGMENT_HEADER};
 use crate::{seq, SenderStats};
 
@@ -126,9 +126,7 @@ pub struct Sender {
     pacer: Pacer,
     log: SendLog,
     packets_sent: u64,
-    /// (packets the receiver had, packets we had sent) through the newest frame of the
-    /// last report that moved the loss baseline.
-    loss_base: Option<(u32, u64)>,
+    loss: LossMeter,
     /// Packets sent through the newest packet the receiver reported.
     acked_through: Option<u64>,
     announced: (u32, u32),
@@ -171,7 +169,7 @@ impl Sender {
             pacer: Pacer::new(Duration::ZERO),
             log: SendLog::default(),
             packets_sent: 0,
-            loss_base: None,
+            loss: LossMeter::default(),
             acked_through: None,
             announced,
             stats: SenderStats::default(),
@@ -317,25 +315,10 @@ impl Sender {
                 newest = Some(through);
             }
         }
-        let mut loss = 0.0;
         // Everything sent before the newest reported packet has had its chance to arrive.
-        if let Some(sent_through) = newest {
-            let received_now = report.packets_received;
-            match self.loss_base {
-                Some((received_before, sent_before)) => {
-                    let received = received_now.wrapping_sub(received_before) as u64;
-                    let sent = sent_through.saturating_sub(sent_before);
-                    if received > sent + sent / 4 {
-                        // The receiver restarted its count (a new viewer): start over.
-                        self.loss_base = Some((received_now, sent_through));
-                    } else if sent >= 20 {
-                        loss = (1.0 - received as f64 / sent as f64).max(0.0);
-                        self.loss_base = Some((received_now, sent_through));
-                    }
-                }
-                None => self.loss_base = Some((received_now, sent_through)),
-            }
-        }
+        let loss = newest
+            .and_then(|sent_through| self.loss.update(report.packets_received, sent_through))
+            .unwrap_or(0.0);
         self.stats.loss_permille = (loss * 1000.0).round() as u32;
         cc.on_report(now, loss);
         let (bitrate, fps) = (cc.target_bitrate(), cc.target_fps());
@@ -355,7 +338,7 @@ impl Sender {
     pub fn handle_new_receiver(&mut self, _now: Instant) {
         self.keyframe_pending = false;
         self.force_keyframe();
-        self.loss_base = None;
+        self.loss = LossMeter::default();
         // Frames queued for the old connection reference pictures the new receiver
         // never saw.
         self.queue.retain(|f| f.next > 0);
