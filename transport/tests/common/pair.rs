@@ -1,0 +1,264 @@
+//! A sender and a receiver joined by two links, on simulated time.
+
+use super::*;
+
+/// A frame the source produced and what became of it at the sender.
+#[derive(Clone, Debug)]
+pub struct SentFrame {
+    pub number: u32,
+    pub keyframe: bool,
+    pub data: Bytes,
+    pub at: Instant,
+    pub accepted: bool,
+}
+
+/// Everything a `Pair` is built from.
+#[derive(Clone, Debug)]
+pub struct PairConfig {
+    pub sender: SenderConfig,
+    pub receiver: ReceiverConfig,
+    pub forward: LinkConfig,
+    pub backward: LinkConfig,
+    pub source: SourceConfig,
+    pub session: u32,
+}
+
+impl Default for PairConfig {
+    fn default() -> Self {
+        Self {
+            sender: SenderConfig::default(),
+            receiver: ReceiverConfig::default(),
+            forward: LinkConfig::ideal(Duration::from_millis(10)),
+            backward: LinkConfig::ideal(Duration::from_millis(10)),
+            source: SourceConfig::default(),
+            session: 0xC0FF_EE01,
+        }
+    }
+}
+
+/// A sender and a receiver joined by two links, on simulated time.
+pub struct Pair {
+    pub now: Instant,
+    pub start: Instant,
+    pub sender: Sender,
+    pub receiver: Receiver,
+    pub forward: Link,
+    pub backward: Link,
+    pub source: FrameSource,
+    pub sender_addr: SocketAddr,
+    first_frame: u32,
+    pub sent: Vec<SentFrame>,
+    pub emitted: Vec<(Instant, ReceivedFrame)>,
+    pub events: Vec<(Instant, SenderEvent)>,
+    /// When each receiver transmit was handed out, and its bytes.
+    pub feedback: Vec<(Instant, Vec<u8>)>,
+    /// When each fragment first reached the receiver: (time, frame number).
+    pub arrivals: Vec<(Instant, u32)>,
+    pub steps: usize,
+    buf: Vec<u8>,
+}
+
+impl Pair {
+    pub fn new(config: PairConfig, seed: u64) -> Self {
+        let start = base();
+        Self {
+            now: start,
+            start,
+            first_frame: config.sender.first_frame,
+            sender: Sender::new(config.sender, config.session),
+            receiver: Receiver::new(config.receiver),
+            forward: Link::new(config.forward, seed.wrapping_mul(2).wrapping_add(1)),
+            backward: Link::new(config.backward, seed.wrapping_mul(2).wrapping_add(2)),
+            source: FrameSource::new(config.source, start),
+            sender_addr: "192.0.2.10:5000".parse().unwrap(),
+            sent: Vec::new(),
+            emitted: Vec::new(),
+            events: Vec::new(),
+            feedback: Vec::new(),
+            arrivals: Vec::new(),
+            steps: 0,
+            buf: Vec::new(),
+        }
+    }
+
+    /// Source index of a wire frame number (valid for fewer than 2^32 frames).
+    pub fn index_of(&self, number: u32) -> u64 {
+        u64::from(number.wrapping_sub(self.first_frame))
+    }
+
+    pub fn next_event(&self) -> Option<Instant> {
+        [
+            self.forward.next_delivery(),
+            self.backward.next_delivery(),
+            self.receiver.poll_timeout(),
+            self.sender.poll_timeout(),
+            self.source.next_at(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    pub fn drive_for(&mut self, d: Duration) {
+        self.drive_until(self.now + d);
+    }
+
+    /// Runs every event up to and including `until`, then sets the clock to `until`.
+    pub fn drive_until(&mut self, until: Instant) {
+        for _ in 0..MAX_STEPS {
+            match self.next_event() {
+                Some(t) if t <= until => {
+                    self.now = self.now.max(t);
+                    self.step();
+                }
+                _ => {
+                    self.now = self.now.max(until);
+                    return;
+                }
+            }
+        }
+        panic!("simulation did not settle in {MAX_STEPS} steps (busy loop?)");
+    }
+
+    /// Handles everything due at `self.now`, draining after every input.
+    fn step(&mut self) {
+        self.steps += 1;
+        let now = self.now;
+        if self.source.next_at().is_some_and(|t| t <= now) {
+            let frame = self.source.next_frame(now);
+            let record = SentFrame {
+                number: self.first_frame.wrapping_add(self.sent.len() as u32),
+                keyframe: frame.keyframe,
+                data: frame.data.clone(),
+                at: now,
+                accepted: false,
+            };
+            self.sent.push(record);
+            let accepted = self.sender.handle_frame(now, frame);
+            self.sent.last_mut().unwrap().accepted = accepted;
+            self.drain_sender();
+        }
+        while let Some(bytes) = self.forward.pop_due(now) {
+            if let Ok(Packet::Fragment(h, _)) = wire::parse(&bytes) {
+                self.arrivals.push((now, h.frame));
+            }
+            self.receiver
+                .handle_packet(now, Some(self.sender_addr), &bytes);
+            self.drain_receiver();
+        }
+        while let Some(bytes) = self.backward.pop_due(now) {
+            self.sender.handle_packet(now, &bytes);
+            self.drain_sender();
+        }
+        if self.receiver.poll_timeout().is_some_and(|t| t <= now) {
+            self.receiver.handle_timeout(now);
+            self.drain_receiver();
+            if let Some(t) = self.receiver.poll_timeout() {
+                assert!(
+                    t > now,
+                    "receiver timer not moved past now by handle_timeout (busy loop)"
+                );
+            }
+        }
+        if self.sender.poll_timeout().is_some_and(|t| t <= now) {
+            self.sender.handle_timeout(now);
+            self.drain_sender();
+            if let Some(t) = self.sender.poll_timeout() {
+                assert!(t > now, "sender timer not moved past now (busy loop)");
+            }
+        }
+    }
+
+    fn drain_sender(&mut self) {
+        let now = self.now;
+        let mut n = 0;
+        while self.sender.poll_transmit(now, &mut self.buf) {
+            n += 1;
+            assert!(n <= 1 << 20, "sender transmit loop unbounded");
+            self.forward.send(now, self.buf.clone());
+        }
+        while let Some(event) = self.sender.poll_event() {
+            if event == SenderEvent::ForceKeyframe {
+                self.source.force = true;
+            }
+            self.events.push((now, event));
+        }
+        self.sender.check_invariants();
+        self.receiver.check_invariants();
+    }
+
+    fn drain_receiver(&mut self) {
+        let now = self.now;
+        for _ in 0..=1 << 16 {
+            let Some(frame) = self.receiver.poll_frame() else {
+                break;
+            };
+            self.emitted.push((now, frame));
+        }
+        for _ in 0..=1 << 16 {
+            let Some(Transmit { to, payload }) = self.receiver.poll_transmit() else {
+                break;
+            };
+            assert_eq!(to, Some(self.sender_addr), "feedback addressed elsewhere");
+            self.feedback.push((now, payload.clone()));
+            self.backward.send(now, payload);
+        }
+        self.sender.check_invariants();
+        self.receiver.check_invariants();
+    }
+
+    /// Frame numbers emitted, in emission order.
+    pub fn emitted_numbers(&self) -> Vec<u32> {
+        self.emitted.iter().map(|(_, f)| f.number).collect()
+    }
+
+    /// Keyframe requests the receiver sent: (time, highest_seen).
+    pub fn keyframe_requests(&self) -> Vec<(Instant, Option<u32>)> {
+        keyframe_requests(self.feedback.iter().map(|(t, p)| (*t, p.as_slice())))
+    }
+
+    /// The decodability and integrity rules on everything emitted so far:
+    /// frames leave in increasing order; each carries exactly the bytes sent; a P-frame
+    /// leaves only if the frame it references (the one before it) left before it, so
+    /// every emitted frame's chain back to its keyframe was emitted. Returns the number
+    /// of frames emitted after a gap (each of which must be a keyframe).
+    pub fn check_decodable(&self) -> usize {
+        let mut emitted: HashSet<u64> = HashSet::new();
+        let mut previous: Option<u64> = None;
+        let mut restarts = 0;
+        for (_, f) in &self.emitted {
+            let index = self.index_of(f.number);
+            let sent = &self.sent[index as usize];
+            assert!(sent.accepted, "frame {} was refused yet emitted", f.number);
+            assert_eq!(
+                f.frame.keyframe, sent.keyframe,
+                "keyframe flag of {}",
+                f.number
+            );
+            assert!(
+                f.frame.data == sent.data,
+                "bytes of frame {} differ",
+                f.number
+            );
+            assert_eq!(f.session, self.sender.session());
+            if let Some(p) = previous {
+                assert!(index > p, "frame {} emitted after {}", f.number, p);
+                if index != p + 1 {
+                    restarts += 1;
+                    assert!(f.frame.keyframe, "frame {} emitted after a gap", f.number);
+                }
+            }
+            if !f.frame.keyframe {
+                assert!(
+                    index > 0 && emitted.contains(&(index - 1)),
+                    "P-frame {} emitted but its reference {} was not",
+                    f.number,
+                    f.number.wrapping_sub(1)
+                );
+            }
+            emitted.insert(index);
+            previous = Some(index);
+        }
+        restarts
+    }
+}

@@ -1,0 +1,115 @@
+//! A lone receiver fed hand-made packets, and the packets to feed it.
+
+use super::*;
+
+/// The fragments of one frame, as a sender with `max_packet` would cut them.
+pub fn fragments(
+    session: u32,
+    frame: u32,
+    keyframe: bool,
+    data: &[u8],
+    max_packet: usize,
+) -> Vec<Vec<u8>> {
+    let payload = max_packet - wire::FRAGMENT_HEADER;
+    let count = data.len().div_ceil(payload).max(1);
+    let count = u16::try_from(count).expect("frame too large for the wire");
+    (0..count)
+        .map(|index| {
+            let mut out = Vec::new();
+            FragmentHeader {
+                session,
+                frame,
+                index,
+                count,
+                keyframe,
+                capture_us: 1_000 + u64::from(frame),
+            }
+            .write(&mut out);
+            let start = index as usize * payload;
+            let end = (start + payload).min(data.len());
+            out.extend_from_slice(&data[start..end]);
+            out
+        })
+        .collect()
+}
+
+/// A lone receiver fed hand-made packets on simulated time.
+pub struct Rx {
+    pub rx: Receiver,
+    pub start: Instant,
+    pub now: Instant,
+    pub frames: Vec<(Instant, ReceivedFrame)>,
+    pub transmits: Vec<(Instant, Transmit)>,
+}
+
+impl Rx {
+    pub fn new(config: ReceiverConfig) -> Self {
+        let start = base();
+        Self {
+            rx: Receiver::new(config),
+            start,
+            now: start,
+            frames: Vec::new(),
+            transmits: Vec::new(),
+        }
+    }
+
+    /// Feeds one packet at the current time and drains.
+    pub fn feed(&mut self, from: SocketAddr, packet: &[u8]) {
+        self.rx.handle_packet(self.now, Some(from), packet);
+        self.drain();
+    }
+
+    pub fn drain(&mut self) {
+        for _ in 0..=1 << 16 {
+            let Some(frame) = self.rx.poll_frame() else {
+                break;
+            };
+            self.frames.push((self.now, frame));
+        }
+        for _ in 0..=1 << 16 {
+            let Some(t) = self.rx.poll_transmit() else {
+                break;
+            };
+            self.transmits.push((self.now, t));
+        }
+        self.rx.check_invariants();
+    }
+
+    /// Moves the clock forward by `d`, firing every timer on the way.
+    pub fn advance(&mut self, d: Duration) {
+        let until = self.now + d;
+        for _ in 0..MAX_STEPS {
+            match self.rx.poll_timeout() {
+                Some(t) if t <= until => {
+                    self.now = self.now.max(t);
+                    self.rx.handle_timeout(self.now);
+                    self.drain();
+                    if let Some(next) = self.rx.poll_timeout() {
+                        assert!(
+                            next > self.now,
+                            "receiver timer not moved past now by handle_timeout (busy loop)"
+                        );
+                    }
+                }
+                _ => {
+                    self.now = until;
+                    return;
+                }
+            }
+        }
+        panic!("receiver timers did not settle in {MAX_STEPS} steps");
+    }
+
+    pub fn numbers(&self) -> Vec<u32> {
+        self.frames.iter().map(|(_, f)| f.number).collect()
+    }
+
+    pub fn keyframe_requests(&self) -> Vec<(Instant, Option<u32>)> {
+        keyframe_requests(
+            self.transmits
+                .iter()
+                .map(|(t, x)| (*t, x.payload.as_slice())),
+        )
+    }
+}
