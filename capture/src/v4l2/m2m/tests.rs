@@ -1,0 +1,188 @@
+//! The hardware-encoder path against a fake device (no m2m encoder exists in the test
+//! kernel).
+
+use super::*;
+use std::collections::HashMap;
+
+/// An encoder that "encodes" by returning a canned access unit per input, and
+/// records everything done to it.
+#[derive(Default)]
+struct FakeIo {
+    stride: u32,
+    log: Vec<String>,
+    inputs: Vec<Vec<u8>>,
+    queued: Vec<bool>,
+    pending: Vec<(u64, bool)>,
+    ctrls: FakeCtrls,
+    stuck: bool,
+}
+
+#[derive(Default)]
+struct FakeCtrls {
+    set: Vec<(u32, i64)>,
+    values: HashMap<u32, i64>,
+}
+
+impl ControlDevice for FakeCtrls {
+    fn range(&mut self, id: u32) -> Option<(i64, i64)> {
+        (id != sys::CID_GOP_SIZE).then_some((0, 25_000_000))
+    }
+    fn set(&mut self, id: u32, value: i64) -> std::io::Result<()> {
+        self.set.push((id, value));
+        self.values.insert(id, value);
+        Ok(())
+    }
+}
+
+impl EncoderIo for FakeIo {
+    fn configure(
+        &mut self,
+        input: PixelFormat,
+        s: EncoderSettings,
+    ) -> std::io::Result<InputLayout> {
+        self.log
+            .push(format!("configure {input} {}x{}", s.width, s.height));
+        let h = s.height.div_ceil(16) * 16;
+        let luma = (self.stride * h) as usize;
+        Ok(InputLayout {
+            format: input,
+            stride: self.stride,
+            luma_size: luma,
+            size: luma * 3 / 2,
+        })
+    }
+    fn controls(&mut self) -> &mut dyn ControlDevice {
+        &mut self.ctrls
+    }
+    fn start(&mut self) -> std::io::Result<()> {
+        self.log.push("start".into());
+        self.inputs = vec![vec![0; 1 << 16]; 2];
+        self.queued = vec![false; 2];
+        Ok(())
+    }
+    fn free_input(&mut self) -> std::io::Result<Option<usize>> {
+        Ok(self.queued.iter().position(|q| !q))
+    }
+    fn input_mut(&mut self, index: usize) -> &mut [u8] {
+        &mut self.inputs[index]
+    }
+    fn queue_input(&mut self, index: usize, bytes: usize, ts: u64) -> std::io::Result<()> {
+        self.log.push(format!("queue {index} {bytes}"));
+        let key = self
+            .ctrls
+            .values
+            .remove(&sys::CID_FORCE_KEY_FRAME)
+            .is_some()
+            || self.pending.is_empty() && ts == 1;
+        self.queued[index] = true;
+        self.pending.push((ts, key));
+        Ok(())
+    }
+    fn dequeue_coded(&mut self, _timeout: Duration) -> std::io::Result<Option<Coded>> {
+        if self.stuck || self.pending.is_empty() {
+            return Ok(None);
+        }
+        let (ts, key) = self.pending.remove(0);
+        self.queued.iter_mut().for_each(|q| *q = false);
+        let data = if key {
+            vec![
+                0, 0, 0, 1, 0x67, 1, 0, 0, 0, 1, 0x68, 2, 0, 0, 0, 1, 0x65, 0x88,
+            ]
+        } else {
+            vec![0, 0, 0, 1, 0x41, 0x9a]
+        };
+        Ok(Some(Coded {
+            data,
+            keyframe: key,
+            timestamp_us: ts,
+        }))
+    }
+}
+
+fn settings() -> EncoderSettings {
+    EncoderSettings {
+        width: 64,
+        height: 40,
+        fps: 30,
+        bitrate: 1_000_000,
+        intra: 30,
+    }
+}
+
+fn open(format: PixelFormat, stride: u32) -> M2mEncoder<FakeIo> {
+    let cam = Layout {
+        format,
+        width: 64,
+        height: 40,
+        stride: if format == PixelFormat::Yuyv { 128 } else { 64 },
+    };
+    M2mEncoder::with_io(
+        FakeIo {
+            stride,
+            ..Default::default()
+        },
+        "/dev/video11",
+        settings(),
+        cam,
+    )
+    .unwrap()
+}
+
+#[test]
+fn sets_up_formats_then_controls_then_starts() {
+    let enc = open(PixelFormat::Nv12, 64);
+    assert_eq!(enc.io.log, vec!["configure NV12 64x40", "start"]);
+    let set: Vec<u32> = enc.io.ctrls.set.iter().map(|(id, _)| *id).collect();
+    assert!(set.contains(&sys::CID_BITRATE) && set.contains(&sys::CID_REPEAT_SEQ_HEADER));
+    // MJPEG cameras feed it decoded pictures as YU12.
+    let enc = open(PixelFormat::Mjpeg, 64);
+    assert_eq!(enc.io.log[0], "configure YU12 64x40");
+}
+
+#[test]
+fn keyframe_request_reaches_the_device_before_the_next_frame() {
+    let mut enc = open(PixelFormat::Yuv420, 64);
+    let frame = vec![7u8; 64 * 40 * 3 / 2];
+    let a = enc.encode_raw(&frame, 1).unwrap();
+    assert!(a.keyframe && a.data.starts_with(&[0, 0, 0, 1, 0x67]));
+    let b = enc.encode_raw(&frame, 2).unwrap();
+    assert!(!b.keyframe);
+    enc.control(Control::ForceKeyframe);
+    let c = enc.encode_raw(&frame, 3).unwrap();
+    assert!(c.keyframe, "forced");
+    assert_eq!(c.capture_us, 3, "capture time comes back with the frame");
+    enc.control(Control::SetBitrate(2_000_000));
+    assert_eq!(enc.io.ctrls.values.get(&sys::CID_BITRATE), Some(&2_000_000));
+    assert_eq!(enc.settings().bitrate, 2_000_000);
+}
+
+#[test]
+fn rows_are_restrided_into_the_encoders_layout() {
+    // Encoder wants stride 96 and 48 rows (40 aligned to 16).
+    let mut enc = open(PixelFormat::Yuv420, 96);
+    let (w, h) = (64usize, 40usize);
+    let mut frame = vec![0u8; w * h * 3 / 2];
+    frame[..w].fill(1); // first luma row
+    frame[w * h..w * h + w / 2].fill(2); // first U row
+    frame[w * h + w * h / 4..w * h + w * h / 4 + w / 2].fill(3); // first V row
+    enc.encode_raw(&frame, 1).unwrap();
+    let buf = &enc.io.inputs[0];
+    let luma = 96 * 48;
+    assert!(buf[..64].iter().all(|&b| b == 1) && buf[64..96].iter().all(|&b| b == 0));
+    assert!(buf[luma..luma + 32].iter().all(|&b| b == 2));
+    assert!(buf[luma + luma / 4..luma + luma / 4 + 32]
+        .iter()
+        .all(|&b| b == 3));
+    assert_eq!(enc.io.log[2], format!("queue 0 {}", luma * 3 / 2));
+}
+
+#[test]
+fn a_stuck_encoder_or_short_frame_is_an_error() {
+    let mut enc = open(PixelFormat::Yuyv, 128);
+    assert!(enc.encode_raw(&[0; 100], 1).is_err(), "short frame");
+    enc.io.stuck = true;
+    assert!(matches!(
+        enc.encode_raw(&vec![0; 128 * 40], 1),
+        Err(CaptureError::NoOutput { .. })
+    ));
+}
