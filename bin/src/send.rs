@@ -10,9 +10,10 @@ use anyhow::{bail, Context, Result};
 use capture::{
     Control, H264FileSource, RpicamSource, Source, StreamOptions, TestPatternSource, Y4mSource,
 };
-use media::EncodedFrame;
 use tokio::sync::{mpsc, watch};
-use transport::{Protocol, Sender, SenderConfig, SenderEvent, SenderHooks, SenderStats};
+use transport::{
+    Protocol, Sender, SenderConfig, SenderEvent, SenderHooks, SenderStats, SourceFrame,
+};
 
 use crate::cli::SendArgs;
 use crate::config::Settings;
@@ -188,7 +189,7 @@ pub fn run_with(
     let mut source = open_source(&settings, args)?;
     tracing::info!(source = %source.describe(), %remote, protocol = ?settings.protocol, "starting sender");
 
-    let (frame_tx, frame_rx) = mpsc::channel::<EncodedFrame>(CAPTURE_QUEUE);
+    let (frame_tx, frame_rx) = mpsc::channel::<SourceFrame>(CAPTURE_QUEUE);
     let (control_tx, control_rx) = std_mpsc::sync_channel::<Control>(CONTROL_QUEUE);
     let queue_full = Arc::new(AtomicU64::new(0));
 
@@ -293,11 +294,12 @@ pub fn run_with(
 
 fn capture_loop(
     source: &mut dyn Source,
-    frames: &mpsc::Sender<EncodedFrame>,
+    frames: &mpsc::Sender<SourceFrame>,
     controls: &std_mpsc::Receiver<Control>,
     queue_full: &AtomicU64,
     trigger: &shutdown::Trigger,
 ) -> Result<()> {
+    let mut skipped_before = 0u32;
     while !trigger.fired() {
         while let Ok(command) = controls.try_recv() {
             source.control(command);
@@ -309,10 +311,17 @@ fn capture_loop(
             tracing::info!("source ended");
             return Ok(());
         };
+        let frame = SourceFrame {
+            frame,
+            skipped_before,
+        };
         match frames.try_send(frame) {
-            Ok(()) => {}
+            Ok(()) => skipped_before = 0,
             Err(mpsc::error::TrySendError::Full(_)) => {
-                // The next frame would reference the one dropped here: make it a keyframe.
+                // The next frame would reference the one dropped here: make it a
+                // keyframe where the source can, and in any case tell the sender, which
+                // leaves a gap in the frame numbers so the receiver waits for one.
+                skipped_before = skipped_before.saturating_add(1);
                 queue_full.fetch_add(1, Ordering::Relaxed);
                 source.control(Control::ForceKeyframe);
             }
@@ -356,7 +365,11 @@ async fn report_loop(
             frames_dropped: BTreeMap::from([
                 ("capture_queue_full", queue_full.load(Ordering::Relaxed)),
                 ("late", s.frames_late),
-                ("stale", s.frames_dropped - s.frames_late),
+                ("too_large", s.frames_too_large),
+                (
+                    "stale",
+                    s.frames_dropped - s.frames_late - s.frames_too_large,
+                ),
             ]),
             keyframe_requests: s.keyframe_requests,
             keyframes_forced: s.keyframes_forced,

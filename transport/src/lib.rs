@@ -2,39 +2,42 @@
 //! TCP and carries feedback (keyframe requests) back.
 //!
 //! The protocol logic is sans-IO ([`Sender`], [`Receiver`]): deterministic state
-//! machines that take `now` and bytes in and hand datagrams, frames, events and the next
-//! timeout out. They never read a clock or touch a socket, so loss, reordering and
-//! deadlines are tested on simulated time. [`udp`] and [`tcp`] are thin tokio drivers
-//! around them; they are the only modules here that do I/O.
+//! machines with one shape ([`Machine`]: `handle_input(now, input)`, then
+//! `poll_output(now, buf)` until [`Output::Timeout`]). They never read a clock or touch
+//! a socket, so loss, reordering and deadlines are tested on simulated time. [`udp`]
+//! and [`tcp`] are thin tokio drivers around them; they are the only modules here that
+//! do I/O.
+//!
+//! Folders by concern: `wire/` (picam's native packet format and TCP framing),
+//! `send/` (the sender, its log of sent frames, loss measurement, pacing, congestion
+//! control), `recv/` (the receiver, reassembly, reports and clock pings), `io/` (the
+//! socket drivers). Loss repair, encryption and RTP each get a folder of their own
+//! (`repair/`, `secure/`, `rtp/`) when they land.
 //!
 //! The wire format is in [`wire`] and documented in the project's `ARCHITECTURE.md`.
 
 pub mod clock;
-pub mod congestion;
-mod driver;
 mod error;
-mod feedback;
-mod framing;
-mod pacing;
-mod reassembly;
-mod receiver;
-mod send_log;
-mod sender;
+mod io;
+mod machine;
+mod recv;
+mod send;
 pub mod seq;
-mod sockopt;
 mod stats;
-pub mod tcp;
-pub mod udp;
 pub mod wire;
 
-pub use driver::{ReceiverCommand, ReceiverHooks, SenderHooks};
 pub use error::TransportError;
-pub use feedback::FeedbackConfig;
-pub use framing::LengthPrefixed;
-pub use receiver::Transmit;
-pub use receiver::{ReceivedFrame, Receiver, ReceiverConfig};
-pub use sender::{JamGuardConfig, Sender, SenderConfig, SenderEvent};
+pub use io::{tcp, udp, ReceiverCommand, ReceiverHooks, SenderHooks};
+pub use machine::{drain, Drained, Machine, Output, Transmit};
+pub use recv::{
+    FeedbackConfig, ReceivedFrame, Receiver, ReceiverConfig, ReceiverEvent, ReceiverInput,
+};
+pub use send::{
+    congestion, JamGuardConfig, Sender, SenderConfig, SenderEvent, SenderInput, SourceFrame,
+    DEFAULT_MAX_FRAME_BYTES,
+};
 pub use stats::{ReceiverDrops, ReceiverStats, SenderStats};
+pub use wire::framing::LengthPrefixed;
 
 /// Which socket type carries the stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

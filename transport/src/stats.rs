@@ -64,8 +64,17 @@ pub struct SenderStats {
     pub frames_in: u64,
     /// Frames whose every fragment was handed to the socket.
     pub frames_sent: u64,
-    /// Frames dropped unsent because newer frames were waiting (the jam guard).
+    /// Frames dropped unsent: newer frames were waiting (the jam guard), they waited
+    /// past the budget (`frames_late`), or were too large (`frames_too_large`).
     pub frames_dropped: u64,
+    /// Frames refused because they exceed the largest frame the receiver accepts
+    /// (part of `frames_dropped`).
+    pub frames_too_large: u64,
+    /// Frames the source dropped before they reached the sender (its queue was full);
+    /// they still took frame numbers, so the receiver saw the gap.
+    pub frames_skipped_at_source: u64,
+    /// Feedback packets ignored: unparseable, another session's, or not feedback.
+    pub feedback_ignored: u64,
     /// Packets handed out for the socket.
     pub datagrams: u64,
     /// Bytes handed out for the socket, headers included.

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use common::{addr, fragments, Rng};
 use transport::wire::{self, FragmentHeader, Packet, FRAGMENT_HEADER, KEYFRAME_REQUEST_LEN};
 use transport::{
-    LengthPrefixed, Receiver, ReceiverConfig, ReceiverStats, Sender, SenderConfig, TransportError,
+    LengthPrefixed, Machine, Receiver, ReceiverConfig, ReceiverInput, ReceiverStats, Sender,
+    SenderConfig, SenderInput, TransportError,
 };
 
 const SESSION: u32 = 0x1234_5678;
@@ -68,11 +69,14 @@ impl Fed {
 
     fn feed(&mut self, packet: &[u8]) -> ReceiverStats {
         let before = self.rx.stats();
-        self.rx.handle_packet(self.now, Some(self.from), packet);
-        while self.rx.poll_frame().is_some() {
-            self.emitted += 1;
-        }
-        while self.rx.poll_transmit().is_some() {}
+        self.rx.handle_input(
+            self.now,
+            ReceiverInput::Packet {
+                from: Some(self.from),
+                data: packet,
+            },
+        );
+        self.emitted += transport::drain(&mut self.rx, self.now).events.len();
         self.rx.check_invariants();
         let after = self.rx.stats();
         assert_eq!(after.datagrams, before.datagrams + 1);
@@ -89,11 +93,8 @@ impl Fed {
 
     fn advance(&mut self, d: Duration) {
         self.now += d;
-        self.rx.handle_timeout(self.now);
-        while self.rx.poll_frame().is_some() {
-            self.emitted += 1;
-        }
-        while self.rx.poll_transmit().is_some() {}
+        self.rx.handle_input(self.now, ReceiverInput::Timeout);
+        self.emitted += transport::drain(&mut self.rx, self.now).events.len();
         self.rx.check_invariants();
     }
 }
@@ -101,8 +102,8 @@ impl Fed {
 /// A sender fed feedback; only a whole keyframe request for its session counts.
 fn sender_feed(sender: &mut Sender, now: Instant, packet: &[u8]) {
     let before = sender.stats();
-    sender.handle_packet(now, packet);
-    while sender.poll_event().is_some() {}
+    sender.handle_input(now, SenderInput::Packet(packet));
+    transport::drain(sender, now);
     sender.check_invariants();
     let counted = sender.stats().keyframe_requests - before.keyframe_requests;
     let valid = matches!(
@@ -154,7 +155,7 @@ fn every_truncation_of_every_valid_packet() {
     assert_eq!(request.len(), KEYFRAME_REQUEST_LEN);
     let before = sender.stats().keyframe_requests;
     for len in 0..KEYFRAME_REQUEST_LEN {
-        sender.handle_packet(common::base(), &request[..len]);
+        sender.handle_input(common::base(), SenderInput::Packet(&request[..len]));
     }
     assert_eq!(sender.stats().keyframe_requests, before);
 }
@@ -379,7 +380,7 @@ fn foreign_and_unknown_feedback_is_ignored_by_the_sender() {
     ] {
         sender_feed(&mut sender, now, &packet);
     }
-    assert_eq!(sender.poll_event(), None);
+    assert!(transport::drain(&mut sender, now).events.is_empty());
     sender_feed(&mut sender, now, &keyframe_request(SESSION, None));
     assert_eq!(sender.stats().keyframes_forced, 1);
 }

@@ -12,7 +12,7 @@ use common::{
 };
 use media::EncodedFrame;
 use transport::wire::{self, Packet, FRAGMENT_HEADER};
-use transport::{ReceiverConfig, Sender, SenderConfig, SenderEvent};
+use transport::{Machine, ReceiverConfig, Sender, SenderConfig, SenderEvent, SenderInput};
 
 /// A payload size giving exactly `n` fragments at the default `max_packet`.
 fn sized_for(n: usize) -> usize {
@@ -58,7 +58,6 @@ fn fragmentation_round_trips_at_every_size() {
         let mut rx = Rx::new(ReceiverConfig::default());
         let from = addr(1, 5000);
         let (mut bytes_sent, mut bytes_delivered) = (0, 0);
-        let mut buf = Vec::new();
         for (i, &size) in sizes.iter().enumerate() {
             total_cases += 1;
             let data = frame_bytes(i as u64, size);
@@ -69,17 +68,21 @@ fn fragmentation_round_trips_at_every_size() {
                 capture_us: 42 + i as u64,
                 keyframe: true,
             };
-            let accepted = sender.handle_frame(rx.now, frame);
+            let refused_before = sender.stats().frames_too_large;
+            sender.handle_input(rx.now, SenderInput::Frame(frame.into()));
+            let out = transport::drain(&mut sender, rx.now);
+            let accepted = sender.stats().frames_too_large == refused_before;
             assert_eq!(accepted, fits, "max_packet {max_packet} size {size}");
             if !accepted {
-                assert_eq!(sender.poll_event(), Some(SenderEvent::ForceKeyframe));
+                assert_eq!(out.events, vec![SenderEvent::ForceKeyframe]);
+                assert!(out.transmits.is_empty());
                 continue;
             }
             let mut count = 0;
-            while sender.poll_transmit(rx.now, &mut buf) {
-                assert!(buf.len() <= max_packet, "packet over max_packet");
+            for (_, packet) in out.transmits {
+                assert!(packet.len() <= max_packet, "packet over max_packet");
                 count += 1;
-                rx.feed(from, &buf);
+                rx.feed(from, &packet);
             }
             sender.check_invariants();
             assert_eq!(count, size.div_ceil(p).max(1), "fragments of {size}");
@@ -423,7 +426,7 @@ fn incomplete_frame_is_given_up_at_its_deadline() {
     rx.advance(ms(10));
     let started = rx.now;
     rx.feed(from, &frame(1, false)[0]);
-    assert_eq!(rx.rx.poll_timeout(), Some(started + deadline));
+    assert_eq!(rx.timeout, Some(started + deadline));
     rx.advance(deadline - MS);
     assert_eq!(rx.rx.stats().dropped.incomplete, 0);
     assert!(rx.keyframe_requests().is_empty());
@@ -476,14 +479,14 @@ fn keyframe_requests_are_rate_limited_and_stop_when_the_sender_goes_quiet() {
     );
     // 0, 100, .., 900 ms while heard, then 1000..1400 ms on the retry timer.
     assert_eq!(times.len(), 15, "{times:?}");
-    assert_eq!(rx.rx.poll_timeout(), None);
+    assert_eq!(rx.timeout, None);
     assert_eq!(rx.rx.stats().keyframe_requests, 15);
     assert!(rx.frames.is_empty());
 }
 
 /// While a keyframe is arriving the receiver does not repeat its request, and its
-/// timer must not fire in a loop meanwhile (regression: `poll_timeout` returned the
-/// retry time although `handle_timeout` would not act on it, so drivers spun).
+/// timer must not fire in a loop meanwhile (regression: the timeout named the retry
+/// time although a timeout input would not act on it, so drivers spun).
 #[test]
 fn no_retry_and_no_busy_timer_while_a_keyframe_is_in_progress() {
     // Feedback timers off, so the only timer is the frame's deadline.

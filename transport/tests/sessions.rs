@@ -12,7 +12,10 @@ use common::{
 };
 use media::EncodedFrame;
 use transport::wire::{self, Packet, FRAGMENT_HEADER};
-use transport::{Receiver, ReceiverConfig, Sender, SenderConfig, SenderEvent};
+use transport::{
+    drain, Machine, Receiver, ReceiverConfig, ReceiverEvent, ReceiverInput, Sender, SenderConfig,
+    SenderEvent, SenderInput,
+};
 
 #[test]
 fn a_second_sender_is_refused_while_the_first_is_active() {
@@ -267,7 +270,7 @@ fn refused_frames_leave_a_gap_the_receiver_repairs() {
     );
     let mut receiver = Receiver::new(ReceiverConfig::default());
     let now = common::base();
-    let mut buf = Vec::new();
+    let mut events = Vec::new();
     let mut emitted = Vec::new();
     for (i, (len, key)) in [(10, true), (70_000, false), (10, false), (10, true)]
         .into_iter()
@@ -279,18 +282,30 @@ fn refused_frames_leave_a_gap_the_receiver_repairs() {
             capture_us: i as u64,
             keyframe: key,
         };
-        sender.handle_frame(at, frame);
-        while sender.poll_transmit(at, &mut buf) {
-            receiver.handle_packet(at, None, &buf);
-            emitted.extend(std::iter::from_fn(|| receiver.poll_frame()).map(|f| f.number));
+        sender.handle_input(at, SenderInput::Frame(frame.into()));
+        let out = transport::drain(&mut sender, at);
+        events.extend(out.events);
+        let frames = |receiver: &mut Receiver| {
+            let ReceiverEvent::Frame(f) = drain(receiver, at).events.pop()?;
+            Some(f.number)
+        };
+        for (_, packet) in out.transmits {
+            receiver.handle_input(
+                at,
+                ReceiverInput::Packet {
+                    from: None,
+                    data: &packet,
+                },
+            );
+            emitted.extend(frames(&mut receiver));
         }
-        receiver.handle_timeout(at);
-        emitted.extend(std::iter::from_fn(|| receiver.poll_frame()).map(|f| f.number));
+        receiver.handle_input(at, ReceiverInput::Timeout);
+        emitted.extend(frames(&mut receiver));
         receiver.check_invariants();
     }
     assert_eq!(emitted, vec![0, 3]);
     assert_eq!(sender.stats().frames_dropped, 1);
-    assert_eq!(sender.poll_event(), Some(SenderEvent::ForceKeyframe));
+    assert_eq!(events, vec![SenderEvent::ForceKeyframe]);
     assert_eq!(receiver.stats().dropped.undecodable, 1);
     assert_eq!(receiver.stats().dropped.lost, 1);
 }

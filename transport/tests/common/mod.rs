@@ -31,7 +31,8 @@ use bytes::Bytes;
 use media::EncodedFrame;
 use transport::wire::{self, FragmentHeader, Packet};
 use transport::{
-    ReceivedFrame, Receiver, ReceiverConfig, Sender, SenderConfig, SenderEvent, Transmit,
+    Machine, ReceivedFrame, Receiver, ReceiverConfig, ReceiverEvent, ReceiverInput, Sender,
+    SenderConfig, SenderEvent, SenderInput,
 };
 
 /// One millisecond, the tests' unit of simulated time.

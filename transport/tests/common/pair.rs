@@ -55,7 +55,9 @@ pub struct Pair {
     /// When each fragment first reached the receiver: (time, frame number).
     pub arrivals: Vec<(Instant, u32)>,
     pub steps: usize,
-    buf: Vec<u8>,
+    /// When each machine last asked for a timeout input (from its latest drain).
+    rx_timeout: Option<Instant>,
+    tx_timeout: Option<Instant>,
 }
 
 impl Pair {
@@ -77,8 +79,19 @@ impl Pair {
             feedback: Vec::new(),
             arrivals: Vec::new(),
             steps: 0,
-            buf: Vec::new(),
+            rx_timeout: None,
+            tx_timeout: None,
         }
+    }
+
+    /// When the receiver next wants a timeout input.
+    pub fn receiver_timeout(&self) -> Option<Instant> {
+        self.rx_timeout
+    }
+
+    /// When the sender next wants a timeout input.
+    pub fn sender_timeout(&self) -> Option<Instant> {
+        self.tx_timeout
     }
 
     /// Source index of a wire frame number (valid for fewer than 2^32 frames).
@@ -90,8 +103,8 @@ impl Pair {
         [
             self.forward.next_delivery(),
             self.backward.next_delivery(),
-            self.receiver.poll_timeout(),
-            self.sender.poll_timeout(),
+            self.rx_timeout,
+            self.tx_timeout,
             self.source.next_at(),
         ]
         .into_iter()
@@ -134,75 +147,91 @@ impl Pair {
                 accepted: false,
             };
             self.sent.push(record);
-            let accepted = self.sender.handle_frame(now, frame);
-            self.sent.last_mut().unwrap().accepted = accepted;
+            let too_large = self.sender.stats().frames_too_large;
+            self.sender
+                .handle_input(now, SenderInput::Frame(frame.into()));
+            self.sent.last_mut().unwrap().accepted =
+                self.sender.stats().frames_too_large == too_large;
             self.drain_sender();
         }
         while let Some(bytes) = self.forward.pop_due(now) {
             if let Ok(Packet::Fragment(h, _)) = wire::parse(&bytes) {
                 self.arrivals.push((now, h.frame));
             }
-            self.receiver
-                .handle_packet(now, Some(self.sender_addr), &bytes);
+            self.receiver.handle_input(
+                now,
+                ReceiverInput::Packet {
+                    from: Some(self.sender_addr),
+                    data: &bytes,
+                },
+            );
             self.drain_receiver();
         }
         while let Some(bytes) = self.backward.pop_due(now) {
-            self.sender.handle_packet(now, &bytes);
+            self.sender.handle_input(now, SenderInput::Packet(&bytes));
             self.drain_sender();
         }
-        if self.receiver.poll_timeout().is_some_and(|t| t <= now) {
-            self.receiver.handle_timeout(now);
+        if self.rx_timeout.is_some_and(|t| t <= now) {
+            self.receiver.handle_input(now, ReceiverInput::Timeout);
             self.drain_receiver();
-            if let Some(t) = self.receiver.poll_timeout() {
+            if let Some(t) = self.rx_timeout {
                 assert!(
                     t > now,
-                    "receiver timer not moved past now by handle_timeout (busy loop)"
+                    "receiver timer not moved past now by a timeout input (busy loop)"
                 );
             }
         }
-        if self.sender.poll_timeout().is_some_and(|t| t <= now) {
-            self.sender.handle_timeout(now);
+        if self.tx_timeout.is_some_and(|t| t <= now) {
+            self.sender.handle_input(now, SenderInput::Timeout);
             self.drain_sender();
-            if let Some(t) = self.sender.poll_timeout() {
+            if let Some(t) = self.tx_timeout {
                 assert!(t > now, "sender timer not moved past now (busy loop)");
             }
         }
     }
 
+    /// Feeds one input to the sender at the current time and drains it.
+    pub fn sender_input(&mut self, input: SenderInput<'_>) {
+        self.sender.handle_input(self.now, input);
+        self.drain_sender();
+    }
+
+    /// Feeds one input to the receiver at the current time and drains it.
+    pub fn receiver_input(&mut self, input: ReceiverInput<'_>) {
+        self.receiver.handle_input(self.now, input);
+        self.drain_receiver();
+    }
+
     fn drain_sender(&mut self) {
         let now = self.now;
-        let mut n = 0;
-        while self.sender.poll_transmit(now, &mut self.buf) {
-            n += 1;
-            assert!(n <= 1 << 20, "sender transmit loop unbounded");
-            self.forward.send(now, self.buf.clone());
+        let out = transport::drain(&mut self.sender, now);
+        for (to, packet) in out.transmits {
+            assert_eq!(to, None, "the sender sends to its one remote");
+            self.forward.send(now, packet);
         }
-        while let Some(event) = self.sender.poll_event() {
+        for event in out.events {
             if event == SenderEvent::ForceKeyframe {
                 self.source.force = true;
             }
             self.events.push((now, event));
         }
+        self.tx_timeout = out.timeout;
         self.sender.check_invariants();
         self.receiver.check_invariants();
     }
 
     fn drain_receiver(&mut self) {
         let now = self.now;
-        for _ in 0..=1 << 16 {
-            let Some(frame) = self.receiver.poll_frame() else {
-                break;
-            };
+        let out = transport::drain(&mut self.receiver, now);
+        for ReceiverEvent::Frame(frame) in out.events {
             self.emitted.push((now, frame));
         }
-        for _ in 0..=1 << 16 {
-            let Some(Transmit { to, payload }) = self.receiver.poll_transmit() else {
-                break;
-            };
+        for (to, payload) in out.transmits {
             assert_eq!(to, Some(self.sender_addr), "feedback addressed elsewhere");
             self.feedback.push((now, payload.clone()));
             self.backward.send(now, payload);
         }
+        self.rx_timeout = out.timeout;
         self.sender.check_invariants();
         self.receiver.check_invariants();
     }

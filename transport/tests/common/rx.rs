@@ -33,13 +33,22 @@ pub fn fragments(
         .collect()
 }
 
+/// A packet the receiver handed out, and where to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sent {
+    pub to: Option<SocketAddr>,
+    pub payload: Vec<u8>,
+}
+
 /// A lone receiver fed hand-made packets on simulated time.
 pub struct Rx {
     pub rx: Receiver,
     pub start: Instant,
     pub now: Instant,
     pub frames: Vec<(Instant, ReceivedFrame)>,
-    pub transmits: Vec<(Instant, Transmit)>,
+    pub transmits: Vec<(Instant, Sent)>,
+    /// When the receiver next wants a timeout input (from its latest drain).
+    pub timeout: Option<Instant>,
 }
 
 impl Rx {
@@ -51,28 +60,33 @@ impl Rx {
             now: start,
             frames: Vec::new(),
             transmits: Vec::new(),
+            timeout: None,
         }
     }
 
     /// Feeds one packet at the current time and drains.
     pub fn feed(&mut self, from: SocketAddr, packet: &[u8]) {
-        self.rx.handle_packet(self.now, Some(from), packet);
+        self.input(ReceiverInput::Packet {
+            from: Some(from),
+            data: packet,
+        });
+    }
+
+    /// Feeds any input at the current time and drains.
+    pub fn input(&mut self, input: ReceiverInput<'_>) {
+        self.rx.handle_input(self.now, input);
         self.drain();
     }
 
     pub fn drain(&mut self) {
-        for _ in 0..=1 << 16 {
-            let Some(frame) = self.rx.poll_frame() else {
-                break;
-            };
+        let out = transport::drain(&mut self.rx, self.now);
+        for ReceiverEvent::Frame(frame) in out.events {
             self.frames.push((self.now, frame));
         }
-        for _ in 0..=1 << 16 {
-            let Some(t) = self.rx.poll_transmit() else {
-                break;
-            };
-            self.transmits.push((self.now, t));
+        for (to, payload) in out.transmits {
+            self.transmits.push((self.now, Sent { to, payload }));
         }
+        self.timeout = out.timeout;
         self.rx.check_invariants();
     }
 
@@ -80,15 +94,14 @@ impl Rx {
     pub fn advance(&mut self, d: Duration) {
         let until = self.now + d;
         for _ in 0..MAX_STEPS {
-            match self.rx.poll_timeout() {
+            match self.timeout {
                 Some(t) if t <= until => {
                     self.now = self.now.max(t);
-                    self.rx.handle_timeout(self.now);
-                    self.drain();
-                    if let Some(next) = self.rx.poll_timeout() {
+                    self.input(ReceiverInput::Timeout);
+                    if let Some(next) = self.timeout {
                         assert!(
                             next > self.now,
-                            "receiver timer not moved past now by handle_timeout (busy loop)"
+                            "receiver timer not moved past now by a timeout input (busy loop)"
                         );
                     }
                 }

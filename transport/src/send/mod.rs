@@ -1,9 +1,9 @@
 //! The sending side's state machine.
 //!
-//! Call order (as in str0m): after **every** input (`handle_frame`, `handle_packet`,
-//! `handle_timeout`) drain `poll_transmit` until it returns `false` and `poll_event`
-//! until it returns `None`, then sleep until `poll_timeout`. The machine never reads a
-//! clock; `now` is always an argument.
+//! It has the crate's one [`Machine`] shape: inputs are [`SenderInput`]s, outputs
+//! [`Output`]s of [`SenderEvent`]. Call order (as in str0m): after **every**
+//! `handle_input`, drain `poll_output` until it returns [`Output::Timeout`]. The machine
+//! never reads a clock; `now` is always an argument.
 //!
 //! With a [`JamGuardConfig`] the sender also keeps latency from growing on a link slower
 //! than the stream: congestion control from receiver reports drives the encoder's
@@ -16,12 +16,23 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use media::EncodedFrame;
 
+pub mod congestion;
+mod log;
+mod loss_meter;
+mod pacing;
+
 use crate::clock::WallClock;
-use crate::congestion::{CongestionConfig, Controller};
-use crate::pacing::{self, Pacer};
-use crate::send_log::{LossMeter, SendLog, Sent};
+use crate::machine::{Machine, Output, Transmit};
 use crate::wire::{self, FragmentHeader, Packet, Report, FRAGMENT_HEADER};
 use crate::{seq, SenderStats};
+use congestion::{CongestionConfig, Controller};
+use log::{SendLog, Sent};
+use loss_meter::LossMeter;
+use pacing::Pacer;
+
+/// The largest frame either side accepts by default: 4 MiB, far above any H.264
+/// access unit a camera produces at the sizes picam handles.
+pub const DEFAULT_MAX_FRAME_BYTES: usize = 4 << 20;
 
 /// Knobs of the sender.
 #[derive(Clone, Debug)]
@@ -34,6 +45,14 @@ pub struct SenderConfig {
     pub queue_frames: usize,
     /// First frame number, normally 0 (tests start near the wrap).
     pub first_frame: u32,
+    /// Largest frame sent; a larger one is refused here (and a keyframe asked for)
+    /// rather than sent to a receiver that would refuse it after it crossed the link.
+    /// Keep it at the receiver's `max_frame_bytes`.
+    pub max_frame_bytes: usize,
+    /// A keyframe asked of the encoder that has not arrived after this long is asked
+    /// for again (the command may have been dropped on a full control queue, or
+    /// ignored by a source that cannot force one).
+    pub keyframe_timeout: Duration,
     /// Congestion control, deadline dropping and pacing; `None` turns all three off
     /// (the unguarded baseline).
     pub jam_guard: Option<JamGuardConfig>,
@@ -47,6 +66,8 @@ impl Default for SenderConfig {
             max_packet: 1400,
             queue_frames: 2,
             first_frame: 0,
+            max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
+            keyframe_timeout: Duration::from_millis(300),
             jam_guard: None,
             clock: WallClock::system(),
         }
@@ -94,6 +115,43 @@ pub enum SenderEvent {
     ReceiverLeft,
 }
 
+/// A frame from the source, with how many frames the source had to drop just before it
+/// (its queue to the sender was full). Those frames still consume frame numbers, so the
+/// receiver sees the gap and waits for a keyframe instead of decoding a picture that
+/// references one it never got.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SourceFrame {
+    /// The access unit.
+    pub frame: EncodedFrame,
+    /// Frames dropped at the source since the previous `SourceFrame`.
+    pub skipped_before: u32,
+}
+
+impl From<EncodedFrame> for SourceFrame {
+    fn from(frame: EncodedFrame) -> Self {
+        Self {
+            frame,
+            skipped_before: 0,
+        }
+    }
+}
+
+/// What goes into a [`Sender`].
+#[derive(Debug)]
+pub enum SenderInput<'a> {
+    /// An encoded frame from the source.
+    Frame(SourceFrame),
+    /// A packet from the receiver (feedback).
+    Packet(&'a [u8]),
+    /// The instant of the last [`Output::Timeout`] has come.
+    Timeout,
+    /// A (TCP) receiver connected: it needs a keyframe to start.
+    NewReceiver,
+    /// Nobody is connected (TCP, between connections): queued frames have nowhere to
+    /// go and are dropped, counted.
+    Disconnected,
+}
+
 #[derive(Debug)]
 struct QueuedFrame {
     number: u32,
@@ -120,8 +178,8 @@ pub struct Sender {
     events: VecDeque<SenderEvent>,
     /// Number of the newest keyframe queued; requests older than it are already answered.
     last_keyframe: Option<u32>,
-    /// A keyframe was asked of the encoder and has not arrived yet.
-    keyframe_pending: bool,
+    /// When a keyframe was last asked of the encoder, while it has not arrived yet.
+    keyframe_asked: Option<Instant>,
     congestion: Option<Controller>,
     pacer: Pacer,
     log: SendLog,
@@ -164,7 +222,7 @@ impl Sender {
             control: VecDeque::new(),
             events,
             last_keyframe: None,
-            keyframe_pending: false,
+            keyframe_asked: None,
             congestion,
             pacer: Pacer::new(Duration::ZERO),
             log: SendLog::default(),
@@ -197,29 +255,56 @@ impl Sender {
         stats
     }
 
-    /// Largest frame this configuration can carry (fragment count is a u16).
+    /// Largest frame this sender sends: the configured limit, or what the fragment
+    /// count (a u16) allows at this packet size, whichever is smaller.
     pub fn max_frame_bytes(&self) -> usize {
-        (self.config.max_packet - FRAGMENT_HEADER) * u16::MAX as usize
+        let by_count = (self.config.max_packet - FRAGMENT_HEADER) * u16::MAX as usize;
+        by_count.min(self.config.max_frame_bytes)
     }
 
-    /// Takes one encoded frame. Returns false if the frame had to be refused (too large
-    /// for the wire); the encoder is then asked for a keyframe.
-    pub fn handle_frame(&mut self, now: Instant, frame: EncodedFrame) -> bool {
+    /// Takes one encoded frame, after accounting for the frames the source dropped just
+    /// before it. A frame too large for the receiver is refused (counted, logged) and
+    /// the encoder asked for a keyframe.
+    fn on_frame(&mut self, now: Instant, source: SourceFrame) {
+        let SourceFrame {
+            frame,
+            skipped_before,
+        } = source;
+        if skipped_before > 0 {
+            // Frames the source could not queue still take numbers, so the receiver
+            // sees a gap. They were never in our queue, so no frames_in/frames_dropped.
+            self.next_frame = self.next_frame.wrapping_add(skipped_before);
+            self.stats.frames_skipped_at_source += u64::from(skipped_before);
+            if !frame.keyframe {
+                self.force_keyframe(now);
+            }
+        }
         self.stats.frames_in += 1;
         let number = self.next_frame;
         // The number is consumed even when the frame is dropped, so the receiver sees
         // the gap and waits for a keyframe instead of decoding against a missing picture.
         self.next_frame = self.next_frame.wrapping_add(1);
         if frame.keyframe {
-            self.keyframe_pending = false;
+            self.keyframe_asked = None;
+        }
+        if frame.data.len() > self.max_frame_bytes() {
+            self.stats.frames_dropped += 1;
+            self.stats.frames_too_large += 1;
+            if self.stats.frames_too_large.is_power_of_two() {
+                tracing::warn!(
+                    frame = number,
+                    bytes = frame.data.len(),
+                    max = self.max_frame_bytes(),
+                    count = self.stats.frames_too_large,
+                    "frame too large for the receiver: dropped unsent (lower the bitrate or the picture size)"
+                );
+            }
+            self.force_keyframe(now);
+            return;
         }
         let payload = self.config.max_packet - FRAGMENT_HEADER;
-        let count = frame.data.len().div_ceil(payload).max(1);
-        let Ok(count) = u16::try_from(count) else {
-            self.stats.frames_dropped += 1;
-            self.force_keyframe();
-            return false;
-        };
+        let count = u16::try_from(frame.data.len().div_ceil(payload).max(1))
+            .expect("max_frame_bytes keeps the fragment count within u16");
         // Jam guard at the sender: unstarted frames older than the newest few are stale.
         while self.queue.len() >= self.config.queue_frames {
             let Some(pos) = self.queue.iter().position(|f| f.next == 0) else {
@@ -228,7 +313,7 @@ impl Sender {
             self.queue.remove(pos);
             self.stats.frames_dropped += 1;
             if !frame.keyframe {
-                self.force_keyframe();
+                self.force_keyframe(now);
             }
         }
         if frame.keyframe {
@@ -245,20 +330,26 @@ impl Sender {
             queued_at: now,
             first_packet_us: 0,
         });
-        true
     }
 
-    fn force_keyframe(&mut self) {
-        if !self.keyframe_pending {
-            self.keyframe_pending = true;
+    /// Asks the encoder for a keyframe, unless one was asked for recently and has not
+    /// arrived yet: asking again within `keyframe_timeout` would only repeat the
+    /// command, but after it the first command is presumed lost and is re-issued.
+    fn force_keyframe(&mut self, now: Instant) {
+        let pending = self
+            .keyframe_asked
+            .is_some_and(|at| now.saturating_duration_since(at) < self.config.keyframe_timeout);
+        if !pending {
+            self.keyframe_asked = Some(now);
             self.stats.keyframes_forced += 1;
             self.events.push_back(SenderEvent::ForceKeyframe);
         }
     }
 
     /// Takes one packet from a receiver (feedback). Unparseable or foreign packets are
-    /// ignored: feedback is advisory and must never stop the stream.
-    pub fn handle_packet(&mut self, now: Instant, packet: &[u8]) {
+    /// ignored (logged at trace level, counted): feedback is advisory and must never
+    /// stop the stream.
+    fn on_packet(&mut self, now: Instant, packet: &[u8]) {
         match wire::parse(packet) {
             Ok(Packet::KeyframeRequest {
                 session,
@@ -272,7 +363,7 @@ impl Sender {
                     _ => false,
                 };
                 if !in_flight {
-                    self.force_keyframe();
+                    self.force_keyframe(now);
                 }
             }
             Ok(Packet::Bye { session }) if session == self.session => {
@@ -290,7 +381,19 @@ impl Sender {
                 wire::write_pong(&mut pong, session, id, t1, t, t);
                 self.control.push_back(pong);
             }
-            _ => {}
+            Ok(packet) => {
+                self.stats.feedback_ignored += 1;
+                tracing::trace!(
+                    kind = packet.kind_name(),
+                    session = format_args!("{:08x}", packet.session()),
+                    ours = format_args!("{:08x}", self.session),
+                    "feedback ignored: not for this session, or not feedback"
+                );
+            }
+            Err(error) => {
+                self.stats.feedback_ignored += 1;
+                tracing::trace!(%error, len = packet.len(), "feedback discarded");
+            }
         }
     }
 
@@ -334,10 +437,10 @@ impl Sender {
         }
     }
 
-    /// Called when a (TCP) receiver connects: it needs a keyframe to start.
-    pub fn handle_new_receiver(&mut self, _now: Instant) {
-        self.keyframe_pending = false;
-        self.force_keyframe();
+    /// A (TCP) receiver connected: it needs a keyframe to start.
+    fn on_new_receiver(&mut self, now: Instant) {
+        self.keyframe_asked = None;
+        self.force_keyframe(now);
         self.loss = LossMeter::default();
         // Frames queued for the old connection reference pictures the new receiver
         // never saw.
@@ -360,14 +463,14 @@ impl Sender {
             // A newer keyframe already queued repairs the gap by itself.
             let repaired = self.queue.iter().skip(pos).any(|f| f.keyframe);
             if !repaired || dropped.keyframe {
-                self.force_keyframe();
+                self.force_keyframe(now);
             }
         }
     }
 
     /// Writes the next packet into `buf` (cleared first) and returns true, or returns
     /// false when nothing may go now (nothing waiting, or pacing says wait).
-    pub fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> bool {
+    fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> bool {
         if let Some(packet) = self.control.pop_front() {
             buf.clear();
             buf.extend_from_slice(&packet);
@@ -437,13 +540,8 @@ impl Sender {
         true
     }
 
-    /// The next thing the surroundings must do.
-    pub fn poll_event(&mut self) -> Option<SenderEvent> {
-        self.events.pop_front()
-    }
-
-    /// When `handle_timeout` wants to be called; `None` while nothing is timed.
-    pub fn poll_timeout(&self) -> Option<Instant> {
+    /// When a timeout input is wanted; `None` while nothing is timed.
+    fn next_timeout(&self) -> Option<Instant> {
         if self.queue.is_empty() || self.congestion.is_none() {
             return None;
         }
@@ -451,13 +549,8 @@ impl Sender {
         self.pacer.next_send_any()
     }
 
-    /// Time has passed: pacing and late frames are handled by the next `poll_transmit`.
-    pub fn handle_timeout(&mut self, now: Instant) {
-        self.drop_late(now);
-    }
-
     /// Drops every unsent frame (nobody to send to), counting them.
-    pub fn drop_queued(&mut self) {
+    fn drop_queued(&mut self) {
         self.stats.frames_dropped += self.queue.len() as u64;
         self.queue.clear();
         self.log.clear();
@@ -489,6 +582,34 @@ impl Sender {
     }
 }
 
+impl Machine for Sender {
+    type Input<'a> = SenderInput<'a>;
+    type Event = SenderEvent;
+
+    fn handle_input(&mut self, now: Instant, input: SenderInput<'_>) {
+        match input {
+            SenderInput::Frame(frame) => self.on_frame(now, frame),
+            SenderInput::Packet(packet) => self.on_packet(now, packet),
+            // Pacing and late frames are handled by the next poll.
+            SenderInput::Timeout => self.drop_late(now),
+            SenderInput::NewReceiver => self.on_new_receiver(now),
+            SenderInput::Disconnected => self.drop_queued(),
+        }
+    }
+
+    /// Events first (a keyframe command should reach the encoder before anything
+    /// else), then control packets, then media as pacing allows, then the timeout.
+    fn poll_output(&mut self, now: Instant, buf: &mut Vec<u8>) -> Output<SenderEvent> {
+        if let Some(event) = self.events.pop_front() {
+            return Output::Event(event);
+        }
+        if self.poll_transmit(now, buf) {
+            return Output::Transmit(Transmit { to: None });
+        }
+        Output::Timeout(self.next_timeout())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -502,7 +623,7 @@ mod tests {
     }
 
     fn events(sender: &mut Sender) -> Vec<SenderEvent> {
-        std::iter::from_fn(|| sender.poll_event()).collect()
+        sender.events.drain(..).collect()
     }
 
     #[test]
@@ -510,11 +631,11 @@ mod tests {
         let now = Instant::now();
         let mut sender = Sender::new(SenderConfig::default(), 1);
         let mut buf = Vec::new();
-        sender.handle_frame(now, frame(true, 5000));
+        sender.on_frame(now, frame(true, 5000).into());
         // Start the first frame: a partly sent frame is finished, never dropped.
         assert!(sender.poll_transmit(now, &mut buf));
         for _ in 0..10_000 {
-            sender.handle_frame(now, frame(false, 3000));
+            sender.on_frame(now, frame(false, 3000).into());
             sender.check_invariants();
         }
         assert!(sender.queued_frames() <= SenderConfig::default().queue_frames + 1);
@@ -555,11 +676,11 @@ mod tests {
                 9,
             );
             if keyframe_at.is_some() {
-                sender.handle_frame(now, frame(true, 10));
+                sender.on_frame(now, frame(true, 10).into());
             }
             let mut request = Vec::new();
             wire::write_keyframe_request(&mut request, 9, seen);
-            sender.handle_packet(now, &request);
+            sender.on_packet(now, &request);
             let want = if forces {
                 vec![SenderEvent::ForceKeyframe]
             } else {
@@ -567,7 +688,7 @@ mod tests {
             };
             assert_eq!(events(&mut sender), want, "{keyframe_at:?} {seen:?}");
             // A second request before the keyframe arrives asks nothing more.
-            sender.handle_packet(now, &request);
+            sender.on_packet(now, &request);
             assert!(events(&mut sender).is_empty());
             assert_eq!(sender.stats().keyframe_requests, 2);
         }
@@ -579,16 +700,89 @@ mod tests {
         let mut sender = Sender::new(SenderConfig::default(), 9);
         let mut request = Vec::new();
         wire::write_keyframe_request(&mut request, 9, None);
-        sender.handle_packet(now, &request);
-        sender.handle_frame(now, frame(true, 10));
-        sender.handle_packet(now, &request);
+        sender.on_packet(now, &request);
+        sender.on_frame(now, frame(true, 10).into());
+        sender.on_packet(now, &request);
         assert_eq!(events(&mut sender), vec![SenderEvent::ForceKeyframe; 2]);
         assert_eq!(sender.stats().keyframes_forced, 2);
         let mut bye = Vec::new();
         wire::write_bye(&mut bye, 9);
-        sender.handle_packet(now, &bye);
+        sender.on_packet(now, &bye);
         wire::write_bye(&mut bye, 10); // another session's: ignored
-        sender.handle_packet(now, &bye[wire::COMMON_HEADER..]);
+        sender.on_packet(now, &bye[wire::COMMON_HEADER..]);
         assert_eq!(events(&mut sender), vec![SenderEvent::ReceiverLeft]);
+    }
+
+    #[test]
+    fn frames_skipped_at_the_source_leave_a_gap_on_the_wire() {
+        let now = Instant::now();
+        let mut sender = Sender::new(SenderConfig::default(), 9);
+        let mut buf = Vec::new();
+        let mut numbers = Vec::new();
+        for (skipped_before, keyframe) in [(0, true), (0, false), (2, false), (0, false)] {
+            sender.on_frame(
+                now,
+                SourceFrame {
+                    frame: frame(keyframe, 10),
+                    skipped_before,
+                },
+            );
+            while sender.poll_transmit(now, &mut buf) {
+                let Ok(Packet::Fragment(h, _)) = wire::parse(&buf) else {
+                    panic!("not a fragment")
+                };
+                numbers.push(h.frame);
+            }
+        }
+        // Before the fix the source's drops took no number: 0, 1, 2, 3, and the
+        // receiver decoded frame 2 against a reference it never got.
+        assert_eq!(numbers, vec![0, 1, 4, 5]);
+        assert_eq!(sender.stats().frames_skipped_at_source, 2);
+        // A P-frame after the skip cannot be decoded: ask for a keyframe.
+        assert_eq!(events(&mut sender), vec![SenderEvent::ForceKeyframe]);
+    }
+
+    #[test]
+    fn an_unanswered_keyframe_command_is_reissued_after_its_timeout() {
+        let start = Instant::now();
+        let config = SenderConfig::default();
+        let timeout = config.keyframe_timeout;
+        let mut sender = Sender::new(config, 9);
+        let mut request = Vec::new();
+        wire::write_keyframe_request(&mut request, 9, None);
+        sender.on_packet(start, &request);
+        assert_eq!(events(&mut sender), vec![SenderEvent::ForceKeyframe]);
+        // The command was lost (full control queue) or ignored: no keyframe comes.
+        sender.on_frame(start, frame(false, 10).into());
+        sender.on_packet(start + timeout / 2, &request);
+        assert!(events(&mut sender).is_empty(), "repeat within the timeout");
+        // Before the fix every later request was swallowed until a keyframe arrived.
+        sender.on_packet(start + timeout, &request);
+        assert_eq!(events(&mut sender), vec![SenderEvent::ForceKeyframe]);
+        assert_eq!(sender.stats().keyframes_forced, 2);
+    }
+
+    #[test]
+    fn a_frame_larger_than_the_receiver_accepts_is_refused_at_the_sender() {
+        let now = Instant::now();
+        let config = SenderConfig {
+            max_packet: 9000,
+            max_frame_bytes: 100_000,
+            ..SenderConfig::default()
+        };
+        let mut sender = Sender::new(config, 9);
+        assert_eq!(sender.max_frame_bytes(), 100_000);
+        let mut buf = Vec::new();
+        // Fits the wire's u16 fragment count (9000-byte packets), not the receiver.
+        sender.on_frame(now, frame(true, 100_001).into());
+        assert!(!sender.poll_transmit(now, &mut buf), "nothing sent");
+        sender.on_frame(now, frame(true, 100_000).into());
+        assert!(sender.poll_transmit(now, &mut buf));
+        let s = sender.stats();
+        assert_eq!(
+            (s.frames_too_large, s.frames_dropped, s.frames_in),
+            (1, 1, 2)
+        );
+        assert_eq!(events(&mut sender), vec![SenderEvent::ForceKeyframe]);
     }
 }

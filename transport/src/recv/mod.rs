@@ -1,10 +1,10 @@
 //! The receiving side's state machine: reassembly, in-order emission, the gap rule and
 //! keyframe requests.
 //!
-//! Call order: after **every** input (`handle_packet`, `handle_timeout`,
-//! `request_keyframe`, `note_downstream_full`) drain `poll_frame` and `poll_transmit`
-//! until both return `None`, then sleep until `poll_timeout`. `now` is always an
-//! argument; the machine never reads a clock.
+//! It has the crate's one [`Machine`] shape: inputs are [`ReceiverInput`]s, outputs
+//! [`Output`]s of [`ReceiverEvent`]. Call order: after **every** `handle_input`, drain
+//! `poll_output` until it returns [`Output::Timeout`]. `now` is always an argument; the
+//! machine never reads a clock.
 //!
 //! Rules it keeps:
 //! 1. Frames leave in frame-number order, each newer than the last that left.
@@ -21,10 +21,16 @@ use std::time::{Duration, Instant};
 
 use media::EncodedFrame;
 
-use crate::feedback::{Feedback, FeedbackConfig};
-use crate::reassembly::{Added, Partial};
+mod feedback;
+mod reassembly;
+
+pub use feedback::FeedbackConfig;
+
+use crate::machine::{Machine, Output, Transmit};
 use crate::wire::{self, Packet};
 use crate::{seq, ReceiverStats};
+use feedback::Feedback;
+use reassembly::{Added, Partial};
 
 /// Knobs of the receiver.
 #[derive(Clone, Debug)]
@@ -32,7 +38,7 @@ pub struct ReceiverConfig {
     /// Largest frame accepted; larger ones are refused as malformed.
     pub max_frame_bytes: usize,
     /// Frames held at once (incomplete or waiting for order); also bounds the queue of
-    /// frames waiting for `poll_frame`.
+    /// frames waiting to be handed out.
     pub max_in_flight: usize,
     /// How long an incomplete frame waits for its next fragment before it is given up.
     pub frame_deadline: Duration,
@@ -52,7 +58,7 @@ pub struct ReceiverConfig {
 impl Default for ReceiverConfig {
     fn default() -> Self {
         Self {
-            max_frame_bytes: 4 << 20,
+            max_frame_bytes: crate::DEFAULT_MAX_FRAME_BYTES,
             max_in_flight: 8,
             frame_deadline: Duration::from_millis(200),
             max_frame_age: Duration::from_millis(1000),
@@ -77,13 +83,40 @@ pub struct ReceivedFrame {
     pub arrived: Instant,
 }
 
-/// A packet for the sender.
+/// What goes into a [`Receiver`].
+#[derive(Debug)]
+pub enum ReceiverInput<'a> {
+    /// A datagram (or one TCP message) from `from` (`None` on a stream socket whose
+    /// peer is implied).
+    Packet {
+        /// Who sent it.
+        from: Option<SocketAddr>,
+        /// The bytes.
+        data: &'a [u8],
+    },
+    /// The instant of the last [`Output::Timeout`] has come.
+    Timeout,
+    /// The decoder failed on a frame: nothing more can be decoded until a keyframe.
+    RequestKeyframe,
+    /// The last frame handed out could not be queued downstream and was dropped: the
+    /// decoder will miss a reference, so wait for a keyframe.
+    DownstreamFull,
+    /// The viewer is leaving: say bye to the sender.
+    Close,
+}
+
+/// What a [`Receiver`] asks of its surroundings besides sending packets.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Transmit {
-    /// Where to send it (the sender's address as last seen); `None` on a stream socket.
-    pub to: Option<SocketAddr>,
-    /// The packet.
-    pub payload: Vec<u8>,
+pub enum ReceiverEvent {
+    /// A frame for the decoder, in order and decodable.
+    Frame(ReceivedFrame),
+}
+
+/// A packet waiting for the sender.
+#[derive(Debug)]
+struct Queued {
+    to: Option<SocketAddr>,
+    payload: Vec<u8>,
 }
 
 #[derive(Debug)]
@@ -105,7 +138,7 @@ pub struct Receiver {
     /// Frames in flight, sorted by frame number (wrapping order).
     partials: Vec<Partial>,
     ready: VecDeque<ReceivedFrame>,
-    transmits: VecDeque<Transmit>,
+    transmits: VecDeque<Queued>,
     last_request: Option<Instant>,
     highest_seen: Option<u32>,
     feedback: Feedback,
@@ -156,8 +189,9 @@ impl Receiver {
         self.waiting_keyframe
     }
 
-    /// Takes one packet (a datagram, or one TCP message) from `from`.
-    pub fn handle_packet(&mut self, now: Instant, from: Option<SocketAddr>, packet: &[u8]) {
+    /// Takes one packet (a datagram, or one TCP message) from `from`. Whatever is
+    /// discarded is counted under one reason and logged at trace level with the peer.
+    fn on_packet(&mut self, now: Instant, from: Option<SocketAddr>, packet: &[u8]) {
         self.stats.datagrams += 1;
         self.stats.bytes += packet.len() as u64;
         let (header, payload) = match wire::parse(packet) {
@@ -173,7 +207,13 @@ impl Receiver {
                 return;
             }
             // Feedback kinds are for senders; a receiver has no use for them.
-            Ok(_) | Err(_) => {
+            Ok(other) => {
+                tracing::trace!(peer = ?from, kind = other.kind_name(), session = format_args!("{:08x}", other.session()), "discarded: not for a receiver, or another session's");
+                self.stats.dropped.malformed += 1;
+                return;
+            }
+            Err(error) => {
+                tracing::trace!(peer = ?from, %error, len = packet.len(), "discarded: malformed");
                 self.stats.dropped.malformed += 1;
                 return;
             }
@@ -185,10 +225,12 @@ impl Receiver {
             && smallest_whole > self.config.max_frame_bytes)
             || payload.len() > self.config.max_frame_bytes
         {
+            tracing::trace!(peer = ?from, frame = header.frame, index = header.index, count = header.count, len = payload.len(), max = self.config.max_frame_bytes, "discarded: the fragment implies a frame over the size limit");
             self.stats.dropped.malformed += 1;
             return;
         }
         if !self.accept_session(now, from, header.session) {
+            tracing::trace!(peer = ?from, session = format_args!("{:08x}", header.session), "discarded: another sender while this one is active");
             self.stats.dropped.other_sender += 1;
             return;
         }
@@ -202,6 +244,7 @@ impl Receiver {
             .last_emitted
             .is_some_and(|last| !seq::after(header.frame, last))
         {
+            tracing::trace!(peer = ?from, frame = header.frame, index = header.index, "discarded: frame already emitted or given up");
             self.stats.dropped.stale += 1;
             return;
         }
@@ -212,6 +255,7 @@ impl Receiver {
             let span = newest.number.wrapping_sub(oldest.number);
             let ahead = header.frame.wrapping_sub(oldest.number);
             if ahead > span && ahead >= 1 << 31 && u64::from(ahead) <= (1 << 31) + u64::from(span) {
+                tracing::trace!(peer = ?from, frame = header.frame, oldest = oldest.number, "discarded: frame number half a range away from those held");
                 self.stats.dropped.malformed += 1;
                 return;
             }
@@ -228,6 +272,7 @@ impl Receiver {
                 if self.partials.len() >= self.config.max_in_flight {
                     if insert_at == 0 {
                         // Older than everything held, and no room: not worth a slot.
+                        tracing::trace!(peer = ?from, frame = header.frame, "discarded: older than every held frame, and no room");
                         self.stats.dropped.evicted += 1;
                         return;
                     }
@@ -256,7 +301,10 @@ impl Receiver {
                 self.stats.frames_complete += 1;
             }
             Added::Duplicate => self.stats.dropped.duplicate += 1,
-            Added::Inconsistent => self.stats.dropped.malformed += 1,
+            Added::Inconsistent => {
+                tracing::trace!(peer = ?from, frame = header.frame, index = header.index, count = header.count, "discarded: fragment contradicts its frame's others, or overflows the size limit");
+                self.stats.dropped.malformed += 1;
+            }
         }
         self.emit_ready(now);
         // A keyframe in progress will end the wait by itself; otherwise ask for one now.
@@ -267,7 +315,7 @@ impl Receiver {
     }
 
     /// Time has passed: deadlines and retries.
-    pub fn handle_timeout(&mut self, now: Instant) {
+    fn on_timeout(&mut self, now: Instant) {
         self.emit_ready(now);
         if self.waiting_keyframe && !self.partials.iter().any(|p| p.keyframe) {
             self.maybe_request_keyframe(now);
@@ -284,51 +332,38 @@ impl Receiver {
         let (id, to) = (session.id, session.peer);
         let transmits = &mut self.transmits;
         self.feedback.poll(now, id, self.highest_seen, |payload| {
-            transmits.push_back(Transmit { to, payload })
+            transmits.push_back(Queued { to, payload })
         });
     }
 
-    /// The decoder failed on a frame: nothing more can be decoded until a keyframe.
-    pub fn request_keyframe(&mut self, now: Instant) {
+    /// Nothing more can be decoded until a keyframe: wait for one and ask for it.
+    fn request_keyframe(&mut self, now: Instant) {
         self.waiting_keyframe = true;
         self.maybe_request_keyframe(now);
     }
 
-    /// A frame handed out by `poll_frame` could not be queued downstream and was
-    /// dropped: the decoder will miss a reference, so wait for a keyframe.
-    pub fn note_downstream_full(&mut self, now: Instant) {
+    /// A frame handed out could not be queued downstream and was dropped.
+    fn note_downstream_full(&mut self, now: Instant) {
         self.stats.dropped.queue_full += 1;
-        // poll_frame counted it as emitted; it never got past the queue.
+        // poll_output counted it as emitted; it never got past the queue.
         self.stats.frames_emitted = self.stats.frames_emitted.saturating_sub(1);
         self.request_keyframe(now);
     }
 
     /// Queues a bye for the sender (the viewer is leaving).
-    pub fn close(&mut self) {
+    fn close(&mut self) {
         if let Some(s) = &self.session {
             let mut payload = Vec::with_capacity(wire::COMMON_HEADER);
             wire::write_bye(&mut payload, s.id);
-            self.transmits.push_back(Transmit {
+            self.transmits.push_back(Queued {
                 to: s.peer,
                 payload,
             });
         }
     }
 
-    /// The next frame for the decoder.
-    pub fn poll_frame(&mut self) -> Option<ReceivedFrame> {
-        let frame = self.ready.pop_front()?;
-        self.stats.frames_emitted += 1;
-        Some(frame)
-    }
-
-    /// The next packet for the sender.
-    pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.transmits.pop_front()
-    }
-
-    /// When `handle_timeout` wants to be called.
-    pub fn poll_timeout(&self) -> Option<Instant> {
+    /// When a timeout input is wanted.
+    fn next_timeout(&self) -> Option<Instant> {
         let first = self.partials.first().map(|p| match p.completed_at {
             Some(done) => done + self.config.reorder_grace,
             None => p.deadline,
@@ -347,7 +382,7 @@ impl Receiver {
         let session = self.session.as_ref()?;
         // A keyframe in progress suppresses the retry (as in `handle_timeout`); its
         // deadline is the timer then. Without this the retry time stays due and unacted
-        // on, and a driver sleeping until `poll_timeout` spins.
+        // on, and a driver sleeping until the timeout spins.
         if !self.waiting_keyframe || self.partials.iter().any(|p| p.keyframe) {
             return None;
         }
@@ -515,7 +550,7 @@ impl Receiver {
         }
         let mut payload = Vec::with_capacity(wire::KEYFRAME_REQUEST_LEN);
         wire::write_keyframe_request(&mut payload, session.id, self.highest_seen);
-        self.transmits.push_back(Transmit {
+        self.transmits.push_back(Queued {
             to: session.peer,
             payload,
         });
@@ -558,5 +593,35 @@ impl Receiver {
             );
         }
         assert!(self.transmits.len() <= 64, "transmits not drained");
+    }
+}
+
+impl Machine for Receiver {
+    type Input<'a> = ReceiverInput<'a>;
+    type Event = ReceiverEvent;
+
+    fn handle_input(&mut self, now: Instant, input: ReceiverInput<'_>) {
+        match input {
+            ReceiverInput::Packet { from, data } => self.on_packet(now, from, data),
+            ReceiverInput::Timeout => self.on_timeout(now),
+            ReceiverInput::RequestKeyframe => self.request_keyframe(now),
+            ReceiverInput::DownstreamFull => self.note_downstream_full(now),
+            ReceiverInput::Close => self.close(),
+        }
+    }
+
+    /// Frames first (they are what the viewer waits for), then packets for the sender,
+    /// then the timeout.
+    fn poll_output(&mut self, _now: Instant, buf: &mut Vec<u8>) -> Output<ReceiverEvent> {
+        if let Some(frame) = self.ready.pop_front() {
+            self.stats.frames_emitted += 1;
+            return Output::Event(ReceiverEvent::Frame(frame));
+        }
+        if let Some(queued) = self.transmits.pop_front() {
+            buf.clear();
+            buf.extend_from_slice(&queued.payload);
+            return Output::Transmit(Transmit { to: queued.to });
+        }
+        Output::Timeout(self.next_timeout())
     }
 }

@@ -35,6 +35,8 @@
 //! and send times t2, t3 (u64 µs each), from which the receiver estimates the sender's
 //! clock offset for true end-to-end latency across machines.
 
+pub mod framing;
+
 use bytes::{Buf, BufMut};
 
 use crate::TransportError;
@@ -127,6 +129,32 @@ pub enum Packet<'a> {
         /// Sender's send time, µs.
         t3: u64,
     },
+}
+
+impl Packet<'_> {
+    /// The packet's kind, for logs.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Packet::Fragment(..) => "fragment",
+            Packet::KeyframeRequest { .. } => "keyframe request",
+            Packet::Bye { .. } => "bye",
+            Packet::Report(_) => "report",
+            Packet::Ping { .. } => "ping",
+            Packet::Pong { .. } => "pong",
+        }
+    }
+
+    /// The media session the packet names.
+    pub fn session(&self) -> u32 {
+        match *self {
+            Packet::Fragment(header, _) => header.session,
+            Packet::Report(report) => report.session,
+            Packet::KeyframeRequest { session, .. }
+            | Packet::Bye { session }
+            | Packet::Ping { session, .. }
+            | Packet::Pong { session, .. } => session,
+        }
+    }
 }
 
 /// A parsed report; entries are read lazily from the packet.

@@ -1,5 +1,6 @@
 //! One frame being put back together from its fragments.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -29,8 +30,11 @@ pub(crate) struct Partial {
     pub deadline: Instant,
     /// The deadline never moves past this.
     hard_deadline: Instant,
-    fragments: Vec<Option<Bytes>>,
-    received: u16,
+    /// Fragments so far by index. A map, not a slot per fragment, so memory follows
+    /// what arrived: a forged header claiming 65535 fragments costs one entry, not
+    /// 65535 slots.
+    fragments: BTreeMap<u16, Bytes>,
+    count: u16,
     bytes: usize,
     /// When the last fragment arrived (set once complete).
     pub completed_at: Option<Instant>,
@@ -47,8 +51,8 @@ impl Partial {
             capture_us: header.capture_us,
             deadline: now + gap.min(max_age),
             hard_deadline: now + max_age,
-            fragments: vec![None; header.count as usize],
-            received: 0,
+            fragments: BTreeMap::new(),
+            count: header.count,
             bytes: 0,
             completed_at: None,
         }
@@ -70,23 +74,22 @@ impl Partial {
         max_bytes: usize,
         gap: Duration,
     ) -> Added {
-        if header.count as usize != self.fragments.len()
+        if header.count != self.count
             || header.keyframe != self.keyframe
             || header.capture_us != self.capture_us
         {
             return Added::Inconsistent;
         }
-        let slot = &mut self.fragments[header.index as usize];
-        if slot.is_some() {
+        if self.fragments.contains_key(&header.index) {
             return Added::Duplicate;
         }
         if self.bytes + payload.len() > max_bytes {
             return Added::Inconsistent;
         }
-        *slot = Some(Bytes::copy_from_slice(payload));
-        self.received += 1;
+        self.fragments
+            .insert(header.index, Bytes::copy_from_slice(payload));
         self.bytes += payload.len();
-        if self.received as usize == self.fragments.len() {
+        if self.fragments.len() == self.count as usize {
             self.completed_at = Some(now);
             Added::Completed
         } else {
@@ -98,14 +101,56 @@ impl Partial {
     /// Joins the fragments; only valid once complete.
     pub fn assemble(&mut self) -> Bytes {
         debug_assert!(self.is_complete());
-        if let [Some(only)] = self.fragments.as_mut_slice() {
-            return std::mem::take(only);
+        let mut parts = std::mem::take(&mut self.fragments).into_values();
+        if self.count == 1 {
+            return parts.next().unwrap_or_default();
         }
         let mut out = BytesMut::with_capacity(self.bytes);
-        for part in self.fragments.iter_mut().flatten() {
-            out.extend_from_slice(part);
+        for part in parts {
+            out.extend_from_slice(&part);
         }
-        self.fragments.clear();
         out.freeze()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(index: u16, count: u16) -> FragmentHeader {
+        FragmentHeader {
+            session: 1,
+            frame: 7,
+            index,
+            count,
+            keyframe: false,
+            capture_us: 5,
+        }
+    }
+
+    #[test]
+    fn a_header_claiming_many_fragments_costs_only_what_arrived() {
+        let now = Instant::now();
+        let gap = Duration::from_millis(200);
+        let h = header(u16::MAX - 1, u16::MAX);
+        let mut p = Partial::new(&h, now, gap, gap);
+        assert_eq!(p.add(now, &h, b"x", 1 << 22, gap), Added::Stored);
+        // One entry held, however many fragments the header claims (before this fix a
+        // slot per claimed fragment: 65535 of them, ~2 MiB, per 27-byte packet).
+        assert_eq!(p.fragments.len(), 1);
+        assert!(std::mem::size_of::<Bytes>() * p.fragments.len() < 1024);
+    }
+
+    #[test]
+    fn assembles_in_index_order_whatever_the_arrival_order() {
+        let now = Instant::now();
+        let gap = Duration::from_millis(200);
+        let mut p = Partial::new(&header(0, 3), now, gap, gap);
+        for (i, part) in [(2u16, &b"c"[..]), (0, b"a"), (1, b"b")] {
+            let added = p.add(now, &header(i, 3), part, 100, gap);
+            assert_eq!(added == Added::Completed, i == 1);
+        }
+        assert_eq!(p.add(now, &header(1, 3), b"b", 100, gap), Added::Duplicate);
+        assert_eq!(&p.assemble()[..], b"abc");
     }
 }
