@@ -16,9 +16,12 @@ pub enum TransportError {
     /// The first two bytes are not picam's magic.
     #[error("not a picam packet (magic {0:#06x})")]
     BadMagic(u16),
-    /// A wire version this build does not speak.
-    #[error("unsupported wire version {0} (this build speaks 1)")]
+    /// A wire version newer than this build's.
+    #[error("the peer speaks picam wire version {0}, newer than this build's version 2: upgrade this picam")]
     UnsupportedVersion(u8),
+    /// A wire version older than this build's: the peer is an older picam.
+    #[error("the peer speaks picam wire version {0}, from an older picam without loss repair: upgrade it to talk to this one (wire version 2)")]
+    OlderVersion(u8),
     /// A message kind this build does not know.
     #[error("unknown message kind {0}")]
     UnknownKind(u8),

@@ -21,6 +21,7 @@ mod error;
 mod io;
 mod machine;
 mod recv;
+mod repair;
 mod send;
 pub mod seq;
 mod stats;
@@ -31,12 +32,13 @@ pub use io::{tcp, udp, ReceiverCommand, ReceiverHooks, SenderHooks};
 pub use machine::{drain, Drained, Machine, Output, Transmit};
 pub use recv::{
     FeedbackConfig, ReceivedFrame, Receiver, ReceiverConfig, ReceiverEvent, ReceiverInput,
+    ReceiverRepairConfig,
 };
 pub use send::{
-    congestion, JamGuardConfig, Sender, SenderConfig, SenderEvent, SenderInput, SourceFrame,
-    DEFAULT_MAX_FRAME_BYTES,
+    congestion, JamGuardConfig, RepairConfig, Sender, SenderConfig, SenderEvent, SenderInput,
+    SourceFrame, DEFAULT_MAX_FRAME_BYTES,
 };
-pub use stats::{ReceiverDrops, ReceiverStats, SenderStats};
+pub use stats::{ReceiverDrops, ReceiverRepairStats, ReceiverStats, SenderStats};
 pub use wire::framing::LengthPrefixed;
 
 /// Which socket type carries the stream.

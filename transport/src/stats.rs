@@ -4,8 +4,11 @@
 /// under exactly one reason.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ReceiverDrops {
-    /// Datagrams that did not parse (bad magic, version, truncated, bad fields).
+    /// Datagrams that did not parse (bad magic, truncated, bad fields, impossible
+    /// parity geometry).
     pub malformed: u64,
+    /// Datagrams of another picam wire version (an older or newer peer).
+    pub wrong_version: u64,
     /// Datagrams from a second sender while another session is active.
     pub other_sender: u64,
     /// Fragments repeated.
@@ -55,6 +58,35 @@ pub struct ReceiverStats {
     pub rtt_us: Option<u64>,
     /// The current sender's address, once it has been heard.
     pub peer: Option<std::net::SocketAddr>,
+    /// Loss repair at the receiver.
+    pub repair: ReceiverRepairStats,
+}
+
+/// What loss repair did at the receiver.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReceiverRepairStats {
+    /// Nack packets sent.
+    pub nacks_sent: u64,
+    /// Packet sequence numbers asked for in them (repeats included).
+    pub packets_requested: u64,
+    /// Retransmissions that filled a hole.
+    pub packets_retransmitted: u64,
+    /// Retransmissions of packets already present (a repeat crossed a reply).
+    pub retransmits_unneeded: u64,
+    /// Parity packets received.
+    pub parity_received: u64,
+    /// Parity packets that arrived when their frame was complete or gone.
+    pub parity_unused: u64,
+    /// Data packets rebuilt from parity.
+    pub packets_rebuilt: u64,
+    /// Frames made whole by parity or retransmission (at least one packet repaired).
+    pub frames_repaired: u64,
+    /// Original packets that arrived after they had been nacked (reordering, not loss).
+    pub spurious_nacks: u64,
+    /// Original packets never received nor repaired before they were given up.
+    pub packets_lost: u64,
+    /// Original packets received (the loss figure's denominator with `packets_lost`).
+    pub packets_received: u64,
 }
 
 /// What a sender has done since it started.
@@ -94,6 +126,25 @@ pub struct SenderStats {
     pub target_fps: u32,
     /// Estimated queueing delay on the path, µs.
     pub queue_delay_us: u64,
-    /// Packet loss over the last report interval, per mille.
+    /// Packet loss on the link (before repair) over the last report interval, per
+    /// mille.
     pub loss_permille: u32,
+    /// Nack packets taken in.
+    pub nacks_received: u64,
+    /// Packets asked for in them.
+    pub nack_requests: u64,
+    /// Asked-for packets never sent, no longer kept, or repair off here.
+    pub nack_unknown: u64,
+    /// Asked-for packets of no more use (frame done at the receiver) or resent lately.
+    pub nack_useless: u64,
+    /// Asked-for packets refused by the retransmission budget.
+    pub nack_over_budget: u64,
+    /// Packets sent again.
+    pub packets_retransmitted: u64,
+    /// Bytes sent again, headers included (part of `bytes`).
+    pub retransmit_bytes: u64,
+    /// Parity packets sent.
+    pub parity_packets: u64,
+    /// Parity bytes sent, headers included (part of `bytes`).
+    pub parity_bytes: u64,
 }

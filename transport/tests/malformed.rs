@@ -20,11 +20,14 @@ const SESSION: u32 = 0x1234_5678;
 fn header(frame: u32, index: u16, count: u16, keyframe: bool) -> FragmentHeader {
     FragmentHeader {
         session: SESSION,
+        seq: frame.wrapping_mul(8).wrapping_add(u32::from(index)),
         frame,
         index,
         count,
         keyframe,
+        frame_len: 100,
         capture_us: 99,
+        ..FragmentHeader::default()
     }
 }
 
@@ -81,11 +84,20 @@ impl Fed {
         let after = self.rx.stats();
         assert_eq!(after.datagrams, before.datagrams + 1);
         assert_eq!(after.bytes, before.bytes + packet.len() as u64);
-        if !matches!(wire::parse(packet), Ok(Packet::Fragment(..))) {
+        let parsed = wire::parse(packet);
+        if !matches!(parsed, Ok(Packet::Fragment(..))) {
             let mut expect = before;
             expect.datagrams += 1;
             expect.bytes += packet.len() as u64;
-            expect.dropped.malformed += 1;
+            // Another wire version has a counter of its own (and a warning).
+            if matches!(
+                parsed,
+                Err(TransportError::OlderVersion(_) | TransportError::UnsupportedVersion(_))
+            ) {
+                expect.dropped.wrong_version += 1;
+            } else {
+                expect.dropped.malformed += 1;
+            }
             assert_eq!(after, expect, "unparseable packet {packet:02x?}");
         }
         after
@@ -119,6 +131,15 @@ fn valid_packets() -> Vec<Vec<u8>> {
         fragment(header(6, 1, 3, false), &[0xAB; 40]),
         fragment(header(u32::MAX, 2, 3, false), b"last"),
         fragment(header(7, 0, 2, true), &[]),
+        fragment(
+            FragmentHeader {
+                is_parity: true,
+                parity: 2,
+                ..header(8, 1, 2, true)
+            },
+            &[0x5A; 50],
+        ),
+        wire::write_nacks(SESSION, Some(3), &[1, 2, 5, 40])[0].clone(),
         keyframe_request(SESSION, Some(17)),
         keyframe_request(SESSION, None),
         bye(SESSION),
@@ -241,8 +262,8 @@ fn absurd_and_contradictory_fragments() {
     // Index at or past the count, and a zero count: refused by the parser.
     for (index, count) in [(3, 3), (u16::MAX, 1), (0, 0), (u16::MAX, u16::MAX)] {
         let mut p = fragment(header(1, 0, 1, false), b"x");
-        p[12..14].copy_from_slice(&index.to_be_bytes());
-        p[14..16].copy_from_slice(&count.to_be_bytes());
+        p[16..18].copy_from_slice(&index.to_be_bytes());
+        p[18..20].copy_from_slice(&count.to_be_bytes());
         expect_malformed(&mut fed, &p, "index >= count");
     }
     // A count that implies a frame over max_frame_bytes.
@@ -289,9 +310,9 @@ fn absurd_and_contradictory_fragments() {
         "capture time changed",
     );
     // Reserved flag bits and the authentication bit.
-    for flags in [0x02, 0x40, 0x80, 0xFF] {
+    for flags in [0x03, 0x40, 0x80, 0xFF] {
         let mut p = fragment(header(4, 1, 3, true), b"bbb");
-        p[16] = flags;
+        p[wire::FRAGMENT_FLAGS_OFFSET] = flags;
         expect_malformed(&mut fed, &p, "unknown flags");
     }
     // Feedback kinds sent to a receiver.

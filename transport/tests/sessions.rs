@@ -260,7 +260,7 @@ fn lossy_links_keep_the_decodability_rule() {
 fn refused_frames_leave_a_gap_the_receiver_repairs() {
     // A frame too large for the wire is refused; its number is still consumed, so
     // the receiver does not decode the next P-frame against a missing picture.
-    let max_packet = FRAGMENT_HEADER + 1;
+    let max_packet = FRAGMENT_HEADER + 2;
     let mut sender = Sender::new(
         SenderConfig {
             max_packet,
@@ -272,7 +272,7 @@ fn refused_frames_leave_a_gap_the_receiver_repairs() {
     let now = common::base();
     let mut events = Vec::new();
     let mut emitted = Vec::new();
-    for (i, (len, key)) in [(10, true), (70_000, false), (10, false), (10, true)]
+    for (i, (len, key)) in [(10, true), (140_000, false), (10, false), (10, true)]
         .into_iter()
         .enumerate()
     {

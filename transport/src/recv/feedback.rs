@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use crate::clock::{OffsetEstimator, WallClock};
-use crate::wire::{self, Arrival};
+use crate::wire::{self, Arrival, SequenceCounts};
 
 /// Inside a long frame (a keyframe on a slow link), a fragment's arrival is sampled
 /// this often, so the delay signal never goes quiet for a whole frame.
@@ -41,11 +41,6 @@ pub(crate) struct Feedback {
     /// frame is ever shown (the path's delay is the signal, not the decoder's needs).
     arrivals: Vec<Arrival>,
     last_sample: Option<Instant>,
-    /// Fragments received this session.
-    packets_received: u32,
-    /// `packets_received` when the newest arrival was recorded: the sender compares it
-    /// with what it had sent through that frame, a clean boundary for loss.
-    received_at_newest: u32,
     next_report: Option<Instant>,
     next_ping: Option<Instant>,
     ping_id: u32,
@@ -58,8 +53,6 @@ impl Feedback {
             config,
             arrivals: Vec::with_capacity(wire::MAX_REPORT_ENTRIES),
             last_sample: None,
-            packets_received: 0,
-            received_at_newest: 0,
             next_report: None,
             next_ping: None,
             ping_id: 0,
@@ -71,16 +64,15 @@ impl Feedback {
     /// report.
     pub fn reset(&mut self, now: Instant) {
         self.arrivals.clear();
-        self.packets_received = 0;
-        self.received_at_newest = 0;
         self.next_report = Some(now + self.config.report_interval);
         self.next_ping = Some(now + self.config.report_interval.min(self.config.ping_interval));
         self.offset = OffsetEstimator::default();
     }
 
-    /// A fragment of the current session arrived; `last` when it is its frame's last.
+    /// A data fragment of the current session arrived on its first transmission;
+    /// `last` when it is its frame's last. (Retransmissions and parity give no delay
+    /// sample: their send times are not the frame's.)
     pub fn on_fragment(&mut self, now: Instant, frame: u32, index: u16, last: bool) {
-        self.packets_received = self.packets_received.wrapping_add(1);
         let due = self.last_sample.map_or(true, |t| now >= t + SAMPLE_EVERY);
         if last || due {
             if self.arrivals.len() == wire::MAX_REPORT_ENTRIES {
@@ -92,7 +84,6 @@ impl Feedback {
                 index,
                 at_us,
             });
-            self.received_at_newest = self.packets_received;
             self.last_sample = Some(now);
         }
     }
@@ -117,12 +108,14 @@ impl Feedback {
         }
     }
 
-    /// Writes the feedback due at `now` for `session`, each packet handed to `emit`.
+    /// Writes the feedback due at `now` for `session`, each packet handed to `emit`;
+    /// `sequence` is what the receiver has seen of the packet sequence.
     pub fn poll(
         &mut self,
         now: Instant,
         session: u32,
         highest_seen: Option<u32>,
+        sequence: Option<SequenceCounts>,
         mut emit: impl FnMut(Vec<u8>),
     ) {
         if self.next_report.is_some_and(|t| now >= t) {
@@ -132,7 +125,7 @@ impl Feedback {
                 &mut payload,
                 session,
                 highest_seen,
-                self.received_at_newest,
+                sequence,
                 report_us,
                 &self.arrivals,
             );

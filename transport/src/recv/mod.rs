@@ -27,7 +27,9 @@ mod reassembly;
 pub use feedback::FeedbackConfig;
 
 use crate::machine::{Machine, Output, Transmit};
-use crate::wire::{self, Packet};
+use crate::repair::nack::{LossConfig, LossTracker, Seen};
+use crate::wire::{self, Packet, SequenceCounts};
+use crate::TransportError;
 use crate::{seq, ReceiverStats};
 use feedback::Feedback;
 use reassembly::{Added, Partial};
@@ -53,6 +55,29 @@ pub struct ReceiverConfig {
     pub session_idle: Duration,
     /// Reports and clock pings to the sender.
     pub feedback: FeedbackConfig,
+    /// Loss repair: nacks for missing packets, rebuilding from parity. `None` turns it
+    /// off (`--no-repair`; and on a byte stream, which never loses a packet).
+    pub repair: Option<ReceiverRepairConfig>,
+}
+
+/// The receiver's loss repair knobs.
+#[derive(Clone, Copy, Debug)]
+pub struct ReceiverRepairConfig {
+    /// A complete frame with an unseen frame before it waits this long (instead of
+    /// `reorder_grace`) while packets are missing and being asked for: the unseen
+    /// frame may be on its way as a retransmission.
+    pub repair_wait: Duration,
+    /// Round trip assumed until the clock pings have measured one.
+    pub initial_rtt: Duration,
+}
+
+impl Default for ReceiverRepairConfig {
+    fn default() -> Self {
+        Self {
+            repair_wait: Duration::from_millis(40),
+            initial_rtt: Duration::from_millis(10),
+        }
+    }
 }
 
 impl Default for ReceiverConfig {
@@ -66,6 +91,7 @@ impl Default for ReceiverConfig {
             keyframe_retry: Duration::from_millis(100),
             session_idle: Duration::from_millis(500),
             feedback: FeedbackConfig::default(),
+            repair: None,
         }
     }
 }
@@ -142,6 +168,8 @@ pub struct Receiver {
     last_request: Option<Instant>,
     highest_seen: Option<u32>,
     feedback: Feedback,
+    /// Gaps in the packet sequence and the nacks for them (with repair on).
+    tracker: Option<LossTracker>,
     stats: ReceiverStats,
 }
 
@@ -153,6 +181,9 @@ impl Receiver {
             "max_in_flight must be at least 1"
         );
         let feedback = Feedback::new(config.feedback);
+        let tracker = config
+            .repair
+            .map(|_| LossTracker::new(LossConfig::default()));
         Self {
             config,
             session: None,
@@ -165,16 +196,25 @@ impl Receiver {
             last_request: None,
             highest_seen: None,
             feedback,
+            tracker,
             stats: ReceiverStats::default(),
         }
     }
 
     /// Counters since start.
     pub fn stats(&self) -> ReceiverStats {
+        let mut repair = self.stats.repair;
+        if let Some(tracker) = &self.tracker {
+            let c = tracker.counters();
+            repair.packets_requested = c.nacks_sent;
+            repair.spurious_nacks = c.spurious;
+            repair.packets_lost = c.lost;
+        }
         ReceiverStats {
             clock_offset_us: self.feedback.offset_us(),
             rtt_us: self.feedback.rtt_us(),
             peer: self.session.as_ref().and_then(|s| s.peer),
+            repair,
             ..self.stats
         }
     }
@@ -212,12 +252,27 @@ impl Receiver {
                 self.stats.dropped.malformed += 1;
                 return;
             }
+            Err(
+                error @ (TransportError::OlderVersion(_) | TransportError::UnsupportedVersion(_)),
+            ) => {
+                self.stats.dropped.wrong_version += 1;
+                // Said at once, then now and then: a black screen must have a reason.
+                if self.stats.dropped.wrong_version.is_power_of_two() {
+                    tracing::warn!(peer = ?from, count = self.stats.dropped.wrong_version, "refused: {error}");
+                }
+                return;
+            }
             Err(error) => {
                 tracing::trace!(peer = ?from, %error, len = packet.len(), "discarded: malformed");
                 self.stats.dropped.malformed += 1;
                 return;
             }
         };
+        if header.frame_len as usize > self.config.max_frame_bytes {
+            tracing::trace!(peer = ?from, frame = header.frame, frame_len = header.frame_len, max = self.config.max_frame_bytes, "discarded: frame over the size limit");
+            self.stats.dropped.malformed += 1;
+            return;
+        }
         // Non-last fragments share one payload size, so the count bounds the frame size.
         let smallest_whole = (header.count as usize - 1).saturating_mul(payload.len().max(1));
         if (header.count > 1
@@ -234,18 +289,42 @@ impl Receiver {
             self.stats.dropped.other_sender += 1;
             return;
         }
-        self.feedback.on_fragment(
-            now,
-            header.frame,
-            header.index,
-            header.index + 1 == header.count,
-        );
+        if header.is_parity {
+            self.stats.repair.parity_received += 1;
+            if self.tracker.is_none() {
+                // Repair is off here: parity is only overhead.
+                self.stats.repair.parity_unused += 1;
+                return;
+            }
+        }
+        if let Some(tracker) = self.tracker.as_mut() {
+            match tracker.on_packet(now, header.seq, header.frame, header.retransmit) {
+                Seen::New | Seen::Late => self.stats.repair.packets_received += 1,
+                Seen::Repaired => self.stats.repair.packets_retransmitted += 1,
+                Seen::Duplicate | Seen::Unrequested if header.retransmit => {
+                    self.stats.repair.retransmits_unneeded += 1
+                }
+                Seen::Duplicate | Seen::Unrequested => {}
+            }
+        }
+        if !header.retransmit && !header.is_parity {
+            self.feedback.on_fragment(
+                now,
+                header.frame,
+                header.index,
+                header.index + 1 == header.count,
+            );
+        }
         if self
             .last_emitted
             .is_some_and(|last| !seq::after(header.frame, last))
         {
             tracing::trace!(peer = ?from, frame = header.frame, index = header.index, "discarded: frame already emitted or given up");
-            self.stats.dropped.stale += 1;
+            if header.is_parity {
+                self.stats.repair.parity_unused += 1;
+            } else {
+                self.stats.dropped.stale += 1;
+            }
             return;
         }
         // Held frames must stay within half the number space of one another, or wrapping
@@ -296,10 +375,20 @@ impl Receiver {
             self.config.max_frame_bytes,
             self.config.frame_deadline,
         ) {
-            Added::Stored => {}
+            Added::Stored | Added::ParityStored => {}
             Added::Completed => {
                 self.stats.frames_complete += 1;
+                if self.partials[index].repaired {
+                    self.stats.repair.frames_repaired += 1;
+                }
             }
+            Added::Rebuilt(n) => {
+                self.stats.frames_complete += 1;
+                self.stats.repair.frames_repaired += 1;
+                self.stats.repair.packets_rebuilt += u64::from(n);
+            }
+            Added::ParityUnused => self.stats.repair.parity_unused += 1,
+            Added::Duplicate if header.is_parity => self.stats.repair.parity_unused += 1,
             Added::Duplicate => self.stats.dropped.duplicate += 1,
             Added::Inconsistent => {
                 tracing::trace!(peer = ?from, frame = header.frame, index = header.index, count = header.count, "discarded: fragment contradicts its frame's others, or overflows the size limit");
@@ -331,9 +420,40 @@ impl Receiver {
         }
         let (id, to) = (session.id, session.peer);
         let transmits = &mut self.transmits;
-        self.feedback.poll(now, id, self.highest_seen, |payload| {
-            transmits.push_back(Queued { to, payload })
+        let sequence = self.tracker.as_ref().and_then(|t| {
+            let c = t.counters();
+            Some(SequenceCounts {
+                highest: t.highest()?,
+                received: c.originals_received,
+                loss_events: c.loss_events,
+            })
         });
+        self.feedback
+            .poll(now, id, self.highest_seen, sequence, |payload| {
+                transmits.push_back(Queued { to, payload })
+            });
+        let rtt = self.feedback.rtt_us().map(Duration::from_micros);
+        if let (Some(tracker), Some(repair)) = (self.tracker.as_mut(), self.config.repair) {
+            let missing =
+                tracker.poll_nacks(now, rtt.unwrap_or(repair.initial_rtt), self.last_emitted);
+            if !missing.is_empty() {
+                for payload in wire::write_nacks(id, self.last_emitted, &missing) {
+                    self.stats.repair.nacks_sent += 1;
+                    self.transmits.push_back(Queued { to, payload });
+                }
+            }
+        }
+    }
+
+    /// How long a complete frame waits for an unseen earlier one: longer while packets
+    /// are missing and asked for, since the unseen frame may be among them.
+    fn grace(&self) -> Duration {
+        match (&self.tracker, self.config.repair) {
+            (Some(tracker), Some(repair)) if tracker.missing_len() > 0 => {
+                repair.repair_wait.max(self.config.reorder_grace)
+            }
+            _ => self.config.reorder_grace,
+        }
     }
 
     /// Nothing more can be decoded until a keyframe: wait for one and ask for it.
@@ -364,15 +484,23 @@ impl Receiver {
 
     /// When a timeout input is wanted.
     fn next_timeout(&self) -> Option<Instant> {
+        let grace = self.grace();
         let first = self.partials.first().map(|p| match p.completed_at {
-            Some(done) => done + self.config.reorder_grace,
+            Some(done) => done + grace,
             None => p.deadline,
         });
-        let feedback = self.session.as_ref().and_then(|s| {
-            let due = self.feedback.next_due()?;
-            (due < s.last_heard + self.config.session_idle).then_some(due)
-        });
-        [first, self.retry_due(), feedback]
+        let heard = |due: Instant| {
+            self.session
+                .as_ref()
+                .is_some_and(|s| due < s.last_heard + self.config.session_idle)
+        };
+        let feedback = self.feedback.next_due().filter(|&due| heard(due));
+        let nacks = self
+            .tracker
+            .as_ref()
+            .and_then(|t| t.next_timeout())
+            .filter(|&due| heard(due));
+        [first, self.retry_due(), feedback, nacks]
             .into_iter()
             .flatten()
             .min()
@@ -432,6 +560,9 @@ impl Receiver {
         self.last_request = None;
         self.highest_seen = None;
         self.feedback.reset(now);
+        if let Some(tracker) = self.tracker.as_mut() {
+            tracker.reset();
+        }
         self.stats.sessions += 1;
         true
     }
@@ -518,7 +649,7 @@ impl Receiver {
                 .map_or(0, |last| seq::distance(first.number, last) - 1);
             if let Some(done) = first.completed_at {
                 let may_wait = gap > 0 && !self.waiting_keyframe;
-                if may_wait && now < done + self.config.reorder_grace {
+                if may_wait && now < done + self.grace() {
                     break;
                 }
                 let mut first = self.partials.remove(0);

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
+use crate::repair::fec::{self, Geometry};
 use crate::wire::FragmentHeader;
 
 /// Outcome of adding a fragment.
@@ -16,6 +17,13 @@ pub(crate) enum Added {
     Completed,
     /// This fragment index was already present.
     Duplicate,
+    /// A parity fragment stored; the frame still misses data that parity cannot yet
+    /// rebuild.
+    ParityStored,
+    /// Parity rebuilt this many missing data fragments, and the frame is now complete.
+    Rebuilt(u16),
+    /// A parity fragment for a frame already complete.
+    ParityUnused,
     /// The fragment contradicts earlier ones (count, flags, time) or overflows the size
     /// limit; it is ignored.
     Inconsistent,
@@ -35,6 +43,13 @@ pub(crate) struct Partial {
     /// 65535 slots.
     fragments: BTreeMap<u16, Bytes>,
     count: u16,
+    frame_len: u32,
+    /// Parity shards so far (kept only while they may still help).
+    parity: BTreeMap<u16, Bytes>,
+    parity_count: u16,
+    parity_bytes: usize,
+    /// Some data was filled by repair (retransmission or parity).
+    pub repaired: bool,
     bytes: usize,
     /// When the last fragment arrived (set once complete).
     pub completed_at: Option<Instant>,
@@ -53,6 +68,11 @@ impl Partial {
             hard_deadline: now + max_age,
             fragments: BTreeMap::new(),
             count: header.count,
+            frame_len: header.frame_len,
+            parity: BTreeMap::new(),
+            parity_count: header.parity,
+            parity_bytes: 0,
+            repaired: false,
             bytes: 0,
             completed_at: None,
         }
@@ -75,10 +95,15 @@ impl Partial {
         gap: Duration,
     ) -> Added {
         if header.count != self.count
+            || header.parity != self.parity_count
+            || header.frame_len != self.frame_len
             || header.keyframe != self.keyframe
             || header.capture_us != self.capture_us
         {
             return Added::Inconsistent;
+        }
+        if header.is_parity {
+            return self.add_parity(now, header, payload, max_bytes, gap);
         }
         if self.fragments.contains_key(&header.index) {
             return Added::Duplicate;
@@ -89,13 +114,91 @@ impl Partial {
         self.fragments
             .insert(header.index, Bytes::copy_from_slice(payload));
         self.bytes += payload.len();
-        if self.fragments.len() == self.count as usize {
-            self.completed_at = Some(now);
-            Added::Completed
-        } else {
-            self.deadline = (now + gap).min(self.hard_deadline).max(self.deadline);
-            Added::Stored
+        if header.retransmit {
+            self.repaired = true;
         }
+        if self.fragments.len() == self.count as usize {
+            self.complete(now);
+            return Added::Completed;
+        }
+        self.deadline = (now + gap).min(self.hard_deadline).max(self.deadline);
+        match self.rebuild(now) {
+            Some(n) => Added::Rebuilt(n),
+            None => Added::Stored,
+        }
+    }
+
+    fn add_parity(
+        &mut self,
+        now: Instant,
+        header: &FragmentHeader,
+        payload: &[u8],
+        max_bytes: usize,
+        gap: Duration,
+    ) -> Added {
+        if self.is_complete() {
+            return Added::ParityUnused;
+        }
+        let geometry = self.geometry(payload.len());
+        if payload.len() > u16::MAX as usize || geometry.validate(max_bytes).is_err() {
+            return Added::Inconsistent;
+        }
+        if let Some(first) = self.parity.values().next() {
+            if first.len() != payload.len() {
+                return Added::Inconsistent;
+            }
+        }
+        if self.parity.contains_key(&header.index) {
+            return Added::Duplicate;
+        }
+        // Parity never needs to hold more than the frame it protects.
+        if self.parity_bytes + payload.len() > max_bytes {
+            return Added::Inconsistent;
+        }
+        self.parity
+            .insert(header.index, Bytes::copy_from_slice(payload));
+        self.parity_bytes += payload.len();
+        self.deadline = (now + gap).min(self.hard_deadline).max(self.deadline);
+        match self.rebuild(now) {
+            Some(n) => Added::Rebuilt(n),
+            None => Added::ParityStored,
+        }
+    }
+
+    fn geometry(&self, shard_bytes: usize) -> Geometry {
+        Geometry {
+            data: self.count,
+            parity: self.parity_count,
+            shard_bytes: shard_bytes.min(u16::MAX as usize) as u16,
+            frame_len: self.frame_len,
+        }
+    }
+
+    /// Rebuilds missing data from parity as soon as enough shards are in; returns how
+    /// many fragments were rebuilt.
+    fn rebuild(&mut self, now: Instant) -> Option<u16> {
+        let shard = self.parity.values().next()?.len();
+        if self.fragments.len() + self.parity.len() < self.count as usize {
+            return None;
+        }
+        let missing = fec::recover(&self.geometry(shard), &self.fragments, &self.parity)?;
+        let rebuilt = missing.len() as u16;
+        for (index, data) in missing {
+            self.bytes += data.len();
+            self.fragments.insert(index, data);
+        }
+        if self.fragments.len() != self.count as usize {
+            return None;
+        }
+        self.repaired = true;
+        self.complete(now);
+        Some(rebuilt)
+    }
+
+    fn complete(&mut self, now: Instant) {
+        self.completed_at = Some(now);
+        self.parity.clear();
+        self.parity_bytes = 0;
     }
 
     /// Joins the fragments; only valid once complete.
@@ -123,8 +226,9 @@ mod tests {
             frame: 7,
             index,
             count,
-            keyframe: false,
+            frame_len: 3,
             capture_us: 5,
+            ..FragmentHeader::default()
         }
     }
 
@@ -152,5 +256,59 @@ mod tests {
         }
         assert_eq!(p.add(now, &header(1, 3), b"b", 100, gap), Added::Duplicate);
         assert_eq!(&p.assemble()[..], b"abc");
+    }
+
+    #[test]
+    fn parity_rebuilds_missing_data_and_refuses_impossible_geometry() {
+        let now = Instant::now();
+        let gap = Duration::from_millis(200);
+        let frame: Vec<u8> = (0..1000u32).map(|i| (i * 7) as u8).collect();
+        let payload = 300;
+        let shards = fec::parity_shards(&frame, payload, 2);
+        let h = |index: u16, is_parity: bool| FragmentHeader {
+            session: 1,
+            frame: 9,
+            index,
+            count: 4,
+            parity: 2,
+            is_parity,
+            frame_len: 1000,
+            capture_us: 5,
+            ..FragmentHeader::default()
+        };
+        let mut p = Partial::new(&h(0, false), now, gap, gap);
+        // Data 0 and 3 arrive, 1 and 2 are lost; both parity shards rebuild them.
+        assert_eq!(
+            p.add(now, &h(0, false), &frame[..300], 1 << 20, gap),
+            Added::Stored
+        );
+        assert_eq!(
+            p.add(now, &h(3, false), &frame[900..], 1 << 20, gap),
+            Added::Stored
+        );
+        assert_eq!(
+            p.add(now, &h(0, true), &shards[0], 1 << 20, gap),
+            Added::ParityStored
+        );
+        assert_eq!(
+            p.add(now, &h(1, true), &shards[1], 1 << 20, gap),
+            Added::Rebuilt(2)
+        );
+        assert!(p.is_complete() && p.repaired);
+        assert_eq!(
+            p.add(now, &h(1, true), &shards[1], 1 << 20, gap),
+            Added::ParityUnused
+        );
+        assert_eq!(&p.assemble()[..], &frame[..]);
+        // A parity packet whose geometry cannot describe the frame is refused.
+        let mut p = Partial::new(&h(0, false), now, gap, gap);
+        assert_eq!(
+            p.add(now, &h(0, true), &[0; 3], 1 << 20, gap),
+            Added::Inconsistent
+        );
+        assert_eq!(
+            p.add(now, &h(0, true), &[0; 100], 1 << 20, gap),
+            Added::Inconsistent
+        );
     }
 }

@@ -20,15 +20,20 @@ pub mod congestion;
 mod log;
 mod loss_meter;
 mod pacing;
+mod repair;
+
+pub use repair::RepairConfig;
 
 use crate::clock::WallClock;
 use crate::machine::{Machine, Output, Transmit};
+use crate::repair::fec;
 use crate::wire::{self, FragmentHeader, Packet, Report, FRAGMENT_HEADER};
 use crate::{seq, SenderStats};
 use congestion::{CongestionConfig, Controller};
 use log::{SendLog, Sent};
 use loss_meter::LossMeter;
 use pacing::Pacer;
+use repair::SenderRepair;
 
 /// The largest frame either side accepts by default: 4 MiB, far above any H.264
 /// access unit a camera produces at the sizes picam handles.
@@ -58,6 +63,9 @@ pub struct SenderConfig {
     pub jam_guard: Option<JamGuardConfig>,
     /// Maps `now` to this host's wall clock (for send times and pongs).
     pub clock: WallClock,
+    /// Loss repair (parity and retransmission); `None` turns it off. Datagram links
+    /// only: a byte stream never loses a packet.
+    pub repair: Option<RepairConfig>,
 }
 
 impl Default for SenderConfig {
@@ -70,6 +78,7 @@ impl Default for SenderConfig {
             keyframe_timeout: Duration::from_millis(300),
             jam_guard: None,
             clock: WallClock::system(),
+            repair: None,
         }
     }
 }
@@ -158,9 +167,14 @@ struct QueuedFrame {
     keyframe: bool,
     capture_us: u64,
     data: Bytes,
+    /// Bytes of every data fragment but the last (even, as the parity needs).
     payload: usize,
     count: u16,
     next: u16,
+    /// Parity packets this frame gets, computed when the first is due.
+    parity: u16,
+    parity_shards: Vec<Bytes>,
+    next_parity: u16,
     queued_at: Instant,
     /// Sender wall clock when its first packet went out, µs.
     first_packet_us: u64,
@@ -182,6 +196,9 @@ pub struct Sender {
     keyframe_asked: Option<Instant>,
     congestion: Option<Controller>,
     pacer: Pacer,
+    /// Sequence number of the next original packet (data or parity).
+    next_seq: u32,
+    repair: Option<SenderRepair>,
     log: SendLog,
     packets_sent: u64,
     loss: LossMeter,
@@ -193,13 +210,17 @@ pub struct Sender {
 
 /// Control packets waiting at once; more are dropped (a pong is only a sample).
 const MAX_CONTROL: usize = 16;
+/// Loss up to this fraction is left to repair rather than read as congestion.
+const REPAIRABLE_LOSS: f64 = 0.2;
+/// The most of the target bitrate set aside for repair traffic.
+const MAX_REPAIR_SHARE: f64 = 0.3;
 
 impl Sender {
     /// A sender for media session `session`. Panics if `max_packet` leaves no room for
     /// payload (a configuration bug the caller validates first).
     pub fn new(config: SenderConfig, session: u32) -> Self {
         assert!(
-            config.max_packet > FRAGMENT_HEADER,
+            config.max_packet >= FRAGMENT_HEADER + 2,
             "max_packet too small for the header"
         );
         assert!(config.queue_frames >= 1, "queue_frames must be at least 1");
@@ -207,6 +228,7 @@ impl Sender {
             .jam_guard
             .as_ref()
             .map(|g| Controller::new(g.congestion.clone()));
+        let repair = config.repair.clone().map(SenderRepair::new);
         let mut events = VecDeque::new();
         let mut announced = (0, 0);
         if let Some(cc) = &congestion {
@@ -225,6 +247,8 @@ impl Sender {
             keyframe_asked: None,
             congestion,
             pacer: Pacer::new(Duration::ZERO),
+            next_seq: 0,
+            repair,
             log: SendLog::default(),
             packets_sent: 0,
             loss: LossMeter::default(),
@@ -258,8 +282,14 @@ impl Sender {
     /// Largest frame this sender sends: the configured limit, or what the fragment
     /// count (a u16) allows at this packet size, whichever is smaller.
     pub fn max_frame_bytes(&self) -> usize {
-        let by_count = (self.config.max_packet - FRAGMENT_HEADER) * u16::MAX as usize;
+        let by_count = self.payload() * u16::MAX as usize;
         by_count.min(self.config.max_frame_bytes)
+    }
+
+    /// Frame bytes per data packet: what a packet leaves after the header, rounded
+    /// down to even (Reed-Solomon shards are whole 16-bit words).
+    fn payload(&self) -> usize {
+        ((self.config.max_packet - FRAGMENT_HEADER) & !1).max(2)
     }
 
     /// Takes one encoded frame, after accounting for the frames the source dropped just
@@ -302,9 +332,13 @@ impl Sender {
             self.force_keyframe(now);
             return;
         }
-        let payload = self.config.max_packet - FRAGMENT_HEADER;
+        let payload = self.payload();
         let count = u16::try_from(frame.data.len().div_ceil(payload).max(1))
             .expect("max_frame_bytes keeps the fragment count within u16");
+        let parity = self
+            .repair
+            .as_ref()
+            .map_or(0, |r| r.parity_for(count, frame.keyframe));
         // Jam guard at the sender: unstarted frames older than the newest few are stale.
         while self.queue.len() >= self.config.queue_frames {
             let Some(pos) = self.queue.iter().position(|f| f.next == 0) else {
@@ -327,6 +361,9 @@ impl Sender {
             payload,
             count,
             next: 0,
+            parity,
+            parity_shards: Vec::new(),
+            next_parity: 0,
             queued_at: now,
             first_packet_us: 0,
         });
@@ -366,6 +403,18 @@ impl Sender {
                     self.force_keyframe(now);
                 }
             }
+            Ok(Packet::Nack(nack)) if nack.session == self.session => {
+                self.stats.nacks_received += 1;
+                match self.repair.as_mut() {
+                    Some(repair) => repair.on_nack(now, &nack, &mut self.stats),
+                    None => {
+                        // Repair is off here: count what was asked, send nothing.
+                        let asked = nack.missing().count() as u64;
+                        self.stats.nack_requests += asked;
+                        self.stats.nack_unknown += asked;
+                    }
+                }
+            }
             Ok(Packet::Bye { session }) if session == self.session => {
                 self.events.push_back(SenderEvent::ReceiverLeft);
             }
@@ -398,15 +447,19 @@ impl Sender {
     }
 
     fn on_report(&mut self, now: Instant, report: &Report<'_>) {
+        let sample = report.sequence.and_then(|c| self.loss.update(c));
+        if let Some(sample) = sample {
+            self.stats.loss_permille = (sample.loss * 1000.0).round() as u32;
+            if let Some(repair) = self.repair.as_mut() {
+                repair.on_loss(sample);
+            }
+        }
         let Some(cc) = self.congestion.as_mut() else {
             return;
         };
-        let mut newest = None;
         for arrival in report.arrivals() {
             // A frame still being paced out is not in the log yet: its early packets
-            // give no sample, and the report's packet count (taken at its newest entry)
-            // is then no clean boundary for loss either.
-            newest = None;
+            // give no sample.
             if let Some(sent) = self.log.get(arrival.frame) {
                 let through = sent.packets_through_index(arrival.index);
                 // Credit the packets since the previous sample, at this frame's average
@@ -415,16 +468,26 @@ impl Sender {
                 let bytes = packets as usize * sent.bytes / sent.count.max(1) as usize;
                 cc.on_packet_acked(now, sent.packet_us(arrival.index), arrival.at_us, bytes);
                 self.acked_through = Some(through);
-                newest = Some(through);
             }
         }
-        // Everything sent before the newest reported packet has had its chance to arrive.
-        let loss = newest
-            .and_then(|sent_through| self.loss.update(report.packets_received, sent_through))
-            .unwrap_or(0.0);
-        self.stats.loss_permille = (loss * 1000.0).round() as u32;
+        // Loss that repair makes good is not congestion (random loss on Wi-Fi is not a
+        // full queue); rising delay still is, and so is loss beyond what repair can
+        // carry.
+        let loss = sample.map_or(0.0, |s| s.loss);
+        let loss = if self.repair.is_some() && loss <= REPAIRABLE_LOSS {
+            0.0
+        } else {
+            loss
+        };
         cc.on_report(now, loss);
         let (bitrate, fps) = (cc.target_bitrate(), cc.target_fps());
+        // The encoder gets what is left of the target after the repair traffic the
+        // current loss calls for.
+        let overhead = self
+            .repair
+            .as_ref()
+            .map_or(0.0, |r| (2.0 * r.loss()).min(MAX_REPAIR_SHARE));
+        let bitrate = (bitrate as f64 * (1.0 - overhead)) as u32;
         let (said_bitrate, said_fps) = self.announced;
         // Encoders reconfigure per change; small steps are not worth one.
         if bitrate.abs_diff(said_bitrate) as f64 > 0.03 * said_bitrate as f64 {
@@ -479,14 +542,18 @@ impl Sender {
             return true;
         }
         self.drop_late(now);
-        let Some(frame) = self.queue.front_mut() else {
+        let resend_waiting = self.repair.as_ref().is_some_and(|r| r.has_resend());
+        if self.queue.is_empty() && !resend_waiting {
             return false;
-        };
+        }
         if let (Some(guard), Some(cc)) = (&self.config.jam_guard, &self.congestion) {
-            if frame.next == 0 {
+            if let Some(frame) = self.queue.front().filter(|f| f.next == 0) {
                 let target = cc.target_bitrate() as f64;
+                // Parity leaves with its frame and is paced with it.
+                let bytes =
+                    frame.data.len() * (frame.count + frame.parity) as usize / frame.count as usize;
                 let rate = pacing::frame_rate_bps(
-                    frame.data.len(),
+                    bytes,
                     target,
                     cc.target_fps(),
                     guard.pacing_gain,
@@ -502,35 +569,17 @@ impl Sender {
                 return false;
             }
         }
-        buf.clear();
-        let start = frame.next as usize * frame.payload;
-        let end = (start + frame.payload).min(frame.data.len());
-        FragmentHeader {
-            session: self.session,
-            frame: frame.number,
-            index: frame.next,
-            count: frame.count,
-            keyframe: frame.keyframe,
-            capture_us: frame.capture_us,
-        }
-        .write(buf);
-        buf.extend_from_slice(&frame.data[start..end]);
-        if frame.next == 0 {
-            frame.first_packet_us = self.config.clock.us(now);
-        }
-        frame.next += 1;
-        self.packets_sent += 1;
-        if frame.next == frame.count {
-            self.log.push(Sent {
-                number: frame.number,
-                first_packet_us: frame.first_packet_us,
-                last_packet_us: self.config.clock.us(now),
-                count: frame.count,
-                bytes: frame.data.len(),
-                packets_through: self.packets_sent,
-            });
-            self.queue.pop_front();
-            self.stats.frames_sent += 1;
+        // Repairs first: a nacked packet completes a frame the receiver is holding,
+        // which is older than anything still queued.
+        let bitrate = self.congestion.as_ref().map_or(0, |cc| cc.target_bitrate());
+        let resent = match self.repair.as_mut() {
+            Some(repair) if resend_waiting => {
+                repair.next_resend(now, bitrate, buf, &mut self.stats)
+            }
+            _ => false,
+        };
+        if !resent && !self.next_original(now, buf) {
+            return false;
         }
         if self.congestion.is_some() {
             self.pacer.on_sent(now, buf.len());
@@ -540,9 +589,73 @@ impl Sender {
         true
     }
 
+    /// Writes the front frame's next packet (data, then its parity) into `buf`.
+    fn next_original(&mut self, now: Instant, buf: &mut Vec<u8>) -> bool {
+        let Some(frame) = self.queue.front_mut() else {
+            return false;
+        };
+        let seq = self.next_seq;
+        self.next_seq = self.next_seq.wrapping_add(1);
+        let is_parity = frame.next == frame.count;
+        let mut header = FragmentHeader {
+            session: self.session,
+            seq,
+            frame: frame.number,
+            index: frame.next,
+            count: frame.count,
+            parity: frame.parity,
+            keyframe: frame.keyframe,
+            is_parity,
+            retransmit: false,
+            frame_len: frame.data.len() as u32,
+            capture_us: frame.capture_us,
+        };
+        buf.clear();
+        if is_parity {
+            if frame.parity_shards.is_empty() {
+                frame.parity_shards = fec::parity_shards(&frame.data, frame.payload, frame.parity);
+            }
+            header.index = frame.next_parity;
+            header.write(buf);
+            buf.extend_from_slice(&frame.parity_shards[frame.next_parity as usize]);
+            frame.next_parity += 1;
+            self.stats.parity_packets += 1;
+            self.stats.parity_bytes += buf.len() as u64;
+        } else {
+            let start = frame.next as usize * frame.payload;
+            let end = (start + frame.payload).min(frame.data.len());
+            header.write(buf);
+            buf.extend_from_slice(&frame.data[start..end]);
+            if frame.next == 0 {
+                frame.first_packet_us = self.config.clock.us(now);
+            }
+            frame.next += 1;
+            self.packets_sent += 1;
+            if frame.next == frame.count {
+                self.log.push(Sent {
+                    number: frame.number,
+                    first_packet_us: frame.first_packet_us,
+                    last_packet_us: self.config.clock.us(now),
+                    count: frame.count,
+                    bytes: frame.data.len(),
+                    packets_through: self.packets_sent,
+                });
+            }
+        }
+        if let Some(repair) = self.repair.as_mut() {
+            repair.on_sent(now, seq, frame.number, buf);
+        }
+        if frame.next == frame.count && frame.next_parity == frame.parity {
+            self.queue.pop_front();
+            self.stats.frames_sent += 1;
+        }
+        true
+    }
+
     /// When a timeout input is wanted; `None` while nothing is timed.
     fn next_timeout(&self) -> Option<Instant> {
-        if self.queue.is_empty() || self.congestion.is_none() {
+        let resend_waiting = self.repair.as_ref().is_some_and(|r| r.has_resend());
+        if (self.queue.is_empty() && !resend_waiting) || self.congestion.is_none() {
             return None;
         }
         // Frames wait for the pacer; one that waits too long is dropped when it is due.
@@ -554,6 +667,9 @@ impl Sender {
         self.stats.frames_dropped += self.queue.len() as u64;
         self.queue.clear();
         self.log.clear();
+        if let Some(repair) = self.repair.as_mut() {
+            repair.clear_resends();
+        }
     }
 
     /// Frames waiting to be sent (bounded by `queue_frames`).
@@ -569,7 +685,10 @@ impl Sender {
             "sender queue over its bound"
         );
         for f in &self.queue {
-            assert!(f.next < f.count, "finished frame left in the queue");
+            assert!(
+                f.next < f.count || f.next_parity < f.parity,
+                "finished frame left in the queue"
+            );
         }
         assert!(self.events.len() <= 64, "events not drained");
         assert!(
@@ -578,6 +697,9 @@ impl Sender {
         );
         if let Some(cc) = &self.congestion {
             cc.check_invariants();
+        }
+        if let Some(repair) = &self.repair {
+            repair.check_invariants();
         }
     }
 }

@@ -1,34 +1,48 @@
-//! picam wire format, version 1. All integers big-endian.
+//! picam wire format, version 2. All integers big-endian.
 //!
 //! Every packet (a UDP datagram, or one length-prefixed TCP message) starts with:
 //!
 //! | offset | size | field                                                        |
 //! |--------|------|--------------------------------------------------------------|
 //! | 0      | 2    | magic `0x5043` ("PC")                                         |
-//! | 2      | 1    | version, 1                                                   |
-//! | 3      | 1    | kind: 1 fragment, 2 keyframe request, 3 bye, 4 report, 5 ping, 6 pong |
+//! | 2      | 1    | version, 2 (version 1 had no sequence numbers and no repair; it is refused with a message naming it) |
+//! | 3      | 1    | kind: 1 fragment, 2 keyframe request, 3 bye, 4 report, 5 ping, 6 pong, 7 nack |
 //! | 4      | 4    | session id of the media sender (feedback echoes it)          |
 //!
-//! A **fragment** (sender to receiver) continues with frame number (u32, wraps),
-//! fragment index (u16), fragment count (u16, 1..), flags (u8: bit 0 keyframe; bit 7
-//! reserved for a trailing authentication tag, refused by version 1), a reserved zero
-//! byte, and the capture time (u64, sender wall clock, µs since the Unix epoch), then
-//! the payload: bytes `index * n ..` of the frame's Annex B data, where `n` is the
-//! payload size of every fragment but the last.
+//! A **fragment** (sender to receiver) continues with the packet sequence number (u32,
+//! wraps; one per original packet of the session, data and parity alike, in send order;
+//! a retransmission repeats its original's), frame number (u32, wraps), index (u16),
+//! data fragment count `k` (u16, 1..), parity count `r` (u16: parity packets the frame
+//! has), flags (u8: bit 0 keyframe, bit 1 parity, bit 2 retransmission; bit 7 reserved
+//! for authentication, refused), a reserved zero byte, the frame's length in bytes
+//! (u32), and the capture time (u64, sender wall clock, µs since the Unix epoch), then
+//! the payload. A data fragment (`index < k`) carries bytes `index * n ..` of the
+//! frame's Annex B data, where `n` (even) is the payload size of every fragment but the
+//! last. A parity fragment (`index < r`) carries Reed-Solomon recovery shard `index`
+//! over the `k` data fragments, each zero-padded to the shard size (the parity
+//! payload's length), so any `k` of the `k + r` packets rebuild the frame.
 //!
 //! A **keyframe request** (receiver to sender) continues with the highest frame number
 //! the receiver has seen (u32) and a flags byte (bit 0: that number is valid).
 //! A **bye** (receiver to sender) has no body: the viewer is leaving.
 //!
 //! A **report** (receiver to sender, several times a second) continues with the highest
-//! frame number seen (u32), flags (u8: bit 0 that number is valid), an entry count
-//! `n` (u8, at most [`MAX_REPORT_ENTRIES`]), packets received this session up to the
-//! newest entry's arrival (u32, wraps), the report time (u64, receiver wall clock µs),
-//! then `n` entries of frame number (u32), fragment index (u16) and age (u32: report
-//! time minus that fragment's arrival time, µs). Entries sample arrivals: every frame's
-//! last fragment, and inside large frames a fragment every few milliseconds. The sender
-//! pairs them with its own send times to measure the queueing delay trend, and the
-//! packet count with its own count through the newest entry to measure loss.
+//! frame number seen (u32), flags (u8: bit 0 that number is valid, bit 1 the sequence
+//! fields are valid), an entry count `n` (u8, at most [`MAX_REPORT_ENTRIES`]), the
+//! highest packet sequence number received (u32), original packets received this
+//! session (u32, wraps; retransmissions not counted), loss events (u32, wraps: holes
+//! opened in the sequence), the report time (u64, receiver wall clock µs), then `n`
+//! entries of frame number (u32), fragment index (u16) and age (u32: report time minus
+//! that fragment's arrival time, µs). Entries sample first-transmission data arrivals:
+//! every frame's last fragment, and inside large frames a fragment every few
+//! milliseconds. The sender pairs them with its own send times to measure the queueing
+//! delay trend, and the sequence fields with its own to measure loss and its burstiness.
+//!
+//! A **nack** (receiver to sender) continues with the newest frame the receiver has
+//! emitted or given up (u32), flags (u8: bit 0 that number is valid), an entry count
+//! `n` (u8, 1..=[`MAX_NACK_ENTRIES`]), then `n` entries of a missing sequence number
+//! (u32) and a bitmap (u16) whose bit `i` asks for that number plus `i + 1` too, as in
+//! RFC 4585's generic NACK.
 //!
 //! A **ping** (receiver to sender) carries an id (u32) and the receiver's send time t1
 //! (u64 µs); the **pong** (sender to receiver) echoes both and adds the sender's receive
@@ -44,11 +58,11 @@ use crate::TransportError;
 /// The two bytes every packet starts with.
 pub const MAGIC: u16 = 0x5043;
 /// The wire version this build speaks.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 /// Bytes of the common header.
 pub const COMMON_HEADER: usize = 8;
 /// Bytes before a fragment's payload.
-pub const FRAGMENT_HEADER: usize = COMMON_HEADER + 18;
+pub const FRAGMENT_HEADER: usize = COMMON_HEADER + 28;
 /// Bytes of a keyframe request.
 pub const KEYFRAME_REQUEST_LEN: usize = COMMON_HEADER + 5;
 
@@ -58,32 +72,55 @@ const KIND_BYE: u8 = 3;
 const KIND_REPORT: u8 = 4;
 const KIND_PING: u8 = 5;
 const KIND_PONG: u8 = 6;
+const KIND_NACK: u8 = 7;
+/// Most entries one nack carries (each names up to 17 packets).
+pub const MAX_NACK_ENTRIES: usize = 64;
+/// Bytes of a nack before its entries.
+pub const NACK_HEADER: usize = COMMON_HEADER + 6;
+const NACK_ENTRY: usize = 6;
 /// Most frame entries one report carries.
 pub const MAX_REPORT_ENTRIES: usize = 48;
 /// Bytes of a report before its entries.
-pub const REPORT_HEADER: usize = COMMON_HEADER + 18;
+pub const REPORT_HEADER: usize = COMMON_HEADER + 26;
 const REPORT_ENTRY: usize = 10;
 /// Bytes of a ping.
 pub const PING_LEN: usize = COMMON_HEADER + 12;
 /// Bytes of a pong.
 pub const PONG_LEN: usize = COMMON_HEADER + 28;
 const FLAG_KEYFRAME: u8 = 0x01;
+const FLAG_PARITY: u8 = 0x02;
+const FLAG_RETRANSMIT: u8 = 0x04;
 const FLAG_AUTHENTICATED: u8 = 0x80;
-const KNOWN_FRAGMENT_FLAGS: u8 = FLAG_KEYFRAME;
+const KNOWN_FRAGMENT_FLAGS: u8 = FLAG_KEYFRAME | FLAG_PARITY | FLAG_RETRANSMIT;
+/// Offset of a fragment's flags byte, so a retransmission can set its flag in a copy
+/// of the packet as first sent.
+pub const FRAGMENT_FLAGS_OFFSET: usize = COMMON_HEADER + 14;
+/// The flag bit a retransmitted fragment carries.
+pub const RETRANSMIT_FLAG: u8 = FLAG_RETRANSMIT;
 
-/// The fixed fields of a fragment.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The fixed fields of a fragment (data or parity).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FragmentHeader {
     /// Media session id.
     pub session: u32,
+    /// Packet sequence number of the original transmission (wraps).
+    pub seq: u32,
     /// Frame number (wraps).
     pub frame: u32,
-    /// Index of this fragment, `0..count`.
+    /// Index of this fragment: `0..count` for data, `0..parity` for parity.
     pub index: u16,
-    /// Fragments in the frame, at least 1.
+    /// Data fragments in the frame, at least 1.
     pub count: u16,
+    /// Parity fragments the frame has (0 without forward error correction).
+    pub parity: u16,
     /// The frame decodes on its own.
     pub keyframe: bool,
+    /// This fragment is a parity shard, not data.
+    pub is_parity: bool,
+    /// This is a retransmission (its `seq` is the original's).
+    pub retransmit: bool,
+    /// Bytes in the whole frame.
+    pub frame_len: u32,
     /// Sender wall-clock capture time, µs since the Unix epoch.
     pub capture_us: u64,
 }
@@ -116,6 +153,8 @@ pub enum Packet<'a> {
         /// Receiver's send time, µs.
         t1: u64,
     },
+    /// The receiver misses these packets.
+    Nack(Nack<'a>),
     /// The sender's answer to a ping.
     Pong {
         /// The media session.
@@ -141,6 +180,7 @@ impl Packet<'_> {
             Packet::Report(_) => "report",
             Packet::Ping { .. } => "ping",
             Packet::Pong { .. } => "pong",
+            Packet::Nack(_) => "nack",
         }
     }
 
@@ -149,6 +189,7 @@ impl Packet<'_> {
         match *self {
             Packet::Fragment(header, _) => header.session,
             Packet::Report(report) => report.session,
+            Packet::Nack(nack) => nack.session,
             Packet::KeyframeRequest { session, .. }
             | Packet::Bye { session }
             | Packet::Ping { session, .. }
@@ -164,8 +205,8 @@ pub struct Report<'a> {
     pub session: u32,
     /// Highest frame number seen, if any.
     pub highest_seen: Option<u32>,
-    /// Packets received this session up to the newest entry's arrival (wraps).
-    pub packets_received: u32,
+    /// Packet sequence counters, when the receiver has any.
+    pub sequence: Option<SequenceCounts>,
     /// Receiver wall clock at the report, µs.
     pub report_us: u64,
     entries: &'a [u8],
@@ -188,6 +229,73 @@ impl Report<'_> {
     }
 }
 
+/// What a receiver has seen of the packet sequence, carried in reports.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SequenceCounts {
+    /// Highest packet sequence number received.
+    pub highest: u32,
+    /// Original packets received this session (wraps).
+    pub received: u32,
+    /// Holes opened in the sequence this session (wraps).
+    pub loss_events: u32,
+}
+
+/// A parsed nack; entries are read lazily from the packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Nack<'a> {
+    /// The media session addressed.
+    pub session: u32,
+    /// Newest frame the receiver has emitted or given up: packets of frames up to it
+    /// are of no more use.
+    pub done_through: Option<u32>,
+    entries: &'a [u8],
+}
+
+impl Nack<'_> {
+    /// The sequence numbers asked for, in entry order (bitmap bits ascending).
+    pub fn missing(&self) -> impl Iterator<Item = u32> + '_ {
+        self.entries.chunks_exact(NACK_ENTRY).flat_map(|mut e| {
+            let first = e.get_u32();
+            let bitmap = e.get_u16();
+            std::iter::once(first).chain(
+                (0..16u32)
+                    .filter(move |i| bitmap & (1 << i) != 0)
+                    .map(move |i| first.wrapping_add(i + 1)),
+            )
+        })
+    }
+}
+
+/// Appends nacks for `missing` (sequence numbers in increasing wrapping order) to
+/// `out`, one packet per [`MAX_NACK_ENTRIES`] entries; returns the packets written.
+/// Consecutive numbers within 16 of an entry's first share its bitmap.
+pub fn write_nacks(session: u32, done_through: Option<u32>, missing: &[u32]) -> Vec<Vec<u8>> {
+    let mut entries: Vec<(u32, u16)> = Vec::new();
+    for &seq in missing {
+        match entries.last_mut() {
+            Some((first, bitmap)) if (1..=16).contains(&seq.wrapping_sub(*first)) => {
+                *bitmap |= 1 << (seq.wrapping_sub(*first) - 1);
+            }
+            _ => entries.push((seq, 0)),
+        }
+    }
+    entries
+        .chunks(MAX_NACK_ENTRIES)
+        .map(|chunk| {
+            let mut out = Vec::with_capacity(NACK_HEADER + chunk.len() * NACK_ENTRY);
+            write_common(&mut out, KIND_NACK, session);
+            out.put_u32(done_through.unwrap_or(0));
+            out.put_u8(u8::from(done_through.is_some()));
+            out.put_u8(chunk.len() as u8);
+            for &(first, bitmap) in chunk {
+                out.put_u32(first);
+                out.put_u16(bitmap);
+            }
+            out
+        })
+        .collect()
+}
+
 /// One sampled fragment arrival in a report.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Arrival {
@@ -204,16 +312,19 @@ pub fn write_report(
     out: &mut impl BufMut,
     session: u32,
     highest_seen: Option<u32>,
-    packets_received: u32,
+    sequence: Option<SequenceCounts>,
     report_us: u64,
     arrivals: &[Arrival],
 ) {
     let n = arrivals.len().min(MAX_REPORT_ENTRIES);
     write_common(out, KIND_REPORT, session);
     out.put_u32(highest_seen.unwrap_or(0));
-    out.put_u8(u8::from(highest_seen.is_some()));
+    out.put_u8(u8::from(highest_seen.is_some()) | (u8::from(sequence.is_some()) << 1));
     out.put_u8(n as u8);
-    out.put_u32(packets_received);
+    let counts = sequence.unwrap_or_default();
+    out.put_u32(counts.highest);
+    out.put_u32(counts.received);
+    out.put_u32(counts.loss_events);
     out.put_u64(report_us);
     for a in &arrivals[arrivals.len() - n..] {
         out.put_u32(a.frame);
@@ -242,11 +353,24 @@ impl FragmentHeader {
     /// Appends the header to `out`.
     pub fn write(&self, out: &mut impl BufMut) {
         write_common(out, KIND_FRAGMENT, self.session);
+        out.put_u32(self.seq);
         out.put_u32(self.frame);
         out.put_u16(self.index);
         out.put_u16(self.count);
-        out.put_u8(if self.keyframe { FLAG_KEYFRAME } else { 0 });
+        out.put_u16(self.parity);
+        let mut flags = 0;
+        for (set, bit) in [
+            (self.keyframe, FLAG_KEYFRAME),
+            (self.is_parity, FLAG_PARITY),
+            (self.retransmit, FLAG_RETRANSMIT),
+        ] {
+            if set {
+                flags |= bit;
+            }
+        }
+        out.put_u8(flags);
         out.put_u8(0);
+        out.put_u32(self.frame_len);
         out.put_u64(self.capture_us);
     }
 }
@@ -287,6 +411,9 @@ pub fn parse(packet: &[u8]) -> Result<Packet<'_>, TransportError> {
         return Err(TransportError::BadMagic(magic));
     }
     let version = buf.get_u8();
+    if version < VERSION {
+        return Err(TransportError::OlderVersion(version));
+    }
     if version != VERSION {
         return Err(TransportError::UnsupportedVersion(version));
     }
@@ -295,16 +422,21 @@ pub fn parse(packet: &[u8]) -> Result<Packet<'_>, TransportError> {
     match kind {
         KIND_FRAGMENT => {
             need("fragment header", FRAGMENT_HEADER, packet.len())?;
+            let seq = buf.get_u32();
             let frame = buf.get_u32();
             let index = buf.get_u16();
             let count = buf.get_u16();
+            let parity = buf.get_u16();
             let flags = buf.get_u8();
             let _reserved = buf.get_u8();
+            let frame_len = buf.get_u32();
             let capture_us = buf.get_u64();
             if flags & FLAG_AUTHENTICATED != 0 || flags & !KNOWN_FRAGMENT_FLAGS != 0 {
                 return Err(TransportError::UnsupportedFlags(flags));
             }
-            if count == 0 || index >= count {
+            let is_parity = flags & FLAG_PARITY != 0;
+            let bound = if is_parity { parity } else { count };
+            if count == 0 || index >= bound {
                 return Err(TransportError::BadFragment {
                     frame,
                     index,
@@ -313,10 +445,15 @@ pub fn parse(packet: &[u8]) -> Result<Packet<'_>, TransportError> {
             }
             let header = FragmentHeader {
                 session,
+                seq,
                 frame,
                 index,
                 count,
+                parity,
                 keyframe: flags & FLAG_KEYFRAME != 0,
+                is_parity,
+                retransmit: flags & FLAG_RETRANSMIT != 0,
+                frame_len,
                 capture_us,
             };
             Ok(Packet::Fragment(header, buf))
@@ -334,10 +471,15 @@ pub fn parse(packet: &[u8]) -> Result<Packet<'_>, TransportError> {
         KIND_REPORT => {
             need("report header", REPORT_HEADER, packet.len())?;
             let highest = buf.get_u32();
-            let valid = buf.get_u8() & 1 == 1;
+            let flags = buf.get_u8();
             let n = buf.get_u8() as usize;
-            let packets_received = buf.get_u32();
+            let sequence = SequenceCounts {
+                highest: buf.get_u32(),
+                received: buf.get_u32(),
+                loss_events: buf.get_u32(),
+            };
             let report_us = buf.get_u64();
+            let valid = flags & 1 == 1;
             if n > MAX_REPORT_ENTRIES {
                 return Err(TransportError::TooLarge {
                     what: "report entry count",
@@ -353,7 +495,7 @@ pub fn parse(packet: &[u8]) -> Result<Packet<'_>, TransportError> {
             Ok(Packet::Report(Report {
                 session,
                 highest_seen: valid.then_some(highest),
-                packets_received,
+                sequence: (flags & 2 != 0).then_some(sequence),
                 report_us,
                 entries: &buf[..n * REPORT_ENTRY],
             }))
@@ -376,6 +518,25 @@ pub fn parse(packet: &[u8]) -> Result<Packet<'_>, TransportError> {
                 t3: buf.get_u64(),
             })
         }
+        KIND_NACK => {
+            need("nack header", NACK_HEADER, packet.len())?;
+            let done = buf.get_u32();
+            let valid = buf.get_u8() & 1 == 1;
+            let n = buf.get_u8() as usize;
+            if n == 0 || n > MAX_NACK_ENTRIES {
+                return Err(TransportError::TooLarge {
+                    what: "nack entry count (1.. allowed)",
+                    size: n,
+                    max: MAX_NACK_ENTRIES,
+                });
+            }
+            need("nack entries", NACK_HEADER + n * NACK_ENTRY, packet.len())?;
+            Ok(Packet::Nack(Nack {
+                session,
+                done_through: valid.then_some(done),
+                entries: &buf[..n * NACK_ENTRY],
+            }))
+        }
         other => Err(TransportError::UnknownKind(other)),
     }
 }
@@ -387,10 +548,15 @@ mod tests {
     fn fragment() -> FragmentHeader {
         FragmentHeader {
             session: 0xA1B2_C3D4,
+            seq: u32::MAX - 1,
             frame: u32::MAX,
             index: 2,
             count: 3,
+            parity: 1,
             keyframe: true,
+            is_parity: false,
+            retransmit: true,
+            frame_len: 70_000,
             capture_us: 1_790_000_000_000_001,
         }
     }
@@ -443,19 +609,24 @@ mod tests {
                 at_us: 1_000_000 + i as u64 * 100,
             })
             .collect();
-        write_report(&mut out, 5, Some(59), 1234, 2_000_000, &arrivals);
+        let counts = SequenceCounts {
+            highest: 77,
+            received: 1234,
+            loss_events: 3,
+        };
+        write_report(&mut out, 5, Some(59), Some(counts), 2_000_000, &arrivals);
         assert_eq!(out.len(), REPORT_HEADER + MAX_REPORT_ENTRIES * REPORT_ENTRY);
         assert_eq!(
             REPORT_HEADER + MAX_REPORT_ENTRIES * REPORT_ENTRY,
-            506,
+            514,
             "fits any MTU"
         );
         let Packet::Report(r) = parse(&out).unwrap() else {
             panic!("not a report")
         };
         assert_eq!(
-            (r.session, r.highest_seen, r.packets_received, r.report_us),
-            (5, Some(59), 1234, 2_000_000)
+            (r.session, r.highest_seen, r.sequence, r.report_us),
+            (5, Some(59), Some(counts), 2_000_000)
         );
         let got: Vec<_> = r.arrivals().collect();
         // The newest entries are kept when there are too many.
@@ -500,6 +671,35 @@ mod tests {
     }
 
     #[test]
+    fn nacks_round_trip_with_bitmaps_across_the_wrap() {
+        let missing: Vec<u32> = [u32::MAX - 1, u32::MAX, 0, 3, 15, 16, 40]
+            .into_iter()
+            .chain((1000..1000 + 17 * 70).step_by(17))
+            .collect();
+        let packets = write_nacks(7, Some(99), &missing);
+        assert_eq!(packets.len(), 2, "more entries than one nack carries");
+        let mut got = Vec::new();
+        for p in &packets {
+            let Ok(Packet::Nack(n)) = parse(p) else {
+                panic!("not a nack")
+            };
+            assert_eq!((n.session, n.done_through), (7, Some(99)));
+            got.extend(n.missing());
+            for len in 0..p.len() {
+                assert!(parse(&p[..len]).is_err(), "nack cut to {len} parsed");
+            }
+        }
+        assert_eq!(got, missing);
+        assert_eq!(
+            packets[0].len(),
+            NACK_HEADER + MAX_NACK_ENTRIES * NACK_ENTRY
+        );
+        let mut empty = packets[0].clone();
+        empty[13] = 0;
+        assert!(parse(&empty).is_err(), "a nack with no entries");
+    }
+
+    #[test]
     fn refuses_bad_headers() {
         let mut good = Vec::new();
         fragment().write(&mut good);
@@ -510,21 +710,31 @@ mod tests {
         };
         assert!(matches!(mutate(0, 0), TransportError::BadMagic(_)));
         assert!(matches!(
-            mutate(2, 2),
-            TransportError::UnsupportedVersion(2)
+            mutate(2, 3),
+            TransportError::UnsupportedVersion(3)
         ));
+        // An older picam is refused with a message that says so.
+        let old = mutate(2, 1);
+        assert!(matches!(old, TransportError::OlderVersion(1)));
+        assert!(old.to_string().contains("older picam"), "{old}");
         assert!(matches!(mutate(3, 9), TransportError::UnknownKind(9)));
+        assert_eq!(good[FRAGMENT_FLAGS_OFFSET], FLAG_KEYFRAME | FLAG_RETRANSMIT);
         assert!(matches!(
-            mutate(16, 0x80),
+            mutate(FRAGMENT_FLAGS_OFFSET, 0x80),
             TransportError::UnsupportedFlags(_)
         ));
         assert!(matches!(
-            mutate(16, 0x02),
+            mutate(FRAGMENT_FLAGS_OFFSET, 0x08),
             TransportError::UnsupportedFlags(_)
         ));
-        assert!(matches!(mutate(13, 3), TransportError::BadFragment { .. })); // index 3 of 3
+        // index 3 of 3 data fragments; parity index 2 of 1 parity fragment.
+        assert!(matches!(mutate(17, 3), TransportError::BadFragment { .. }));
+        assert!(matches!(
+            mutate(FRAGMENT_FLAGS_OFFSET, FLAG_PARITY),
+            TransportError::BadFragment { .. }
+        ));
         let mut zero = good.clone();
-        zero[14..16].fill(0);
+        zero[18..20].fill(0);
         assert!(matches!(
             parse(&zero),
             Err(TransportError::BadFragment { .. })

@@ -18,11 +18,16 @@ pub fn fragments(
             let mut out = Vec::new();
             FragmentHeader {
                 session,
+                // Distinct per packet; these hand-made streams run with repair off, so
+                // only parsing cares.
+                seq: frame.wrapping_mul(1 << 16).wrapping_add(u32::from(index)),
                 frame,
                 index,
                 count,
                 keyframe,
+                frame_len: data.len() as u32,
                 capture_us: 1_000 + u64::from(frame),
+                ..FragmentHeader::default()
             }
             .write(&mut out);
             let start = index as usize * payload;

@@ -1,0 +1,213 @@
+//! The sender's half of loss repair: how much parity each frame gets, the history of
+//! sent packets, and answering nacks within a byte budget.
+//!
+//! The receiver's half (gap detection, nack timing, rebuilding from parity) is in
+//! `recv/`; the shared pieces (Reed-Solomon, the history, the parity policy, the
+//! receiver's loss tracker) are in `crate::repair`.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::loss_meter::LossSample;
+use crate::repair::history::SendHistory;
+use crate::repair::policy;
+use crate::wire::{Nack, FRAGMENT_FLAGS_OFFSET, RETRANSMIT_FLAG};
+use crate::{seq, SenderStats};
+
+/// Loss repair knobs (datagram transport only). `None` in the sender's config turns
+/// repair off (`--no-repair`): no parity, no history, nacks ignored.
+#[derive(Clone, Debug)]
+pub struct RepairConfig {
+    /// Send parity packets per frame, as much as the reported loss calls for.
+    pub fec: bool,
+    /// Bytes of sent packets kept for retransmission (the oldest go first).
+    pub history_bytes: usize,
+    /// How long a sent packet is kept for retransmission: past the receiver's frame
+    /// deadline nobody can use it.
+    pub history_age: Duration,
+    /// Retransmissions may use at most this share of the stream's bitrate ...
+    pub retransmit_share: f64,
+    /// ... plus a burst of this many bytes (a lost keyframe's worth).
+    pub retransmit_burst: usize,
+    /// The stream's bitrate when there is no congestion controller to ask, bits/s.
+    pub nominal_bitrate: u32,
+}
+
+impl RepairConfig {
+    /// Defaults for a stream of `bitrate` bits/s.
+    pub fn for_bitrate(bitrate: u32) -> Self {
+        Self {
+            fec: true,
+            history_bytes: 4 << 20,
+            history_age: Duration::from_millis(300),
+            retransmit_share: 0.5,
+            retransmit_burst: 256 << 10,
+            nominal_bitrate: bitrate,
+        }
+    }
+}
+
+/// The same packet is not resent twice within this long (a nack and its repeat
+/// crossing a retransmission in flight).
+const RESEND_GAP: Duration = Duration::from_millis(3);
+/// Nacked packets waiting to be resent at once; more are refused (counted).
+const MAX_RESEND_QUEUE: usize = 1024;
+/// Weight of a new loss sample in the smoothed loss the parity policy reads.
+const LOSS_GAIN: f64 = 0.3;
+
+/// The sender's repair state.
+#[derive(Debug)]
+pub(crate) struct SenderRepair {
+    config: RepairConfig,
+    history: SendHistory,
+    resend: VecDeque<u32>,
+    /// Retransmission budget in bytes, refilled at the share of the bitrate.
+    tokens: f64,
+    refilled_at: Option<Instant>,
+    /// Smoothed link loss and burst length from receiver reports.
+    loss: f64,
+    burst: f64,
+}
+
+impl SenderRepair {
+    pub fn new(config: RepairConfig) -> Self {
+        let history = SendHistory::new(config.history_bytes, config.history_age);
+        Self {
+            tokens: config.retransmit_burst as f64,
+            config,
+            history,
+            resend: VecDeque::new(),
+            refilled_at: None,
+            loss: 0.0,
+            burst: 1.0,
+        }
+    }
+
+    /// A new loss sample from a receiver report.
+    pub fn on_loss(&mut self, sample: LossSample) {
+        // Rise at once, decay slowly: a burst of loss must be met now, and a quiet
+        // second does not mean the link got better.
+        self.loss = if sample.loss > self.loss {
+            sample.loss
+        } else {
+            self.loss + LOSS_GAIN * (sample.loss - self.loss)
+        };
+        self.burst += LOSS_GAIN * (sample.mean_burst - self.burst);
+    }
+
+    /// The smoothed loss fraction the policy works from.
+    pub fn loss(&self) -> f64 {
+        self.loss
+    }
+
+    /// Parity packets for a frame of `data_packets` fragments.
+    pub fn parity_for(&self, data_packets: u16, keyframe: bool) -> u16 {
+        if !self.config.fec {
+            return 0;
+        }
+        policy::parity_count(data_packets, keyframe, self.loss, self.burst)
+    }
+
+    /// Remembers a packet as sent (original transmissions only).
+    pub fn on_sent(&mut self, now: Instant, seq: u32, frame: u32, packet: &[u8]) {
+        self.history
+            .push(now, seq, frame, Bytes::copy_from_slice(packet));
+    }
+
+    /// Queues the packets a nack asks for that can still help; counts the rest.
+    pub fn on_nack(&mut self, now: Instant, nack: &Nack<'_>, stats: &mut SenderStats) {
+        for wanted in nack.missing() {
+            stats.nack_requests += 1;
+            let Some(entry) = self.history.get(now, wanted) else {
+                // Never sent, or forgotten (older than the history keeps).
+                stats.nack_unknown += 1;
+                continue;
+            };
+            let useful = nack
+                .done_through
+                .map_or(true, |done| seq::after(entry.frame, done));
+            let resent_lately = entry
+                .last_resent
+                .is_some_and(|at| now.saturating_duration_since(at) < RESEND_GAP);
+            if !useful || resent_lately || self.resend.contains(&wanted) {
+                stats.nack_useless += 1;
+                continue;
+            }
+            if self.resend.len() >= MAX_RESEND_QUEUE {
+                stats.nack_over_budget += 1;
+                continue;
+            }
+            self.resend.push_back(wanted);
+        }
+    }
+
+    /// Whether a retransmission is waiting.
+    pub fn has_resend(&self) -> bool {
+        !self.resend.is_empty()
+    }
+
+    /// Writes the next retransmission into `buf` (its retransmit flag set) and returns
+    /// true, or returns false when none is waiting or the budget refuses them all.
+    /// `bitrate` is the stream's current rate, bits/s (0: use the nominal one).
+    pub fn next_resend(
+        &mut self,
+        now: Instant,
+        bitrate: u32,
+        buf: &mut Vec<u8>,
+        stats: &mut SenderStats,
+    ) -> bool {
+        self.refill(now, bitrate);
+        while let Some(wanted) = self.resend.pop_front() {
+            let Some(entry) = self.history.get(now, wanted) else {
+                stats.nack_unknown += 1;
+                continue;
+            };
+            if self.tokens < entry.packet.len() as f64 {
+                stats.nack_over_budget += 1;
+                continue;
+            }
+            self.tokens -= entry.packet.len() as f64;
+            buf.clear();
+            buf.extend_from_slice(&entry.packet);
+            buf[FRAGMENT_FLAGS_OFFSET] |= RETRANSMIT_FLAG;
+            self.history.mark_resent(wanted, now);
+            stats.packets_retransmitted += 1;
+            stats.retransmit_bytes += buf.len() as u64;
+            return true;
+        }
+        false
+    }
+
+    fn refill(&mut self, now: Instant, bitrate: u32) {
+        let bitrate = if bitrate > 0 {
+            bitrate
+        } else {
+            self.config.nominal_bitrate
+        };
+        let dt = self
+            .refilled_at
+            .map_or(0.0, |t| now.saturating_duration_since(t).as_secs_f64());
+        self.refilled_at = Some(now);
+        let rate = bitrate as f64 / 8.0 * self.config.retransmit_share;
+        self.tokens = (self.tokens + rate * dt).min(self.config.retransmit_burst as f64);
+    }
+
+    /// A new receiver (TCP reconnect, which never uses repair) or a cleared queue.
+    pub fn clear_resends(&mut self) {
+        self.resend.clear();
+    }
+
+    pub fn check_invariants(&self) {
+        assert!(
+            self.resend.len() <= MAX_RESEND_QUEUE,
+            "resend queue over its bound"
+        );
+        assert!(
+            self.tokens <= self.config.retransmit_burst as f64 + 1.0,
+            "retransmit budget over its burst"
+        );
+        self.history.check_invariants();
+    }
+}
