@@ -1,6 +1,5 @@
 //! `picam send`: source thread -> bounded channel -> transport task.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
@@ -16,8 +15,9 @@ use transport::{Protocol, Sender, SenderConfig, SenderEvent, SenderHooks, Sender
 
 use crate::cli::SendArgs;
 use crate::config::Settings;
-use crate::report::{Reporter, SendRecord};
-use crate::{cpu, shutdown};
+use crate::report::Reporter;
+use crate::send_stats::{SendSnapshot, SendWindow};
+use crate::shutdown::{self, Shutdown};
 
 /// Frames between the source and the transport. Two: one being sent, one waiting; a
 /// third would only add a frame of latency. A full queue drops the new frame and asks
@@ -161,8 +161,7 @@ fn open_camera(_settings: &Settings, _args: &SendArgs, spec: &str) -> Result<Box
 
 /// Runs the sender until the source ends, `--duration` passes or a signal arrives.
 pub fn run(args: SendArgs) -> Result<()> {
-    let (trigger, shutdown_rx) = shutdown::channel();
-    run_with(&args, trigger, shutdown_rx, Role::Alone)
+    run_with(&args, Shutdown::new(), Role::Alone)
 }
 
 /// Whether the sender runs on its own, or inside a process that owns signals and stats.
@@ -171,21 +170,18 @@ pub enum Role {
     /// `picam send`: watches Ctrl-C, SIGTERM and `--duration`, prints its stats.
     Alone,
     /// `picam demo`: the viewer side watches the signals and prints the stats; the
-    /// shared `trigger` stops both.
+    /// shared `shutdown` stops both.
     Embedded,
 }
 
 /// Runs the sender pipeline on the calling thread (the source on a thread of its own)
-/// until the source ends or `trigger` fires; fires `trigger` when it stops.
-pub fn run_with(
-    args: &SendArgs,
-    trigger: shutdown::Trigger,
-    shutdown_rx: watch::Receiver<bool>,
-    role: Role,
-) -> Result<()> {
+/// until the source ends or `shutdown` fires; fires `shutdown` when it stops.
+pub fn run_with(args: &SendArgs, shutdown: Shutdown, role: Role) -> Result<()> {
     let settings = Settings::for_send(args)?;
     let remote = settings.remote_addr()?;
     let mut source = open_source(&settings, args)?;
+    // A source blocked waiting (a camera starting, a child restarting) ends on shutdown.
+    source.set_stop(shutdown.capture_stop());
     tracing::info!(source = %source.describe(), %remote, protocol = ?settings.protocol, "starting sender");
 
     let (frame_tx, frame_rx) = mpsc::channel::<EncodedFrame>(CAPTURE_QUEUE);
@@ -193,7 +189,7 @@ pub fn run_with(
     let queue_full = Arc::new(AtomicU64::new(0));
 
     let capture = {
-        let trigger = trigger.clone();
+        let shutdown = shutdown.clone();
         let queue_full = queue_full.clone();
         std::thread::Builder::new()
             .name("capture".into())
@@ -203,13 +199,13 @@ pub fn run_with(
                     &frame_tx,
                     &control_rx,
                     &queue_full,
-                    &trigger,
+                    &shutdown,
                 );
                 if let Err(e) = &result {
                     tracing::error!("{e:#}");
                 }
                 // The source ended (or failed): the sender drains and stops.
-                trigger.fire();
+                shutdown.fire();
                 result
             })?
     };
@@ -219,7 +215,10 @@ pub fn run_with(
         .build()?;
     let result = runtime.block_on(async {
         if role == Role::Alone {
-            tokio::spawn(shutdown::watch_signals(trigger.clone(), args.link.duration));
+            tokio::spawn(shutdown::watch_signals(
+                shutdown.clone(),
+                args.link.duration,
+            ));
         }
         let (stats_tx, stats_rx) = watch::channel(SenderStats::default());
         let max_packet = match settings.protocol {
@@ -261,14 +260,14 @@ pub fn run_with(
             frames: frame_rx,
             on_event,
             stats: stats_tx,
-            shutdown: shutdown_rx.clone(),
+            shutdown: shutdown.watch(),
         };
         let reporter = (role == Role::Alone).then(|| {
             tokio::spawn(report_loop(
                 Reporter::new(args.link.stats, false),
-                stats_rx,
+                stats_rx.clone(),
                 queue_full.clone(),
-                shutdown_rx,
+                shutdown.clone(),
             ))
         });
         let sent = match settings.protocol {
@@ -278,17 +277,41 @@ pub fn run_with(
             }
             Protocol::Tcp => transport::tcp::run_sender(remote, sender, hooks).await,
         };
-        trigger.fire();
+        shutdown.fire();
+        // The transport has ended, so its counters are final: the summary reads them.
         if let Some(reporter) = reporter {
-            let _ = reporter.await;
+            if let Ok((reporter, window)) = reporter.await {
+                let last =
+                    SendSnapshot::take(*stats_rx.borrow(), queue_full.load(Ordering::Relaxed));
+                reporter.send(&window.last(last));
+            }
         }
         sent
     });
-    let captured = capture
-        .join()
-        .map_err(|_| anyhow::anyhow!("capture thread panicked"))?;
+    let captured = join_capture(capture);
     result?;
     captured
+}
+
+/// How long a stopped source may take to return; sources look at the stop flag every
+/// 100 ms, so only a read that cannot be interrupted (a quiet stdin) takes longer.
+const CAPTURE_JOIN: Duration = Duration::from_secs(2);
+
+/// Joins the capture thread, or leaves it behind (with a warning) if it is still
+/// blocked after [`CAPTURE_JOIN`]: exiting the process ends it, and a shutdown never
+/// hangs on a source.
+fn join_capture(capture: std::thread::JoinHandle<Result<()>>) -> Result<()> {
+    let deadline = Instant::now() + CAPTURE_JOIN;
+    while !capture.is_finished() {
+        if Instant::now() >= deadline {
+            tracing::warn!("the source did not stop within {CAPTURE_JOIN:?}: leaving it");
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    capture
+        .join()
+        .map_err(|_| anyhow::anyhow!("capture thread panicked"))?
 }
 
 fn capture_loop(
@@ -296,9 +319,9 @@ fn capture_loop(
     frames: &mpsc::Sender<EncodedFrame>,
     controls: &std_mpsc::Receiver<Control>,
     queue_full: &AtomicU64,
-    trigger: &shutdown::Trigger,
+    shutdown: &Shutdown,
 ) -> Result<()> {
-    while !trigger.fired() {
+    while !shutdown.fired() {
         while let Ok(command) = controls.try_recv() {
             source.control(command);
         }
@@ -322,65 +345,25 @@ fn capture_loop(
     Ok(())
 }
 
+/// Prints a record a second until shutdown; hands back the reporter and the window
+/// for the summary, which waits for the transport's final counters.
 async fn report_loop(
     reporter: Reporter,
-    mut stats: watch::Receiver<SenderStats>,
+    stats: watch::Receiver<SenderStats>,
     queue_full: Arc<AtomicU64>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+    shutdown: Shutdown,
+) -> (Reporter, SendWindow) {
+    let snapshot = || SendSnapshot::take(*stats.borrow(), queue_full.load(Ordering::Relaxed));
+    let mut window = SendWindow::new(snapshot());
     let start = Instant::now();
     let mut tick = tokio::time::interval_at(
         (start + Duration::from_secs(1)).into(),
         Duration::from_secs(1),
     );
-    let mut last = (SenderStats::default(), start);
-    let cpu_start = cpu::process_cpu_time();
     loop {
-        let done = tokio::select! {
-            _ = tick.tick() => false,
-            _ = shutdown.changed() => true,
-        };
-        // Let the transport publish its last counters before the summary.
-        if done {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let now = Instant::now();
-        let s = *stats.borrow_and_update();
-        let dt = now.duration_since(last.1).as_secs_f64().max(1e-3);
-        let frames = s.frames_in + queue_full.load(Ordering::Relaxed);
-        let cpu = (cpu::process_cpu_time() - cpu_start).as_secs_f64() * 1e3;
-        let record = SendRecord {
-            t: now.duration_since(start).as_secs_f64(),
-            frames_captured: frames,
-            frames_sent: s.frames_sent,
-            frames_dropped: BTreeMap::from([
-                ("capture_queue_full", queue_full.load(Ordering::Relaxed)),
-                ("late", s.frames_late),
-                ("stale", s.frames_dropped - s.frames_late),
-            ]),
-            keyframe_requests: s.keyframe_requests,
-            keyframes_forced: s.keyframes_forced,
-            bitrate_bps: if done {
-                0
-            } else {
-                ((s.bytes - last.0.bytes) as f64 * 8.0 / dt) as u64
-            },
-            fps: if done {
-                0.0
-            } else {
-                (s.frames_sent - last.0.frames_sent) as f64 / dt
-            },
-            cpu_ms_per_frame: (frames > 0).then(|| cpu / frames as f64),
-            target_bitrate_bps: (s.target_bitrate > 0).then_some(s.target_bitrate),
-            target_fps: (s.target_fps > 0).then_some(s.target_fps),
-            queue_delay_ms: (s.target_bitrate > 0).then(|| s.queue_delay_us as f64 / 1e3),
-            loss_permille: s.loss_permille,
-            last: done,
-        };
-        reporter.send(&record);
-        last = (s, now);
-        if done {
-            return;
+        tokio::select! {
+            _ = tick.tick() => reporter.send(&window.interval(snapshot())),
+            _ = shutdown.wait() => return (reporter, window),
         }
     }
 }
