@@ -12,7 +12,7 @@ use clap::{Args, FromArgMatches};
 use transport::Protocol;
 
 use crate::cli::{DemoArgs, LinkArgs, RecvArgs, SendArgs};
-use crate::config::Settings;
+use crate::config::{parse_protocol, Settings};
 use crate::recv;
 use crate::send::{self, Role};
 use crate::shutdown::Shutdown;
@@ -23,10 +23,8 @@ const PREFERRED_PORT: u16 = 5000;
 
 /// Runs the demo until `--duration` passes, a signal arrives or the window closes.
 pub fn run(args: DemoArgs) -> Result<()> {
-    let tcp = args
-        .protocol
-        .as_deref()
-        .is_some_and(|p| p.eq_ignore_ascii_case("tcp"));
+    // A bad protocol is refused below, with the other flags; UDP's port is probed then.
+    let tcp = args.protocol.as_deref().and_then(parse_protocol) == Some(Protocol::Tcp);
     let port = match args.port {
         Some(port) => port,
         None => i64::from(free_port(tcp)?),
@@ -175,7 +173,7 @@ mod tests {
         );
         assert_eq!(send.link.port, Some(5600));
         let settings = Settings::for_send(&send).unwrap();
-        assert_eq!(settings.source, "test");
+        assert_eq!(settings.source, crate::source_spec::SourceSpec::Test);
         assert_eq!(
             settings.remote_addr().unwrap().to_string(),
             "127.0.0.1:5600"

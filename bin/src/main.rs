@@ -17,6 +17,7 @@ mod report;
 mod send;
 mod send_stats;
 mod shutdown;
+mod source_spec;
 mod view;
 
 use clap::Parser;

@@ -18,6 +18,7 @@ use crate::config::Settings;
 use crate::report::Reporter;
 use crate::send_stats::{SendSnapshot, SendWindow};
 use crate::shutdown::{self, Shutdown};
+use crate::source_spec::SourceSpec;
 
 /// Frames between the source and the transport. Two: one being sent, one waiting; a
 /// third would only add a frame of latency. A full queue drops the new frame and asks
@@ -29,96 +30,76 @@ pub const CONTROL_QUEUE: usize = 8;
 
 /// Opens the configured source (`--source`), with the capture flags of `args`.
 pub fn open_source(settings: &Settings, args: &SendArgs) -> Result<Box<dyn Source>> {
-    let spec = settings.source.trim();
+    let spec = &settings.source;
     let stamp = args.stamp;
     let flags = &args.capture;
-    if spec == "test" {
-        return Ok(Box::new(
-            TestPatternSource::new(settings.encoder).context("starting the test pattern")?,
-        ));
-    }
-    if let Some(path) = spec.strip_prefix("y4m:") {
-        return Ok(Box::new(
+    let source: Box<dyn Source> = match spec {
+        SourceSpec::Test => {
+            Box::new(TestPatternSource::new(settings.encoder).context("starting the test pattern")?)
+        }
+        SourceSpec::Y4m(path) => Box::new(
             Y4mSource::open(path, settings.encoder, stamp)
                 .with_context(|| format!("opening source {spec}"))?,
-        ));
-    }
-    if spec == "-" || spec.starts_with("file:") {
-        let path = spec.strip_prefix("file:").unwrap_or(spec);
-        let options = StreamOptions {
-            pace_fps: (!flags.no_pace).then_some(settings.encoder.fps),
-            looping: flags.looping,
-        };
-        return Ok(Box::new(
-            H264FileSource::open(path, options)
+        ),
+        SourceSpec::H264File(path) => {
+            let options = StreamOptions {
+                pace_fps: (!flags.no_pace).then_some(settings.encoder.fps),
+                looping: flags.looping,
+            };
+            Box::new(
+                H264FileSource::open(path, options)
+                    .with_context(|| format!("opening source {spec}"))?,
+            )
+        }
+        SourceSpec::Rpicam { program, extra } => Box::new(
+            RpicamSource::start(program.as_deref(), settings.encoder, extra)
                 .with_context(|| format!("opening source {spec}"))?,
-        ));
-    }
-    let mut words = spec.split_whitespace();
-    let head = words.next().unwrap_or_default();
-    let extra: Vec<String> = words.map(str::to_string).collect();
-    let program = match head {
-        "rpicam" => Some(None),
-        "libcamera" => Some(Some("libcamera-vid")),
-        _ => head.strip_prefix("rpicam:").map(Some),
+        ),
+        SourceSpec::V4l2(_) | SourceSpec::Auto => open_camera(settings, args, spec)?,
     };
-    if let Some(program) = program {
-        let source = RpicamSource::start(program, settings.encoder, &extra)
-            .with_context(|| format!("opening source {spec}"))?;
-        return Ok(Box::new(source));
-    }
-    if !extra.is_empty() {
-        bail!("invalid `source` = {spec:?}: only rpicam takes options after its name");
-    }
-    open_camera(settings, args, head)
+    Ok(source)
 }
 
 /// The V4L2 sources (`v4l2:DEV`, `auto`), Linux only.
 #[cfg(target_os = "linux")]
-fn open_camera(settings: &Settings, args: &SendArgs, spec: &str) -> Result<Box<dyn Source>> {
-    use capture::v4l2::{self, EncoderChoice, V4l2Options, V4l2Source};
+fn open_camera(settings: &Settings, args: &SendArgs, spec: &SourceSpec) -> Result<Box<dyn Source>> {
+    use capture::v4l2::{EncoderChoice, V4l2Options, V4l2Source};
     let mut encoder = match args.capture.encoder.as_deref().unwrap_or("auto") {
         "auto" => EncoderChoice::Auto,
         "x264" | "libx264" | "software" => EncoderChoice::X264,
         dev if dev.starts_with("/dev/") => EncoderChoice::Device(dev.to_string()),
         other => bail!("invalid `--encoder` = {other:?}: allowed \"auto\", \"x264\" or an encoder device such as /dev/video11"),
     };
-    let device = if let Some(dev) = spec.strip_prefix("v4l2:") {
-        dev.to_string()
-    } else if spec == "auto" {
-        let devices: Vec<_> = v4l2::list_devices()
-            .into_iter()
-            .filter_map(|d| d.ok())
-            .collect();
-        let rpicam = capture::rpicam::PROGRAMS
-            .iter()
-            .any(|p| capture::rpicam::find_on_path(p).is_some());
-        let Some(choice) = v4l2::auto::choose(&devices, rpicam) else {
-            bail!(
-                "--source auto: no camera found (no V4L2 camera with H.264 or a raw format picam encodes, and no \
-                 rpicam-vid); `picam devices` lists what is here, `--source test` is the synthetic camera"
-            );
-        };
-        tracing::info!("--source auto chose {}: {}", choice.source, choice.why);
-        if choice.source == "rpicam" {
-            return Ok(Box::new(
-                RpicamSource::start(None, settings.encoder, &[])
-                    .context("opening source rpicam")?,
-            ));
-        }
-        if encoder == EncoderChoice::Auto {
-            encoder = match choice.encoder.as_deref() {
-                Some("x264") => EncoderChoice::X264,
-                Some(dev) => EncoderChoice::Device(dev.to_string()),
-                None => EncoderChoice::Auto,
+    let device = match spec {
+        SourceSpec::V4l2(dev) => dev.clone(),
+        _ => {
+            let Some(choice) = crate::source_spec::detect_camera() else {
+                bail!(
+                    "--source auto: no camera found (no V4L2 camera with H.264 or a raw format picam encodes, and no \
+                     rpicam-vid); `picam devices` lists what is here, `--source test` is the synthetic camera"
+                );
             };
+            tracing::info!("--source auto chose {}: {}", choice.source, choice.why);
+            let chosen: SourceSpec = choice
+                .source
+                .parse()
+                .with_context(|| format!("--source auto chose {:?}", choice.source))?;
+            let SourceSpec::V4l2(device) = chosen else {
+                let settings = Settings {
+                    source: chosen,
+                    ..settings.clone()
+                };
+                return open_source(&settings, args);
+            };
+            if encoder == EncoderChoice::Auto {
+                encoder = match choice.encoder.as_deref() {
+                    Some("x264") => EncoderChoice::X264,
+                    Some(dev) => EncoderChoice::Device(dev.to_string()),
+                    None => EncoderChoice::Auto,
+                };
+            }
+            device
         }
-        choice.source.trim_start_matches("v4l2:").to_string()
-    } else {
-        bail!(
-            "invalid `source` = {spec:?}: allowed \"auto\", \"v4l2:/dev/videoN\", \"rpicam\", \"libcamera\", \
-             \"rpicam:PROGRAM\", \"file:PATH\", \"-\", \"test\", \"y4m:FILE\" or \"y4m:-\""
-        )
     };
     let options = V4l2Options {
         device,
@@ -132,31 +113,13 @@ fn open_camera(settings: &Settings, args: &SendArgs, spec: &str) -> Result<Box<d
 }
 
 /// The V4L2 sources exist on Linux only.
-/// The `source` used when none is configured: `auto` where there is a camera to
-/// stream from (a usable V4L2 camera, or rpicam-vid), else the test pattern.
-pub fn default_source() -> &'static str {
-    #[cfg(target_os = "linux")]
-    {
-        let devices: Vec<_> = capture::v4l2::list_devices()
-            .into_iter()
-            .filter_map(|d| d.ok())
-            .collect();
-        let rpicam = capture::rpicam::PROGRAMS
-            .iter()
-            .any(|p| capture::rpicam::find_on_path(p).is_some());
-        if capture::v4l2::auto::choose(&devices, rpicam).is_some() {
-            return "auto";
-        }
-    }
-    "test"
-}
-
 #[cfg(not(target_os = "linux"))]
-fn open_camera(_settings: &Settings, _args: &SendArgs, spec: &str) -> Result<Box<dyn Source>> {
-    bail!(
-        "invalid `source` = {spec:?}: V4L2 cameras are Linux only here; allowed \"rpicam\", \"file:PATH\", \"-\", \
-         \"test\", \"y4m:FILE\" or \"y4m:-\""
-    )
+fn open_camera(
+    _settings: &Settings,
+    _args: &SendArgs,
+    spec: &SourceSpec,
+) -> Result<Box<dyn Source>> {
+    bail!("invalid `source` = \"{spec}\": V4L2 cameras (and `auto`) are Linux only here")
 }
 
 /// Runs the sender until the source ends, `--duration` passes or a signal arrives.
