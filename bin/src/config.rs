@@ -11,6 +11,7 @@ use serde::Deserialize;
 use transport::Protocol;
 
 use crate::cli::{LinkArgs, SendArgs};
+use crate::source_spec::{self, SourceSpec};
 
 /// The file's keys, all optional; unknown keys are refused (typos would otherwise pass
 /// silently).
@@ -48,8 +49,8 @@ pub struct Settings {
     pub encoder: EncoderSettings,
     /// Largest UDP payload, header included.
     pub payload_size: usize,
-    /// Source specification.
-    pub source: String,
+    /// Where the sender's frames come from.
+    pub source: SourceSpec,
     /// The jam guard (congestion control, deadline drops, pacing) is on.
     pub congestion_control: bool,
     /// Bitrate floor for congestion control, bits/s.
@@ -109,6 +110,15 @@ fn even(key: &str, value: i64) -> Result<()> {
     Ok(())
 }
 
+/// `udp` or `tcp`, in any case.
+pub fn parse_protocol(value: &str) -> Option<Protocol> {
+    match value.to_ascii_lowercase().as_str() {
+        "udp" => Some(Protocol::Udp),
+        "tcp" => Some(Protocol::Tcp),
+        _ => None,
+    }
+}
+
 /// Reads the file named by `--config`, if any.
 pub fn read_file(path: Option<&Path>) -> Result<FileConfig> {
     let Some(path) = path else {
@@ -136,10 +146,11 @@ impl Settings {
         let path = link.config.as_deref();
         let port = ranged("port", pick(link.port, file.port, path, 5000), 1, 65535, "")? as u16;
         let (protocol, origin) = pick(link.protocol.clone(), file.protocol, path, "udp".into());
-        let protocol = match protocol.to_ascii_lowercase().as_str() {
-            "udp" => Protocol::Udp,
-            "tcp" => Protocol::Tcp,
-            other => bail!("invalid `protocol` = {other:?} {origin}: allowed \"udp\" or \"tcp\""),
+        let Some(protocol) = parse_protocol(&protocol) else {
+            bail!(
+                "invalid `protocol` = {:?} {origin}: allowed \"udp\" or \"tcp\"",
+                protocol.to_ascii_lowercase()
+            );
         };
         let (bind, origin) = pick(link.bind.clone(), file.bind, path, "0.0.0.0".into());
         let bind: IpAddr = bind.parse().map_err(|_| {
@@ -200,11 +211,14 @@ impl Settings {
             String::new(),
         );
         // Unset: a camera if this machine has one, else the synthetic camera. Probed only
-        // for the sender (the receiver has no source).
+        // for the sender (the receiver has no source, but refuses a bad one in its file
+        // like any other bad key).
         let source = match (origin, send) {
-            (Origin::Default, Some(_)) => crate::send::default_source().to_string(),
-            (Origin::Default, None) => "test".to_string(),
-            _ => source,
+            (Origin::Default, Some(_)) => source_spec::default_source(),
+            (Origin::Default, None) => SourceSpec::Test,
+            _ => source
+                .parse()
+                .map_err(|e| anyhow::anyhow!("invalid `source` = {source:?} {origin}: {e}"))?,
         };
         let (congestion_control, _) = pick(
             send.and_then(|s| s.no_congestion_control.then_some(false)),
@@ -377,6 +391,10 @@ mod tests {
                 "invalid `max_queue_delay_ms` = 0",
             ),
             (
+                &["--source", "v4l2:"],
+                "invalid `source` = \"v4l2:\" from the command line: `v4l2:` names no file; allowed",
+            ),
+            (
                 &["--config", "/nonexistent/picam.toml"],
                 "cannot read config file /nonexistent/picam.toml",
             ),
@@ -410,6 +428,19 @@ mod tests {
             got.contains(&format!("invalid `port` = 70000 in {p}")),
             "{got}"
         );
+
+        std::fs::write(&path, "source = \"camera0\"\n").unwrap();
+        let got = error_of(&["--config", p]);
+        for want in [
+            format!("invalid `source` = \"camera0\" in {p}"),
+            "allowed \"auto\", \"v4l2:/dev/videoN\", \"rpicam\"".to_string(),
+            "\"y4m:FILE\" or \"y4m:-\"".to_string(),
+        ] {
+            assert!(got.contains(&want), "{got}\nwant {want}");
+        }
+        std::fs::write(&path, "source = \"rpicam --hflip\"\n").unwrap();
+        let s = send_settings(&["--config", p]).unwrap();
+        assert_eq!(s.source.to_string(), "rpicam --hflip");
 
         std::fs::write(&path, "prot = \"udp\"\n").unwrap();
         let got = error_of(&["--config", p]);

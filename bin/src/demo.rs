@@ -2,7 +2,7 @@
 //!
 //! The viewer is `recv::run_with` on the main thread (its window lives there); the
 //! sender is `send::run_with` on a thread of its own, started once the viewer is up.
-//! One shutdown trigger stops both: `--duration`, Ctrl-C, closing the window, or
+//! One shutdown handle stops both: `--duration`, Ctrl-C, closing the window, or
 //! either side ending.
 
 use std::net::{TcpListener, UdpSocket};
@@ -12,20 +12,19 @@ use clap::{Args, FromArgMatches};
 use transport::Protocol;
 
 use crate::cli::{DemoArgs, LinkArgs, RecvArgs, SendArgs};
-use crate::config::Settings;
+use crate::config::{parse_protocol, Settings};
+use crate::recv;
 use crate::send::{self, Role};
+use crate::shutdown::Shutdown;
 use crate::view::OverlayDefault;
-use crate::{recv, shutdown};
 
 /// The port tried first: the default of `picam send` and `picam recv`.
 const PREFERRED_PORT: u16 = 5000;
 
 /// Runs the demo until `--duration` passes, a signal arrives or the window closes.
 pub fn run(args: DemoArgs) -> Result<()> {
-    let tcp = args
-        .protocol
-        .as_deref()
-        .is_some_and(|p| p.eq_ignore_ascii_case("tcp"));
+    // A bad protocol is refused below, with the other flags; UDP's port is probed then.
+    let tcp = args.protocol.as_deref().and_then(parse_protocol) == Some(Protocol::Tcp);
     let port = match args.port {
         Some(port) => port,
         None => i64::from(free_port(tcp)?),
@@ -61,19 +60,18 @@ pub fn run(args: DemoArgs) -> Result<()> {
         settings.port,
     );
 
-    let (trigger, shutdown_rx) = shutdown::channel();
+    let shutdown = Shutdown::new();
     let mut sender = None;
     let start_sender = || {
-        let (trigger, shutdown_rx) = (trigger.clone(), shutdown_rx.clone());
+        let shutdown = shutdown.clone();
         let thread = std::thread::Builder::new()
             .name("demo-sender".into())
             .spawn(move || {
-                let result =
-                    send::run_with(&send_args, trigger.clone(), shutdown_rx, Role::Embedded);
+                let result = send::run_with(&send_args, shutdown.clone(), Role::Embedded);
                 if let Err(e) = &result {
                     tracing::error!("sender: {e:#}");
                 }
-                trigger.fire();
+                shutdown.fire();
                 result
             })
             .context("starting the sender thread")?;
@@ -85,11 +83,10 @@ pub fn run(args: DemoArgs) -> Result<()> {
         &recv_args,
         OverlayDefault::On,
         Some(peer),
-        trigger.clone(),
-        shutdown_rx.clone(),
+        shutdown.clone(),
         start_sender,
     );
-    trigger.fire();
+    shutdown.fire();
     let sent = match sender {
         Some(thread) => thread
             .join()
@@ -176,7 +173,7 @@ mod tests {
         );
         assert_eq!(send.link.port, Some(5600));
         let settings = Settings::for_send(&send).unwrap();
-        assert_eq!(settings.source, "test");
+        assert_eq!(settings.source, crate::source_spec::SourceSpec::Test);
         assert_eq!(
             settings.remote_addr().unwrap().to_string(),
             "127.0.0.1:5600"

@@ -8,12 +8,16 @@ mod config;
 mod cpu;
 mod demo;
 mod devices;
+mod frames_out;
 mod latency;
 mod latest;
 mod recv;
+mod recv_stats;
 mod report;
 mod send;
+mod send_stats;
 mod shutdown;
+mod source_spec;
 mod view;
 
 use clap::Parser;

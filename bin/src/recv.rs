@@ -2,15 +2,13 @@
 //! -> sink on the main thread (the view, window or headless, plus stats and
 //! `--frames-out`).
 
-use std::collections::BTreeMap;
-use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use decode::{Decoded, Decoder};
-use display::{Flow, Y4mWriter};
+use display::Flow;
 use media::{stamp, wallclock_us, Picture};
 use tokio::sync::{mpsc, watch};
 use transport::{
@@ -20,11 +18,13 @@ use transport::{
 
 use crate::cli::RecvArgs;
 use crate::config::Settings;
+use crate::frames_out::FramesOut;
 use crate::latency::Samples;
 use crate::latest::{Latest, Taken};
-use crate::report::{RecvRecord, Reporter};
+use crate::recv_stats::{PictureCounts, RecvSnapshot, RecvWindow};
+use crate::report::Reporter;
+use crate::shutdown::{self, Shutdown};
 use crate::view::{OverlayDefault, View};
-use crate::{cpu, shutdown};
 
 /// Frames between the transport and the decoder. Two: one decoding, one waiting. When
 /// full, the transport drops the frame and waits for a keyframe (the decoder would miss
@@ -42,35 +42,46 @@ struct DecodeCounters {
     skipped: AtomicU64,
 }
 
+impl DecodeCounters {
+    /// The counters with the slot's and the sink's, read now.
+    fn read(&self, latest: &Latest<Picture>, shown: u64, frames_out_skipped: u64) -> PictureCounts {
+        PictureCounts {
+            decoded: self.decoded.load(Ordering::Relaxed),
+            decode_errors: self.errors.load(Ordering::Relaxed),
+            after_decode_error: self.skipped.load(Ordering::Relaxed),
+            superseded: latest.replaced(),
+            shown,
+            frames_out_skipped,
+        }
+    }
+}
+
 /// Runs the receiver until `--duration` passes, a signal arrives or the window closes.
 pub fn run(args: RecvArgs) -> Result<()> {
-    let (trigger, shutdown_rx) = shutdown::channel();
-    run_with(
-        &args,
-        OverlayDefault::Off,
-        None,
-        trigger,
-        shutdown_rx,
-        || Ok(()),
-    )
+    run_with(&args, OverlayDefault::Off, None, Shutdown::new(), || Ok(()))
 }
 
 /// Runs the receiver on the calling thread, which must be the main thread: the window,
-/// if any, lives there. Stops when `trigger` fires (which it watches signals and
-/// `--duration` for, and fires itself when the window closes or the transport ends).
+/// if any, lives there. Stops when `shutdown` fires (which it watches signals and
+/// `--duration` for, and fires itself when the window closes, the transport ends or
+/// the decoder fails). The summary is printed once the transport and the decoder are
+/// joined, so it holds their final counters.
 /// `peer` names the sender for the window's title and status (default: the listen
 /// address). `ready` runs once everything is started and the view is open.
 pub fn run_with(
     args: &RecvArgs,
     overlay: OverlayDefault,
     peer: Option<String>,
-    trigger: shutdown::Trigger,
-    shutdown_rx: watch::Receiver<bool>,
+    shutdown: Shutdown,
     ready: impl FnOnce() -> Result<()>,
 ) -> Result<()> {
     let settings = Settings::for_recv(&args.link)?;
     let listen = settings.listen_addr();
-    let mut frames_out = open_frames_out(args.frames_out.as_deref())?;
+    let mut frames_out = args
+        .frames_out
+        .as_deref()
+        .map(FramesOut::open)
+        .transpose()?;
     let reporter = Reporter::new(args.link.stats, args.frames_out.as_deref() == Some("-"));
     let peer = peer.unwrap_or_else(|| listen.to_string());
     let mut view = View::open(&args.view, overlay, &peer)?;
@@ -92,11 +103,14 @@ pub fn run_with(
         on_frame: move |frame| frame_tx.try_send(frame).is_ok(),
         commands: command_rx,
         stats: stats_tx,
-        shutdown: shutdown_rx.clone(),
+        shutdown: shutdown.watch(),
     };
-    runtime.spawn(shutdown::watch_signals(trigger.clone(), args.link.duration));
+    runtime.spawn(shutdown::watch_signals(
+        shutdown.clone(),
+        args.link.duration,
+    ));
     let transport = {
-        let trigger = trigger.clone();
+        let shutdown = shutdown.clone();
         let receiver = Receiver::new(config);
         runtime.spawn(async move {
             let result = match settings.protocol {
@@ -105,39 +119,90 @@ pub fn run_with(
                     transport::tcp::run_receiver(listen, max_frame_bytes, receiver, hooks).await
                 }
             };
-            trigger.fire();
+            shutdown.fire();
             result
         })
     };
 
     let decoder = {
-        let latest = latest.clone();
         let counters = counters.clone();
         let decoder = Decoder::new(2).context("opening the H.264 decoder")?;
-        std::thread::Builder::new()
-            .name("decode".into())
-            .spawn(move || decode_loop(decoder, frame_rx, &latest, &counters, &command_tx))?
+        spawn_decoder(latest.clone(), shutdown.clone(), move |latest| {
+            decode_loop(decoder, frame_rx, latest, &counters, &command_tx)
+        })?
     };
 
     let sink = Sink {
         latest: &latest,
-        trigger: &trigger,
+        shutdown: &shutdown,
         reporter: &reporter,
         stats: &stats_rx,
         counters: &counters,
     };
-    let sink_result = ready().and_then(|()| sink.run(&mut view, frames_out.as_mut()));
-    trigger.fire();
+    let ended = ready().and_then(|()| sink.run(&mut view, frames_out.as_mut()));
+    shutdown.fire();
     // Close the window at once; the transport's goodbye and the joins follow.
     drop(view);
     let transport_result = runtime.block_on(transport);
-    let _ = decoder.join();
-    sink_result?;
+    let decoded = join_decoder(decoder);
+    // Both stages have stopped: their counters are final.
+    let ended = ended?;
+    let skipped = frames_out.as_ref().map_or(0, FramesOut::skipped);
+    let last = RecvSnapshot::take(
+        *stats_rx.borrow(),
+        counters.read(&latest, ended.shown, skipped),
+    );
+    reporter.recv(&ended.window.whole_run(
+        last,
+        &ended.latency.whole_run,
+        &ended.present.whole_run,
+    ));
+    decoded?;
     transport_result.context("transport task failed")??;
     Ok(())
 }
 
-/// Decodes frames until the transport closes the channel, then closes `latest`. After
+/// Runs `decode` on the decode thread. However it ends, `latest` is closed (the sink
+/// stops waiting for pictures); if it panics, `shutdown` fires as well, so the process
+/// stops instead of stalling.
+fn spawn_decoder(
+    latest: Arc<Latest<Picture>>,
+    shutdown: Shutdown,
+    decode: impl FnOnce(&Latest<Picture>) + Send + 'static,
+) -> Result<std::thread::JoinHandle<()>> {
+    /// Closes the slot on the way out, unwinding included.
+    struct OnExit(Arc<Latest<Picture>>, Shutdown);
+    impl Drop for OnExit {
+        fn drop(&mut self) {
+            if std::thread::panicking() {
+                self.1.fire();
+            }
+            self.0.close();
+        }
+    }
+    let thread = std::thread::Builder::new()
+        .name("decode".into())
+        .spawn(move || {
+            let exit = OnExit(latest, shutdown);
+            decode(&exit.0);
+        })
+        .context("starting the decode thread")?;
+    Ok(thread)
+}
+
+/// Joins the decode thread; a panic becomes an error that names it.
+fn join_decoder(thread: std::thread::JoinHandle<()>) -> Result<()> {
+    thread.join().map_err(|payload| {
+        let why = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".into());
+        anyhow::anyhow!("the decode thread panicked: {why}")
+    })
+}
+
+/// Decodes frames until the transport closes the channel. After
 /// an error, skips frames until a keyframe and asks the sender for one.
 fn decode_loop(
     mut decoder: Decoder,
@@ -167,56 +232,52 @@ fn decode_loop(
             }
         }
     }
-    latest.close();
-}
-
-type FramesOut = Y4mWriter<Box<dyn Write + Send>>;
-
-fn open_frames_out(path: Option<&str>) -> Result<Option<FramesOut>> {
-    let Some(path) = path else { return Ok(None) };
-    let out: Box<dyn Write + Send> = if path == "-" {
-        Box::new(std::io::stdout())
-    } else {
-        let file = std::fs::File::create(path)
-            .with_context(|| format!("cannot create --frames-out file {path}"))?;
-        Box::new(std::io::BufWriter::with_capacity(4 << 20, file))
-    };
-    Ok(Some(Y4mWriter::new(out, path, 30)))
 }
 
 /// What the sink loop reads and reports through.
 struct Sink<'a> {
     latest: &'a Latest<Picture>,
-    trigger: &'a shutdown::Trigger,
+    shutdown: &'a Shutdown,
     reporter: &'a Reporter,
     stats: &'a watch::Receiver<ReceiverStats>,
     counters: &'a DecodeCounters,
 }
 
+/// What the sink loop leaves for the summary.
+#[derive(Debug)]
+struct SinkEnd {
+    window: RecvWindow,
+    latency: Measure,
+    present: Measure,
+    shown: u64,
+}
+
 impl Sink<'_> {
     /// Takes the newest picture, measures it, shows it, records it; prints the stats
-    /// once a second and a summary at the end. The same loop serves both views.
-    fn run(&self, view: &mut View, mut frames_out: Option<&mut FramesOut>) -> Result<()> {
+    /// once a second. The same loop serves both views. The summary is the caller's, once
+    /// the stages are joined.
+    fn run(&self, view: &mut View, mut frames_out: Option<&mut FramesOut>) -> Result<SinkEnd> {
         let Sink {
             latest,
-            trigger,
+            shutdown,
             reporter,
             stats,
             counters,
         } = *self;
-        let start = Instant::now();
-        let cpu_start = cpu::process_cpu_time();
-        let mut next_report = start + Duration::from_secs(1);
+        let snapshot = |shown: u64, frames_out: &Option<&mut FramesOut>| {
+            let skipped = frames_out.as_deref().map_or(0, FramesOut::skipped);
+            RecvSnapshot::take(*stats.borrow(), counters.read(latest, shown, skipped))
+        };
+        let mut window = RecvWindow::new(snapshot(0, &frames_out));
+        let mut next_report = Instant::now() + Duration::from_secs(1);
         let mut latency = Measure::default();
         let mut present = Measure::default();
         let mut shown = 0u64;
-        let mut last = (ReceiverStats::default(), 0u64, start);
-        let mut result = Ok(());
         loop {
             let flow = view.poll();
             if flow == Flow::Quit {
                 tracing::info!("window closed: stopping");
-                trigger.fire();
+                shutdown.fire();
                 break;
             }
             let wait = next_report
@@ -238,46 +299,24 @@ impl Sink<'_> {
                     if let Some(ms) = ms {
                         latency.push(ms);
                     }
-                    match view.show(&picture, ms, Instant::now()) {
-                        Ok(Some(d)) => present.push(d.as_secs_f64() * 1e3),
-                        Ok(None) => {}
-                        Err(e) => {
-                            result = Err(e);
-                            break;
-                        }
+                    if let Some(d) = view.show(&picture, ms, Instant::now())? {
+                        present.push(d.as_secs_f64() * 1e3);
                     }
                     if let Some(out) = frames_out.as_deref_mut() {
-                        if let Err(e) = out.write(&picture) {
-                            result = Err(anyhow::Error::new(e));
-                            break;
-                        }
+                        out.write(&picture)?;
                     }
                 }
-                Taken::Empty => {
-                    if let Err(e) = view.idle(flow, Instant::now()) {
-                        result = Err(e);
-                        break;
-                    }
-                }
+                Taken::Empty => view.idle(flow, Instant::now())?,
                 Taken::Closed => break,
             }
-            if trigger.fired() {
+            if shutdown.fired() {
                 break;
             }
-            let now = Instant::now();
-            if now >= next_report {
-                let record = record(
-                    now,
-                    start,
-                    stats,
-                    counters,
-                    latest,
-                    shown,
-                    &mut last,
+            if Instant::now() >= next_report {
+                let record = window.interval(
+                    snapshot(shown, &frames_out),
                     &latency.interval,
                     &present.interval,
-                    cpu_start,
-                    false,
                 );
                 reporter.recv(&record);
                 view.update_stats(&record);
@@ -286,27 +325,17 @@ impl Sink<'_> {
                 next_report += Duration::from_secs(1);
             }
         }
-        // Let the transport publish its final counters, then summarise the whole run.
-        std::thread::sleep(Duration::from_millis(50));
-        let final_record = record(
-            Instant::now(),
-            start,
-            stats,
-            counters,
-            latest,
+        Ok(SinkEnd {
+            window,
+            latency,
+            present,
             shown,
-            &mut last,
-            &latency.whole_run,
-            &present.whole_run,
-            cpu_start,
-            true,
-        );
-        reporter.recv(&final_record);
-        result
+        })
     }
 }
 
 /// Samples of one measure over the current stats interval and over the whole run.
+#[derive(Debug)]
 struct Measure {
     interval: Samples,
     whole_run: Samples,
@@ -326,73 +355,6 @@ impl Measure {
         self.interval.push(ms);
         self.whole_run.push(ms);
     }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn record(
-    now: Instant,
-    start: Instant,
-    stats: &watch::Receiver<ReceiverStats>,
-    counters: &DecodeCounters,
-    latest: &Latest<Picture>,
-    shown: u64,
-    last: &mut (ReceiverStats, u64, Instant),
-    latency: &Samples,
-    present: &Samples,
-    cpu_start: Duration,
-    is_final: bool,
-) -> RecvRecord {
-    let s = *stats.borrow();
-    let d = s.dropped;
-    let decoded = counters.decoded.load(Ordering::Relaxed);
-    let (dt, base) = if is_final {
-        (
-            now.duration_since(start).as_secs_f64(),
-            (ReceiverStats::default(), 0),
-        )
-    } else {
-        (now.duration_since(last.2).as_secs_f64(), (last.0, last.1))
-    };
-    let dt = dt.max(1e-3);
-    let cpu = (cpu::process_cpu_time() - cpu_start).as_secs_f64() * 1e3;
-    let r = RecvRecord {
-        t: now.duration_since(start).as_secs_f64(),
-        frames_received: s.frames_complete,
-        frames_decoded: decoded,
-        frames_shown: shown,
-        frames_dropped: BTreeMap::from([
-            ("incomplete", d.incomplete),
-            ("evicted", d.evicted),
-            ("lost", d.lost),
-            ("undecodable", d.undecodable),
-            ("decode_queue_full", d.queue_full),
-            ("decode_error", counters.errors.load(Ordering::Relaxed)),
-            (
-                "after_decode_error",
-                counters.skipped.load(Ordering::Relaxed),
-            ),
-            ("superseded", latest.replaced()),
-        ]),
-        packets_dropped: BTreeMap::from([
-            ("malformed", d.malformed),
-            ("other_sender", d.other_sender),
-            ("duplicate", d.duplicate),
-            ("stale", d.stale),
-        ]),
-        keyframe_requests: s.keyframe_requests,
-        bitrate_bps: ((s.bytes - base.0.bytes) as f64 * 8.0 / dt) as u64,
-        fps_in: (s.frames_complete - base.0.frames_complete) as f64 / dt,
-        fps_out: (shown - base.1) as f64 / dt,
-        latency_ms: latency.summary(),
-        present_ms: present.summary(),
-        cpu_ms_per_frame: (decoded > 0).then(|| cpu / decoded as f64),
-        sessions: s.sessions,
-        clock_offset_ms: s.clock_offset_us.map(|us| us as f64 / 1e3),
-        rtt_ms: s.rtt_us.map(|us| us as f64 / 1e3),
-        last: is_final,
-    };
-    *last = (s, shown, now);
-    r
 }
 
 #[cfg(test)]
@@ -433,25 +395,25 @@ mod tests {
             .push_event(sdl2::event::Event::Quit { timestamp: 0 })
             .expect("push quit");
         let latest = Latest::new();
-        let (trigger, _rx) = shutdown::channel();
+        let shutdown = Shutdown::new();
         let (_stats_tx, stats) = watch::channel(ReceiverStats::default());
         let counters = DecodeCounters::default();
         let reporter = Reporter::new(StatsFormat::Json, true);
         // Bound the test: a loop that ignored the quit would stop here after 10 s.
         let watchdog = {
-            let trigger = trigger.clone();
+            let shutdown = shutdown.clone();
             std::thread::spawn(move || {
                 let deadline = Instant::now() + Duration::from_secs(10);
-                while Instant::now() < deadline && !trigger.fired() {
+                while Instant::now() < deadline && !shutdown.fired() {
                     std::thread::sleep(Duration::from_millis(20));
                 }
-                trigger.fire();
+                shutdown.fire();
             })
         };
         let begun = Instant::now();
         let sink = Sink {
             latest: &latest,
-            trigger: &trigger,
+            shutdown: &shutdown,
             reporter: &reporter,
             stats: &stats,
             counters: &counters,
@@ -459,7 +421,7 @@ mod tests {
         let result = sink.run(&mut view, None);
         let took = begun.elapsed();
         assert!(result.is_ok(), "{result:?}");
-        assert!(trigger.fired());
+        assert!(shutdown.fired());
         assert!(
             took < Duration::from_secs(2),
             "the loop took {took:?} to see the quit"
@@ -467,5 +429,35 @@ mod tests {
         drop(view);
         drop(events);
         watchdog.join().unwrap();
+    }
+
+    /// A panic on the decode thread closes the picture slot (the sink stops waiting),
+    /// fires shutdown (the transport stops) and comes back from the join as an error
+    /// naming it, so the process exits non-zero with a message instead of stalling.
+    #[test]
+    fn a_decoder_panic_stops_everything_and_is_reported() {
+        let latest = Arc::new(Latest::<Picture>::new());
+        let shutdown = Shutdown::new();
+        let thread = spawn_decoder(latest.clone(), shutdown.clone(), |_| {
+            panic!("forged frame");
+        })
+        .unwrap();
+        // Bounded: the slot must close well within this.
+        let begun = Instant::now();
+        loop {
+            match latest.take(Duration::from_millis(100)) {
+                Taken::Closed => break,
+                _ => assert!(
+                    begun.elapsed() < Duration::from_secs(10),
+                    "slot never closed"
+                ),
+            }
+        }
+        assert!(shutdown.fired());
+        let err = join_decoder(thread).unwrap_err().to_string();
+        assert!(
+            err.contains("decode thread panicked: forged frame"),
+            "{err}"
+        );
     }
 }

@@ -22,6 +22,9 @@ pub struct RecvRecord {
     pub frames_shown: u64,
     /// Frames dropped, by reason.
     pub frames_dropped: BTreeMap<&'static str, u64>,
+    /// Pictures shown but not written by `--frames-out` (another size on stdout,
+    /// which cannot be split into files).
+    pub frames_out_skipped: u64,
     /// Packets dropped, by reason.
     pub packets_dropped: BTreeMap<&'static str, u64>,
     /// Keyframe requests sent to the sender.
@@ -112,6 +115,14 @@ fn present_text(p: &Option<Summary>) -> String {
     })
 }
 
+fn frames_out_text(skipped: u64) -> String {
+    if skipped == 0 {
+        String::new()
+    } else {
+        format!(" | frames-out skipped {skipped} (new size)")
+    }
+}
+
 fn cpu_text(c: Option<f64>) -> String {
     c.map_or(String::new(), |c| format!(" | cpu {c:.2} ms/frame"))
 }
@@ -144,7 +155,7 @@ impl Reporter {
         let line = match self.format {
             StatsFormat::Json => serde_json::to_string(r).unwrap_or_default(),
             StatsFormat::Text => format!(
-                "recv{} {:6.1}s | in {:5.1} fps out {:5.1} fps | {:6.2} Mbit/s | {}{} | {} | kf req {}{}",
+                "recv{} {:6.1}s | in {:5.1} fps out {:5.1} fps | {:6.2} Mbit/s | {}{} | {}{} | kf req {}{}",
                 if r.last { " total" } else { "" },
                 r.t,
                 r.fps_in,
@@ -153,6 +164,7 @@ impl Reporter {
                 latency_text(&r.latency_ms),
                 present_text(&r.present_ms),
                 drops_text(&r.frames_dropped),
+                frames_out_text(r.frames_out_skipped),
                 r.keyframe_requests,
                 cpu_text(r.cpu_ms_per_frame),
             ),

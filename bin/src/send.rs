@@ -1,6 +1,5 @@
 //! `picam send`: source thread -> bounded channel -> transport task.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
@@ -17,8 +16,10 @@ use transport::{
 
 use crate::cli::SendArgs;
 use crate::config::Settings;
-use crate::report::{Reporter, SendRecord};
-use crate::{cpu, shutdown};
+use crate::report::Reporter;
+use crate::send_stats::{SendSnapshot, SendWindow};
+use crate::shutdown::{self, Shutdown};
+use crate::source_spec::SourceSpec;
 
 /// Frames between the source and the transport. Two: one being sent, one waiting; a
 /// third would only add a frame of latency. A full queue drops the new frame and asks
@@ -30,96 +31,76 @@ pub const CONTROL_QUEUE: usize = 8;
 
 /// Opens the configured source (`--source`), with the capture flags of `args`.
 pub fn open_source(settings: &Settings, args: &SendArgs) -> Result<Box<dyn Source>> {
-    let spec = settings.source.trim();
+    let spec = &settings.source;
     let stamp = args.stamp;
     let flags = &args.capture;
-    if spec == "test" {
-        return Ok(Box::new(
-            TestPatternSource::new(settings.encoder).context("starting the test pattern")?,
-        ));
-    }
-    if let Some(path) = spec.strip_prefix("y4m:") {
-        return Ok(Box::new(
+    let source: Box<dyn Source> = match spec {
+        SourceSpec::Test => {
+            Box::new(TestPatternSource::new(settings.encoder).context("starting the test pattern")?)
+        }
+        SourceSpec::Y4m(path) => Box::new(
             Y4mSource::open(path, settings.encoder, stamp)
                 .with_context(|| format!("opening source {spec}"))?,
-        ));
-    }
-    if spec == "-" || spec.starts_with("file:") {
-        let path = spec.strip_prefix("file:").unwrap_or(spec);
-        let options = StreamOptions {
-            pace_fps: (!flags.no_pace).then_some(settings.encoder.fps),
-            looping: flags.looping,
-        };
-        return Ok(Box::new(
-            H264FileSource::open(path, options)
+        ),
+        SourceSpec::H264File(path) => {
+            let options = StreamOptions {
+                pace_fps: (!flags.no_pace).then_some(settings.encoder.fps),
+                looping: flags.looping,
+            };
+            Box::new(
+                H264FileSource::open(path, options)
+                    .with_context(|| format!("opening source {spec}"))?,
+            )
+        }
+        SourceSpec::Rpicam { program, extra } => Box::new(
+            RpicamSource::start(program.as_deref(), settings.encoder, extra)
                 .with_context(|| format!("opening source {spec}"))?,
-        ));
-    }
-    let mut words = spec.split_whitespace();
-    let head = words.next().unwrap_or_default();
-    let extra: Vec<String> = words.map(str::to_string).collect();
-    let program = match head {
-        "rpicam" => Some(None),
-        "libcamera" => Some(Some("libcamera-vid")),
-        _ => head.strip_prefix("rpicam:").map(Some),
+        ),
+        SourceSpec::V4l2(_) | SourceSpec::Auto => open_camera(settings, args, spec)?,
     };
-    if let Some(program) = program {
-        let source = RpicamSource::start(program, settings.encoder, &extra)
-            .with_context(|| format!("opening source {spec}"))?;
-        return Ok(Box::new(source));
-    }
-    if !extra.is_empty() {
-        bail!("invalid `source` = {spec:?}: only rpicam takes options after its name");
-    }
-    open_camera(settings, args, head)
+    Ok(source)
 }
 
 /// The V4L2 sources (`v4l2:DEV`, `auto`), Linux only.
 #[cfg(target_os = "linux")]
-fn open_camera(settings: &Settings, args: &SendArgs, spec: &str) -> Result<Box<dyn Source>> {
-    use capture::v4l2::{self, EncoderChoice, V4l2Options, V4l2Source};
+fn open_camera(settings: &Settings, args: &SendArgs, spec: &SourceSpec) -> Result<Box<dyn Source>> {
+    use capture::v4l2::{EncoderChoice, V4l2Options, V4l2Source};
     let mut encoder = match args.capture.encoder.as_deref().unwrap_or("auto") {
         "auto" => EncoderChoice::Auto,
         "x264" | "libx264" | "software" => EncoderChoice::X264,
         dev if dev.starts_with("/dev/") => EncoderChoice::Device(dev.to_string()),
         other => bail!("invalid `--encoder` = {other:?}: allowed \"auto\", \"x264\" or an encoder device such as /dev/video11"),
     };
-    let device = if let Some(dev) = spec.strip_prefix("v4l2:") {
-        dev.to_string()
-    } else if spec == "auto" {
-        let devices: Vec<_> = v4l2::list_devices()
-            .into_iter()
-            .filter_map(|d| d.ok())
-            .collect();
-        let rpicam = capture::rpicam::PROGRAMS
-            .iter()
-            .any(|p| capture::rpicam::find_on_path(p).is_some());
-        let Some(choice) = v4l2::auto::choose(&devices, rpicam) else {
-            bail!(
-                "--source auto: no camera found (no V4L2 camera with H.264 or a raw format picam encodes, and no \
-                 rpicam-vid); `picam devices` lists what is here, `--source test` is the synthetic camera"
-            );
-        };
-        tracing::info!("--source auto chose {}: {}", choice.source, choice.why);
-        if choice.source == "rpicam" {
-            return Ok(Box::new(
-                RpicamSource::start(None, settings.encoder, &[])
-                    .context("opening source rpicam")?,
-            ));
-        }
-        if encoder == EncoderChoice::Auto {
-            encoder = match choice.encoder.as_deref() {
-                Some("x264") => EncoderChoice::X264,
-                Some(dev) => EncoderChoice::Device(dev.to_string()),
-                None => EncoderChoice::Auto,
+    let device = match spec {
+        SourceSpec::V4l2(dev) => dev.clone(),
+        _ => {
+            let Some(choice) = crate::source_spec::detect_camera() else {
+                bail!(
+                    "--source auto: no camera found (no V4L2 camera with H.264 or a raw format picam encodes, and no \
+                     rpicam-vid); `picam devices` lists what is here, `--source test` is the synthetic camera"
+                );
             };
+            tracing::info!("--source auto chose {}: {}", choice.source, choice.why);
+            let chosen: SourceSpec = choice
+                .source
+                .parse()
+                .with_context(|| format!("--source auto chose {:?}", choice.source))?;
+            let SourceSpec::V4l2(device) = chosen else {
+                let settings = Settings {
+                    source: chosen,
+                    ..settings.clone()
+                };
+                return open_source(&settings, args);
+            };
+            if encoder == EncoderChoice::Auto {
+                encoder = match choice.encoder.as_deref() {
+                    Some("x264") => EncoderChoice::X264,
+                    Some(dev) => EncoderChoice::Device(dev.to_string()),
+                    None => EncoderChoice::Auto,
+                };
+            }
+            device
         }
-        choice.source.trim_start_matches("v4l2:").to_string()
-    } else {
-        bail!(
-            "invalid `source` = {spec:?}: allowed \"auto\", \"v4l2:/dev/videoN\", \"rpicam\", \"libcamera\", \
-             \"rpicam:PROGRAM\", \"file:PATH\", \"-\", \"test\", \"y4m:FILE\" or \"y4m:-\""
-        )
     };
     let options = V4l2Options {
         device,
@@ -133,37 +114,18 @@ fn open_camera(settings: &Settings, args: &SendArgs, spec: &str) -> Result<Box<d
 }
 
 /// The V4L2 sources exist on Linux only.
-/// The `source` used when none is configured: `auto` where there is a camera to
-/// stream from (a usable V4L2 camera, or rpicam-vid), else the test pattern.
-pub fn default_source() -> &'static str {
-    #[cfg(target_os = "linux")]
-    {
-        let devices: Vec<_> = capture::v4l2::list_devices()
-            .into_iter()
-            .filter_map(|d| d.ok())
-            .collect();
-        let rpicam = capture::rpicam::PROGRAMS
-            .iter()
-            .any(|p| capture::rpicam::find_on_path(p).is_some());
-        if capture::v4l2::auto::choose(&devices, rpicam).is_some() {
-            return "auto";
-        }
-    }
-    "test"
-}
-
 #[cfg(not(target_os = "linux"))]
-fn open_camera(_settings: &Settings, _args: &SendArgs, spec: &str) -> Result<Box<dyn Source>> {
-    bail!(
-        "invalid `source` = {spec:?}: V4L2 cameras are Linux only here; allowed \"rpicam\", \"file:PATH\", \"-\", \
-         \"test\", \"y4m:FILE\" or \"y4m:-\""
-    )
+fn open_camera(
+    _settings: &Settings,
+    _args: &SendArgs,
+    spec: &SourceSpec,
+) -> Result<Box<dyn Source>> {
+    bail!("invalid `source` = \"{spec}\": V4L2 cameras (and `auto`) are Linux only here")
 }
 
 /// Runs the sender until the source ends, `--duration` passes or a signal arrives.
 pub fn run(args: SendArgs) -> Result<()> {
-    let (trigger, shutdown_rx) = shutdown::channel();
-    run_with(&args, trigger, shutdown_rx, Role::Alone)
+    run_with(&args, Shutdown::new(), Role::Alone)
 }
 
 /// Whether the sender runs on its own, or inside a process that owns signals and stats.
@@ -172,21 +134,18 @@ pub enum Role {
     /// `picam send`: watches Ctrl-C, SIGTERM and `--duration`, prints its stats.
     Alone,
     /// `picam demo`: the viewer side watches the signals and prints the stats; the
-    /// shared `trigger` stops both.
+    /// shared `shutdown` stops both.
     Embedded,
 }
 
 /// Runs the sender pipeline on the calling thread (the source on a thread of its own)
-/// until the source ends or `trigger` fires; fires `trigger` when it stops.
-pub fn run_with(
-    args: &SendArgs,
-    trigger: shutdown::Trigger,
-    shutdown_rx: watch::Receiver<bool>,
-    role: Role,
-) -> Result<()> {
+/// until the source ends or `shutdown` fires; fires `shutdown` when it stops.
+pub fn run_with(args: &SendArgs, shutdown: Shutdown, role: Role) -> Result<()> {
     let settings = Settings::for_send(args)?;
     let remote = settings.remote_addr()?;
     let mut source = open_source(&settings, args)?;
+    // A source blocked waiting (a camera starting, a child restarting) ends on shutdown.
+    source.set_stop(shutdown.capture_stop());
     tracing::info!(source = %source.describe(), %remote, protocol = ?settings.protocol, "starting sender");
 
     let (frame_tx, frame_rx) = mpsc::channel::<SourceFrame>(CAPTURE_QUEUE);
@@ -194,7 +153,7 @@ pub fn run_with(
     let queue_full = Arc::new(AtomicU64::new(0));
 
     let capture = {
-        let trigger = trigger.clone();
+        let shutdown = shutdown.clone();
         let queue_full = queue_full.clone();
         std::thread::Builder::new()
             .name("capture".into())
@@ -204,13 +163,13 @@ pub fn run_with(
                     &frame_tx,
                     &control_rx,
                     &queue_full,
-                    &trigger,
+                    &shutdown,
                 );
                 if let Err(e) = &result {
                     tracing::error!("{e:#}");
                 }
                 // The source ended (or failed): the sender drains and stops.
-                trigger.fire();
+                shutdown.fire();
                 result
             })?
     };
@@ -220,7 +179,10 @@ pub fn run_with(
         .build()?;
     let result = runtime.block_on(async {
         if role == Role::Alone {
-            tokio::spawn(shutdown::watch_signals(trigger.clone(), args.link.duration));
+            tokio::spawn(shutdown::watch_signals(
+                shutdown.clone(),
+                args.link.duration,
+            ));
         }
         let (stats_tx, stats_rx) = watch::channel(SenderStats::default());
         let max_packet = match settings.protocol {
@@ -262,14 +224,14 @@ pub fn run_with(
             frames: frame_rx,
             on_event,
             stats: stats_tx,
-            shutdown: shutdown_rx.clone(),
+            shutdown: shutdown.watch(),
         };
         let reporter = (role == Role::Alone).then(|| {
             tokio::spawn(report_loop(
                 Reporter::new(args.link.stats, false),
-                stats_rx,
+                stats_rx.clone(),
                 queue_full.clone(),
-                shutdown_rx,
+                shutdown.clone(),
             ))
         });
         let sent = match settings.protocol {
@@ -279,17 +241,41 @@ pub fn run_with(
             }
             Protocol::Tcp => transport::tcp::run_sender(remote, sender, hooks).await,
         };
-        trigger.fire();
+        shutdown.fire();
+        // The transport has ended, so its counters are final: the summary reads them.
         if let Some(reporter) = reporter {
-            let _ = reporter.await;
+            if let Ok((reporter, window)) = reporter.await {
+                let last =
+                    SendSnapshot::take(*stats_rx.borrow(), queue_full.load(Ordering::Relaxed));
+                reporter.send(&window.last(last));
+            }
         }
         sent
     });
-    let captured = capture
-        .join()
-        .map_err(|_| anyhow::anyhow!("capture thread panicked"))?;
+    let captured = join_capture(capture);
     result?;
     captured
+}
+
+/// How long a stopped source may take to return; sources look at the stop flag every
+/// 100 ms, so only a read that cannot be interrupted (a quiet stdin) takes longer.
+const CAPTURE_JOIN: Duration = Duration::from_secs(2);
+
+/// Joins the capture thread, or leaves it behind (with a warning) if it is still
+/// blocked after [`CAPTURE_JOIN`]: exiting the process ends it, and a shutdown never
+/// hangs on a source.
+fn join_capture(capture: std::thread::JoinHandle<Result<()>>) -> Result<()> {
+    let deadline = Instant::now() + CAPTURE_JOIN;
+    while !capture.is_finished() {
+        if Instant::now() >= deadline {
+            tracing::warn!("the source did not stop within {CAPTURE_JOIN:?}: leaving it");
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    capture
+        .join()
+        .map_err(|_| anyhow::anyhow!("capture thread panicked"))?
 }
 
 fn capture_loop(
@@ -297,10 +283,10 @@ fn capture_loop(
     frames: &mpsc::Sender<SourceFrame>,
     controls: &std_mpsc::Receiver<Control>,
     queue_full: &AtomicU64,
-    trigger: &shutdown::Trigger,
+    shutdown: &Shutdown,
 ) -> Result<()> {
     let mut skipped_before = 0u32;
-    while !trigger.fired() {
+    while !shutdown.fired() {
         while let Ok(command) = controls.try_recv() {
             source.control(command);
         }
@@ -331,69 +317,25 @@ fn capture_loop(
     Ok(())
 }
 
+/// Prints a record a second until shutdown; hands back the reporter and the window
+/// for the summary, which waits for the transport's final counters.
 async fn report_loop(
     reporter: Reporter,
-    mut stats: watch::Receiver<SenderStats>,
+    stats: watch::Receiver<SenderStats>,
     queue_full: Arc<AtomicU64>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+    shutdown: Shutdown,
+) -> (Reporter, SendWindow) {
+    let snapshot = || SendSnapshot::take(*stats.borrow(), queue_full.load(Ordering::Relaxed));
+    let mut window = SendWindow::new(snapshot());
     let start = Instant::now();
     let mut tick = tokio::time::interval_at(
         (start + Duration::from_secs(1)).into(),
         Duration::from_secs(1),
     );
-    let mut last = (SenderStats::default(), start);
-    let cpu_start = cpu::process_cpu_time();
     loop {
-        let done = tokio::select! {
-            _ = tick.tick() => false,
-            _ = shutdown.changed() => true,
-        };
-        // Let the transport publish its last counters before the summary.
-        if done {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let now = Instant::now();
-        let s = *stats.borrow_and_update();
-        let dt = now.duration_since(last.1).as_secs_f64().max(1e-3);
-        let frames = s.frames_in + queue_full.load(Ordering::Relaxed);
-        let cpu = (cpu::process_cpu_time() - cpu_start).as_secs_f64() * 1e3;
-        let record = SendRecord {
-            t: now.duration_since(start).as_secs_f64(),
-            frames_captured: frames,
-            frames_sent: s.frames_sent,
-            frames_dropped: BTreeMap::from([
-                ("capture_queue_full", queue_full.load(Ordering::Relaxed)),
-                ("late", s.frames_late),
-                ("too_large", s.frames_too_large),
-                (
-                    "stale",
-                    s.frames_dropped - s.frames_late - s.frames_too_large,
-                ),
-            ]),
-            keyframe_requests: s.keyframe_requests,
-            keyframes_forced: s.keyframes_forced,
-            bitrate_bps: if done {
-                0
-            } else {
-                ((s.bytes - last.0.bytes) as f64 * 8.0 / dt) as u64
-            },
-            fps: if done {
-                0.0
-            } else {
-                (s.frames_sent - last.0.frames_sent) as f64 / dt
-            },
-            cpu_ms_per_frame: (frames > 0).then(|| cpu / frames as f64),
-            target_bitrate_bps: (s.target_bitrate > 0).then_some(s.target_bitrate),
-            target_fps: (s.target_fps > 0).then_some(s.target_fps),
-            queue_delay_ms: (s.target_bitrate > 0).then(|| s.queue_delay_us as f64 / 1e3),
-            loss_permille: s.loss_permille,
-            last: done,
-        };
-        reporter.send(&record);
-        last = (s, now);
-        if done {
-            return;
+        tokio::select! {
+            _ = tick.tick() => reporter.send(&window.interval(snapshot())),
+            _ = shutdown.wait() => return (reporter, window),
         }
     }
 }

@@ -11,7 +11,7 @@ use media::{wallclock_us, EncodedFrame};
 
 use crate::annexb::{AccessUnit, AccessUnitSplitter, ParameterSets};
 use crate::pipe::{Chunk, ChunkReader};
-use crate::{CaptureError, Control, Pacer, Source};
+use crate::{CaptureError, Control, Pacer, Source, Stop};
 
 /// How long a live pipe may stay quiet before the access unit it ended with is handed
 /// out (instead of waiting for the next one to begin).
@@ -45,6 +45,7 @@ pub struct H264FileSource {
     frames: u64,
     loops: u64,
     warned: Warned,
+    stop: Stop,
 }
 
 /// Which unsupported commands have been reported already.
@@ -89,6 +90,7 @@ impl H264FileSource {
             frames: 0,
             loops: 0,
             warned: Warned::default(),
+            stop: Stop::new(),
         })
     }
 
@@ -137,10 +139,11 @@ impl H264FileSource {
                 },
                 Input::Pipe(reader) => {
                     let timeout = self.splitter.has_picture().then_some(IDLE_FLUSH);
-                    match reader.next(timeout) {
+                    match reader.next_unless(timeout, &self.stop) {
                         Chunk::Data(data) => self.splitter.push(&data),
                         Chunk::Idle => return Ok(true),
-                        Chunk::End => self.ended = true,
+                        // Stopped: what was read so far is the last of the stream.
+                        Chunk::End | Chunk::Stopped => self.ended = true,
                         Chunk::Failed(e) => return Err(read_err(e)),
                     }
                 }
@@ -202,6 +205,10 @@ impl Source for H264FileSource {
                 None => warn_once(&mut self.warned.fps, &self.path, "unpaced input: frame rate changes do not apply"),
             },
         }
+    }
+
+    fn set_stop(&mut self, stop: Stop) {
+        self.stop = stop;
     }
 
     fn describe(&self) -> String {

@@ -18,6 +18,7 @@ mod raw_encode;
 pub mod retry;
 pub mod rpicam;
 mod source;
+pub mod stop;
 mod test_pattern;
 #[cfg(target_os = "linux")]
 pub mod v4l2;
@@ -32,5 +33,6 @@ pub use pacer::Pacer;
 pub use raw_encode::RawEncoder;
 pub use rpicam::{rpicam_args, RpicamSource};
 pub use source::Source;
+pub use stop::Stop;
 pub use test_pattern::TestPatternSource;
 pub use y4m_source::Y4mSource;

@@ -5,7 +5,9 @@
 use std::io::Read;
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use crate::Stop;
 
 /// Chunks in flight between the reader thread and the capture thread. Small: when the
 /// consumer falls behind, the pipe fills and the producer blocks (or drops frames, as a
@@ -25,6 +27,8 @@ pub enum Chunk {
     End,
     /// Reading failed.
     Failed(std::io::Error),
+    /// The owner's stop flag fired while waiting.
+    Stopped,
 }
 
 /// A byte stream read on its own thread.
@@ -74,6 +78,25 @@ impl ChunkReader {
             Ok(Err(e)) => Chunk::Failed(e),
             Err(RecvTimeoutError::Timeout) => Chunk::Idle,
             Err(RecvTimeoutError::Disconnected) => Chunk::End,
+        }
+    }
+
+    /// As [`ChunkReader::next`], but looks at `stop` at least every
+    /// [`crate::stop::POLL`] and gives [`Chunk::Stopped`] once it has fired: a quiet
+    /// producer cannot hold a shutdown up.
+    pub fn next_unless(&self, timeout: Option<Duration>, stop: &Stop) -> Chunk {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            if stop.is_fired() {
+                return Chunk::Stopped;
+            }
+            let left = deadline.map_or(crate::stop::POLL, |d| {
+                d.saturating_duration_since(Instant::now())
+            });
+            match self.next(Some(Stop::slice(left))) {
+                Chunk::Idle if deadline.map_or(true, |d| Instant::now() < d) => {}
+                other => return other,
+            }
         }
     }
 }

@@ -20,7 +20,7 @@ use crate::annexb::{AccessUnitSplitter, ParameterSets};
 use crate::file_source::{warn_once, Warned, IDLE_FLUSH};
 use crate::pipe::{Chunk, ChunkReader};
 use crate::retry::Backoff;
-use crate::{CaptureError, Control, EncoderSettings, Source};
+use crate::{CaptureError, Control, EncoderSettings, Source, Stop};
 
 /// Programs tried, in order, when none is named.
 pub const PROGRAMS: [&str; 2] = ["rpicam-vid", "libcamera-vid"];
@@ -118,6 +118,8 @@ pub struct RpicamSource {
     restarts: u32,
     frames: u64,
     warned: Warned,
+    /// Fired by the owner: every wait below gives up at once.
+    stop: Stop,
 }
 
 impl RpicamSource {
@@ -153,6 +155,7 @@ impl RpicamSource {
             restarts: 0,
             frames: 0,
             warned: Warned::default(),
+            stop: Stop::new(),
         };
         // A program that cannot start at all is a configuration error, said at once.
         source.spawn()?;
@@ -223,7 +226,7 @@ impl RpicamSource {
     }
 
     /// Ends the child (if still running), reports why, waits the backoff and starts it
-    /// again; keeps trying until it starts.
+    /// again; keeps trying until it starts or the stop flag fires (then nothing runs).
     fn restart(&mut self, why: &str) {
         if let Some(mut run) = self.running.take() {
             let _ = run.child.kill();
@@ -251,16 +254,18 @@ impl RpicamSource {
                 },
                 tail.join(" | "),
             );
-            std::thread::sleep(delay);
+            if self.stop.sleep(delay) {
+                return;
+            }
         }
-        loop {
+        while !self.stop.is_fired() {
             self.restarts += 1;
             match self.spawn() {
                 Ok(()) => return,
                 Err(e) => {
                     let delay = self.backoff.delay(Duration::ZERO);
                     tracing::warn!("{e}; trying again in {:.1} s", delay.as_secs_f64());
-                    std::thread::sleep(delay);
+                    self.stop.sleep(delay);
                 }
             }
         }
@@ -270,6 +275,9 @@ impl RpicamSource {
 impl Source for RpicamSource {
     fn next_frame(&mut self) -> Result<Option<EncodedFrame>, CaptureError> {
         loop {
+            if self.stop.is_fired() {
+                return Ok(None);
+            }
             if let Some(au) = self.splitter.pull()? {
                 self.frames += 1;
                 let au = self.params.complete(au);
@@ -295,7 +303,7 @@ impl Source for RpicamSource {
             } else {
                 FIRST_BYTES
             };
-            match run.stdout.next(Some(timeout)) {
+            match run.stdout.next_unless(Some(timeout), &self.stop) {
                 Chunk::Data(data) => {
                     run.got_bytes = true;
                     self.splitter.push(&data);
@@ -330,6 +338,7 @@ impl Source for RpicamSource {
                     }
                 }
                 Chunk::Failed(e) => self.restart(&format!("could not be read ({e})")),
+                Chunk::Stopped => return Ok(None),
             }
         }
     }
@@ -351,6 +360,10 @@ impl Source for RpicamSource {
             ),
         };
         warn_once(flag, &self.program, what);
+    }
+
+    fn set_stop(&mut self, stop: Stop) {
+        self.stop = stop;
     }
 
     fn describe(&self) -> String {

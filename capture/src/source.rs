@@ -1,6 +1,6 @@
 use media::EncodedFrame;
 
-use crate::{CaptureError, Control};
+use crate::{CaptureError, Control, Stop};
 
 /// A blocking producer of encoded frames.
 pub trait Source: Send {
@@ -14,4 +14,13 @@ pub trait Source: Send {
 
     /// One line saying what this source is, for logs and stats.
     fn describe(&self) -> String;
+
+    /// Hands the source the flag its owner fires to stop it. Once it fires,
+    /// `next_frame` returns `Ok(None)` within about [`crate::stop::POLL`], wherever it
+    /// was waiting. The default suits sources that never block longer than a frame
+    /// interval (the test pattern, a file); sources that wait on a device, a child or a
+    /// pipe override it.
+    fn set_stop(&mut self, stop: Stop) {
+        let _ = stop;
+    }
 }

@@ -15,10 +15,16 @@ pub enum Decoded {
     Nothing,
 }
 
+/// The largest picture side accepted by [`Decoder::new`]: 8K. A forged SPS declaring
+/// more (up to 65536 x 65536 by the format) would otherwise make FFmpeg allocate
+/// gigabytes before a single byte of picture data is checked.
+pub const MAX_SIDE: u32 = 8192;
+
 /// A low-delay H.264 decoder: one access unit in, its picture out.
 pub struct Decoder {
     decoder: ffmpeg::decoder::Video,
     frame: frame::Video,
+    max: (u32, u32),
 }
 
 // SAFETY of Send: the decoder and frame are owned exclusively by this value; FFmpeg
@@ -26,8 +32,21 @@ pub struct Decoder {
 unsafe impl Send for Decoder {}
 
 impl Decoder {
-    /// Opens a decoder with `threads` slice threads (1 for none).
+    /// Opens a decoder with `threads` slice threads (1 for none), accepting pictures up
+    /// to [`MAX_SIDE`] x [`MAX_SIDE`].
     pub fn new(threads: usize) -> Result<Self, DecodeError> {
+        Self::with_max_size(threads, MAX_SIDE, MAX_SIDE)
+    }
+
+    /// As [`Decoder::new`], refusing pictures wider than `max_width` or taller than
+    /// `max_height`. FFmpeg's `max_pixels` stops a larger stream at its parameter sets,
+    /// before the picture buffers are allocated; a picture that still comes out larger on
+    /// one side is refused here.
+    pub fn with_max_size(
+        threads: usize,
+        max_width: u32,
+        max_height: u32,
+    ) -> Result<Self, DecodeError> {
         ffmpeg::init().map_err(DecodeError::Open)?;
         ffmpeg::util::log::set_level(ffmpeg::util::log::Level::Fatal);
         let codec = ffmpeg::decoder::find(codec::Id::H264).ok_or(DecodeError::NoDecoder)?;
@@ -39,10 +58,18 @@ impl Decoder {
             count: threads.max(1),
             ..Default::default()
         });
-        let decoder = context.decoder().video().map_err(DecodeError::Open)?;
+        let mut options = ffmpeg::Dictionary::new();
+        let max_pixels = u64::from(max_width) * u64::from(max_height);
+        options.set("max_pixels", &max_pixels.to_string());
+        let decoder = context
+            .decoder()
+            .open_as_with(codec, options)
+            .and_then(|opened| opened.video())
+            .map_err(DecodeError::Open)?;
         Ok(Self {
             decoder,
             frame: frame::Video::empty(),
+            max: (max_width, max_height),
         })
     }
 
@@ -62,6 +89,15 @@ impl Decoder {
                 Ok(()) => {
                     if self.frame.is_corrupt() || self.frame.has_decode_errors() {
                         return Err(DecodeError::Corrupt);
+                    }
+                    let size = (self.frame.width(), self.frame.height());
+                    if size.0 > self.max.0 || size.1 > self.max.1 {
+                        return Err(DecodeError::TooLarge {
+                            width: size.0,
+                            height: size.1,
+                            max_width: self.max.0,
+                            max_height: self.max.1,
+                        });
                     }
                     out = Decoded::Picture(to_picture(&self.frame)?);
                 }

@@ -18,6 +18,18 @@ pub enum DecodeError {
     /// FFmpeg produced a picture flagged as corrupt (concealed errors).
     #[error("decoder flagged the picture as corrupt")]
     Corrupt,
+    /// A picture larger than the decoder accepts.
+    #[error("picture {width}x{height} is larger than the {max_width}x{max_height} accepted")]
+    TooLarge {
+        /// Its width.
+        width: u32,
+        /// Its height.
+        height: u32,
+        /// The widest accepted.
+        max_width: u32,
+        /// The tallest accepted.
+        max_height: u32,
+    },
     /// A pixel format picam cannot show.
     #[error("unsupported decoded pixel format {0:?} (expected 8-bit 4:2:0)")]
     PixelFormat(ffmpeg_next::format::Pixel),

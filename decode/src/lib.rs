@@ -9,5 +9,5 @@
 mod decoder;
 mod error;
 
-pub use decoder::{Decoded, Decoder};
+pub use decoder::{Decoded, Decoder, MAX_SIDE};
 pub use error::DecodeError;

@@ -7,6 +7,7 @@
 //! ([`pattern`]) and the YUV4MPEG2 header ([`y4m`]).
 #![forbid(unsafe_code)]
 
+pub mod clock;
 mod error;
 mod frame;
 pub mod pattern;
@@ -18,13 +19,13 @@ pub use error::MediaError;
 pub use frame::EncodedFrame;
 pub use picture::Picture;
 
-/// Microseconds since the Unix epoch on this machine's wall clock.
+/// Microseconds since the Unix epoch on this process's wall clock ([`clock::process`]:
+/// system time read once, then carried by the monotonic clock).
 ///
-/// The latency stamp and the wire's capture timestamp use this clock, because it is the
-/// only one two processes (or two machines, after offset estimation) can compare.
+/// The latency stamp, the wire's capture timestamp, the receiver's "now" and the
+/// transport's clock-offset exchanges all use it, because it is a wall clock two
+/// processes (or two machines, after offset estimation) can compare, and one an NTP step
+/// after start cannot move under some of them only.
 pub fn wallclock_us() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0)
+    clock::process().us_at(std::time::Instant::now())
 }

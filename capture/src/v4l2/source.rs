@@ -14,7 +14,7 @@ use super::m2m::M2mEncoder;
 use crate::annexb::{nal, nal_type, nal_units, AccessUnit, ParameterSets};
 use crate::raw_encode::RawEncoder;
 use crate::retry::Backoff;
-use crate::{CaptureError, Control, EncoderSettings, Source, X264Encoder};
+use crate::{CaptureError, Control, EncoderSettings, Source, Stop, X264Encoder};
 
 /// Which encoder raw frames go to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -74,6 +74,8 @@ pub struct V4l2Source {
     backoff: Backoff,
     opened_at: Instant,
     reopens: u32,
+    /// Fired by the owner: waits for frames and for a camera to come back end.
+    stop: Stop,
 }
 
 /// No frame for this long (or 4 frame intervals, if longer) means the camera stalled.
@@ -182,6 +184,7 @@ impl V4l2Source {
             backoff: Backoff::new(),
             opened_at: Instant::now(),
             reopens: 0,
+            stop: Stop::new(),
         })
     }
 
@@ -207,7 +210,13 @@ impl V4l2Source {
         }
         tracing::warn!("{}: {why}; waiting for it to come back", self.opts.device);
         loop {
-            std::thread::sleep(self.backoff.delay(self.opened_at.elapsed()));
+            // Stopped: nothing is open, and `next_frame` ends the stream.
+            if self
+                .stop
+                .sleep(self.backoff.delay(self.opened_at.elapsed()))
+            {
+                return Ok(());
+            }
             let dev = match Device::open(&self.opts.device) {
                 Ok(dev) => dev,
                 Err(e) => {
@@ -303,7 +312,12 @@ fn start(dev: Device, choice: Choice) -> Result<(Device, CaptureQueue, Layout, f
 impl Source for V4l2Source {
     fn next_frame(&mut self) -> Result<Option<EncodedFrame>, CaptureError> {
         let stall = STALL.max(Duration::from_secs_f64(4.0 / self.fps.max(0.1)));
+        // Waits for a frame are cut into short polls so the stop flag is seen.
+        let mut quiet_since = Instant::now();
         loop {
+            if self.stop.is_fired() {
+                return Ok(None);
+            }
             let Some((dev, queue)) = &mut self.dev else {
                 self.reopen("is closed")?;
                 continue;
@@ -312,7 +326,8 @@ impl Source for V4l2Source {
             let n = self.frame;
             let layout = self.layout;
             let encode = &mut self.encode;
-            let got = queue.next(dev, stall, |data, meta| {
+            let left = stall.saturating_sub(quiet_since.elapsed());
+            let got = queue.next(dev, Stop::slice(left), |data, meta| {
                 let capture_us = wallclock_us();
                 encode_frame(encode, &device, data, meta, layout, n, capture_us)
             });
@@ -323,15 +338,27 @@ impl Source for V4l2Source {
                 }
                 // A corrupt or empty buffer: skip it (the next frame is made a keyframe).
                 Ok(Some(Ok(None))) => {
+                    quiet_since = Instant::now();
                     self.frame = self.frame.wrapping_add(1);
                     self.control(Control::ForceKeyframe);
                 }
                 Ok(Some(Err(e))) => return Err(e),
-                Ok(None) => self.reopen(&format!("no frame for {:.1} s", stall.as_secs_f64()))?,
-                Err(e) if is_gone(&e) => self.reopen(&format!("went away ({e})"))?,
+                Ok(None) if quiet_since.elapsed() < stall => {}
+                Ok(None) => {
+                    self.reopen(&format!("no frame for {:.1} s", stall.as_secs_f64()))?;
+                    quiet_since = Instant::now();
+                }
+                Err(e) if is_gone(&e) => {
+                    self.reopen(&format!("went away ({e})"))?;
+                    quiet_since = Instant::now();
+                }
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    fn set_stop(&mut self, stop: Stop) {
+        self.stop = stop;
     }
 
     fn control(&mut self, command: Control) {
