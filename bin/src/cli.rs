@@ -54,6 +54,10 @@ pub struct LinkArgs {
     /// How to print the once-a-second stats.
     #[arg(long, value_enum, default_value_t = StatsFormat::Text)]
     pub stats: StatsFormat,
+    /// Turn loss repair off (parity packets, retransmission on nack) on this side:
+    /// the baseline, for comparison. UDP only; TCP never needs it.
+    #[arg(long)]
+    pub no_repair: bool,
 }
 
 /// Flags of `picam send`.

@@ -30,6 +30,7 @@ pub struct FileConfig {
     payload_size: Option<i64>,
     source: Option<String>,
     congestion_control: Option<bool>,
+    repair: Option<bool>,
     min_bitrate: Option<i64>,
     max_queue_delay_ms: Option<i64>,
 }
@@ -53,6 +54,8 @@ pub struct Settings {
     pub source: SourceSpec,
     /// The jam guard (congestion control, deadline drops, pacing) is on.
     pub congestion_control: bool,
+    /// Loss repair (parity and retransmission) is on; it only ever runs over UDP.
+    pub repair: bool,
     /// Bitrate floor for congestion control, bits/s.
     pub min_bitrate: u32,
     /// A frame unsent this long at the sender is dropped.
@@ -226,6 +229,7 @@ impl Settings {
             path,
             true,
         );
+        let (repair, _) = pick(link.no_repair.then_some(false), file.repair, path, true);
         let floor_default =
             transport::congestion::CongestionConfig::for_stream(bitrate as u32, fps as u32)
                 .min_bitrate;
@@ -268,6 +272,7 @@ impl Settings {
             payload_size,
             source,
             congestion_control,
+            repair,
             min_bitrate: min_bitrate as u32,
             max_queue_delay: std::time::Duration::from_millis(max_queue_delay_ms as u64),
         })
@@ -283,6 +288,21 @@ impl Settings {
         guard.congestion.min_bitrate = self.min_bitrate;
         guard.max_queue_delay = self.max_queue_delay;
         Some(guard)
+    }
+
+    /// The sender's loss repair, or `None` with `--no-repair` or over TCP.
+    pub fn sender_repair(&self) -> Option<transport::RepairConfig> {
+        (self.repair && self.protocol == Protocol::Udp)
+            .then(|| transport::RepairConfig::for_bitrate(self.encoder.bitrate))
+    }
+
+    /// The receiver's state machine settings: repair on over UDP unless turned off.
+    pub fn receiver_config(&self) -> transport::ReceiverConfig {
+        transport::ReceiverConfig {
+            repair: (self.repair && self.protocol == Protocol::Udp)
+                .then(transport::ReceiverRepairConfig::default),
+            ..Default::default()
+        }
     }
 
     /// The receiver's socket address, resolving the host name; the address family of

@@ -11,10 +11,7 @@ use decode::{Decoded, Decoder};
 use display::Flow;
 use media::{stamp, wallclock_us, Picture};
 use tokio::sync::{mpsc, watch};
-use transport::{
-    Protocol, ReceivedFrame, Receiver, ReceiverCommand, ReceiverConfig, ReceiverHooks,
-    ReceiverStats,
-};
+use transport::{Protocol, ReceivedFrame, Receiver, ReceiverCommand, ReceiverHooks, ReceiverStats};
 
 use crate::cli::RecvArgs;
 use crate::config::Settings;
@@ -97,7 +94,8 @@ pub fn run_with(
         .worker_threads(1)
         .enable_all()
         .build()?;
-    let config = ReceiverConfig::default();
+    let config = settings.receiver_config();
+    let repair_on = config.repair.is_some();
     let max_frame_bytes = config.max_frame_bytes;
     let hooks = ReceiverHooks {
         on_frame: move |frame| frame_tx.try_send(frame).is_ok(),
@@ -138,6 +136,7 @@ pub fn run_with(
         reporter: &reporter,
         stats: &stats_rx,
         counters: &counters,
+        repair: repair_on,
     };
     let ended = ready().and_then(|()| sink.run(&mut view, frames_out.as_mut()));
     shutdown.fire();
@@ -241,6 +240,8 @@ struct Sink<'a> {
     reporter: &'a Reporter,
     stats: &'a watch::Receiver<ReceiverStats>,
     counters: &'a DecodeCounters,
+    /// Loss repair is on (its figures are reported).
+    repair: bool,
 }
 
 /// What the sink loop leaves for the summary.
@@ -263,12 +264,13 @@ impl Sink<'_> {
             reporter,
             stats,
             counters,
+            repair,
         } = *self;
         let snapshot = |shown: u64, frames_out: &Option<&mut FramesOut>| {
             let skipped = frames_out.as_deref().map_or(0, FramesOut::skipped);
             RecvSnapshot::take(*stats.borrow(), counters.read(latest, shown, skipped))
         };
-        let mut window = RecvWindow::new(snapshot(0, &frames_out));
+        let mut window = RecvWindow::new(snapshot(0, &frames_out), repair);
         let mut next_report = Instant::now() + Duration::from_secs(1);
         let mut latency = Measure::default();
         let mut present = Measure::default();
@@ -417,6 +419,7 @@ mod tests {
             reporter: &reporter,
             stats: &stats,
             counters: &counters,
+            repair: false,
         };
         let result = sink.run(&mut view, None);
         let took = begun.elapsed();

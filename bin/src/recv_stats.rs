@@ -7,7 +7,7 @@ use transport::ReceiverStats;
 
 use crate::cpu;
 use crate::latency::Samples;
-use crate::report::RecvRecord;
+use crate::report::{RecvRecord, RecvRepairRecord};
 
 /// Counters kept outside the transport: the decode thread's, the picture slot's and
 /// the sink's, as read at one instant.
@@ -57,14 +57,18 @@ impl RecvSnapshot {
 pub struct RecvWindow {
     first: RecvSnapshot,
     previous: RecvSnapshot,
+    /// Loss repair is on (its figures are reported).
+    repair: bool,
 }
 
 impl RecvWindow {
-    /// A window opening at `first` (the start of the run).
-    pub fn new(first: RecvSnapshot) -> Self {
+    /// A window opening at `first` (the start of the run); `repair` when loss repair
+    /// is on.
+    pub fn new(first: RecvSnapshot, repair: bool) -> Self {
         Self {
             first,
             previous: first,
+            repair,
         }
     }
 
@@ -117,6 +121,7 @@ impl RecvWindow {
             frames_out_skipped: p.frames_out_skipped,
             packets_dropped: BTreeMap::from([
                 ("malformed", d.malformed),
+                ("wrong_version", d.wrong_version),
                 ("other_sender", d.other_sender),
                 ("duplicate", d.duplicate),
                 ("stale", d.stale),
@@ -131,8 +136,37 @@ impl RecvWindow {
             sessions: s.sessions,
             clock_offset_ms: s.clock_offset_us.map(|us| us as f64 / 1e3),
             rtt_ms: s.rtt_us.map(|us| us as f64 / 1e3),
+            repair: self.repair.then(|| repair_record(&s)),
             last,
         }
+    }
+}
+
+/// The receiver's repair figures from its counters.
+fn repair_record(s: &ReceiverStats) -> RecvRepairRecord {
+    let r = s.repair;
+    let d = s.dropped;
+    let undelivered = d.incomplete + d.evicted + d.lost;
+    let known = s.frames_complete + undelivered;
+    let repair_bytes = r.parity_bytes + r.retransmit_bytes;
+    RecvRepairRecord {
+        nacks_sent: r.nacks_sent,
+        packets_requested: r.packets_requested,
+        packets_retransmitted: r.packets_retransmitted,
+        packets_repaired_by_parity: r.packets_rebuilt,
+        frames_repaired: r.frames_repaired,
+        packets_lost: r.packets_lost,
+        residual_frame_loss_percent: percent(undelivered, known),
+        overhead_percent: percent(repair_bytes, s.bytes),
+    }
+}
+
+/// `part` of `whole` in percent, 0 when there is no whole.
+pub(crate) fn percent(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        100.0 * part as f64 / whole as f64
     }
 }
 
@@ -159,7 +193,7 @@ mod tests {
             cpu: Duration::ZERO,
         };
         let none = Samples::new(1);
-        let mut window = RecvWindow::new(at(0, 0));
+        let mut window = RecvWindow::new(at(0, 0), true);
         let r = window.interval(at(1, 30), &none, &none);
         assert_eq!((r.fps_in, r.fps_out, r.bitrate_bps), (30.0, 30.0, 24_000));
         let r = window.interval(at(3, 40), &none, &none);

@@ -49,8 +49,50 @@ pub struct RecvRecord {
     pub clock_offset_ms: Option<f64>,
     /// Smallest recent round trip to the sender, ms.
     pub rtt_ms: Option<f64>,
+    /// What loss repair did (null when it is off: `--no-repair`, or TCP).
+    pub repair: Option<RecvRepairRecord>,
     /// True on the summary printed at exit.
     pub last: bool,
+}
+
+/// Loss repair at the receiver, totals since start.
+#[derive(Debug, Serialize, Clone, Copy, PartialEq)]
+pub struct RecvRepairRecord {
+    /// Nack packets sent.
+    pub nacks_sent: u64,
+    /// Packets asked for in them (repeats included).
+    pub packets_requested: u64,
+    /// Lost packets that a retransmission replaced.
+    pub packets_retransmitted: u64,
+    /// Lost packets rebuilt from parity.
+    pub packets_repaired_by_parity: u64,
+    /// Frames made whole by repair.
+    pub frames_repaired: u64,
+    /// Packets lost and never repaired.
+    pub packets_lost: u64,
+    /// Frames the transport could not deliver (incomplete, evicted or never seen), as a
+    /// percentage of the frames it knows of.
+    pub residual_frame_loss_percent: f64,
+    /// Repair traffic (parity and retransmissions) as a percentage of all bytes received.
+    pub overhead_percent: f64,
+}
+
+/// Loss repair at the sender, totals since start.
+#[derive(Debug, Serialize, Clone, Copy, PartialEq)]
+pub struct SendRepairRecord {
+    /// Nack packets received.
+    pub nacks_received: u64,
+    /// Packets asked for in them.
+    pub packets_requested: u64,
+    /// Packets sent again.
+    pub packets_retransmitted: u64,
+    /// Asked-for packets not sent again: unknown or expired, of no more use, or over the
+    /// retransmission budget.
+    pub requests_refused: u64,
+    /// Parity packets sent.
+    pub parity_packets: u64,
+    /// Repair traffic (parity and retransmissions) as a percentage of all bytes sent.
+    pub overhead_percent: f64,
 }
 
 /// One sender stats record.
@@ -80,8 +122,11 @@ pub struct SendRecord {
     pub target_fps: Option<u32>,
     /// Estimated queueing delay on the path, ms (null without the jam guard).
     pub queue_delay_ms: Option<f64>,
-    /// Packet loss over the last report interval, per mille.
+    /// Packet loss on the link (before repair) over the last report interval, per
+    /// mille.
     pub loss_permille: u32,
+    /// What loss repair did (null when it is off: `--no-repair`, or TCP).
+    pub repair: Option<SendRepairRecord>,
     /// True on the summary printed at exit.
     pub last: bool,
 }
@@ -123,6 +168,34 @@ fn frames_out_text(skipped: u64) -> String {
     }
 }
 
+pub(crate) fn recv_repair_text(r: &Option<RecvRepairRecord>) -> String {
+    r.map_or(String::new(), |r| {
+        format!(
+            "repair: {} frames, {} resent, {} by parity, {} nacks, {} lost, residual {:.1} %, overhead {:.1} %",
+            r.frames_repaired,
+            r.packets_retransmitted,
+            r.packets_repaired_by_parity,
+            r.nacks_sent,
+            r.packets_lost,
+            r.residual_frame_loss_percent,
+            r.overhead_percent
+        )
+    })
+}
+
+fn send_repair_text(r: &Option<SendRepairRecord>) -> String {
+    r.map_or(String::new(), |r| {
+        format!(
+            " | repair: {} resent of {} asked ({} refused), {} parity, overhead {:.1} %",
+            r.packets_retransmitted,
+            r.packets_requested,
+            r.requests_refused,
+            r.parity_packets,
+            r.overhead_percent
+        )
+    })
+}
+
 fn cpu_text(c: Option<f64>) -> String {
     c.map_or(String::new(), |c| format!(" | cpu {c:.2} ms/frame"))
 }
@@ -155,7 +228,7 @@ impl Reporter {
         let line = match self.format {
             StatsFormat::Json => serde_json::to_string(r).unwrap_or_default(),
             StatsFormat::Text => format!(
-                "recv{} {:6.1}s | in {:5.1} fps out {:5.1} fps | {:6.2} Mbit/s | {}{} | {}{} | kf req {}{}",
+                "recv{} {:6.1}s | in {:5.1} fps out {:5.1} fps | {:6.2} Mbit/s | {}{} | {}{} | kf req {}{}{}",
                 if r.last { " total" } else { "" },
                 r.t,
                 r.fps_in,
@@ -166,6 +239,10 @@ impl Reporter {
                 drops_text(&r.frames_dropped),
                 frames_out_text(r.frames_out_skipped),
                 r.keyframe_requests,
+                match recv_repair_text(&r.repair) {
+                    t if t.is_empty() => t,
+                    t => format!(" | {t}"),
+                },
                 cpu_text(r.cpu_ms_per_frame),
             ),
         };
@@ -177,7 +254,7 @@ impl Reporter {
         let line = match self.format {
             StatsFormat::Json => serde_json::to_string(r).unwrap_or_default(),
             StatsFormat::Text => format!(
-                "send{} {:6.1}s | {:5.1} fps | {:6.2} Mbit/s{} | sent {} | {} | kf forced {} (requests {}){}",
+                "send{} {:6.1}s | {:5.1} fps | {:6.2} Mbit/s{} | sent {} | {} | kf forced {} (requests {}){}{}",
                 if r.last { " total" } else { "" },
                 r.t,
                 r.fps,
@@ -194,6 +271,7 @@ impl Reporter {
                 drops_text(&r.frames_dropped),
                 r.keyframes_forced,
                 r.keyframe_requests,
+                send_repair_text(&r.repair),
                 cpu_text(r.cpu_ms_per_frame),
             ),
         };

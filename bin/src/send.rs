@@ -203,6 +203,7 @@ pub fn run_with(args: &SendArgs, shutdown: Shutdown, role: Role) -> Result<()> {
             SenderConfig {
                 max_packet,
                 jam_guard,
+                repair: settings.sender_repair(),
                 ..Default::default()
             },
             transport::random_session_id(),
@@ -232,6 +233,7 @@ pub fn run_with(args: &SendArgs, shutdown: Shutdown, role: Role) -> Result<()> {
                 stats_rx.clone(),
                 queue_full.clone(),
                 shutdown.clone(),
+                settings.sender_repair().is_some(),
             ))
         });
         let sent = match settings.protocol {
@@ -324,9 +326,10 @@ async fn report_loop(
     stats: watch::Receiver<SenderStats>,
     queue_full: Arc<AtomicU64>,
     shutdown: Shutdown,
+    repair: bool,
 ) -> (Reporter, SendWindow) {
     let snapshot = || SendSnapshot::take(*stats.borrow(), queue_full.load(Ordering::Relaxed));
-    let mut window = SendWindow::new(snapshot());
+    let mut window = SendWindow::new(snapshot(), repair);
     let start = Instant::now();
     let mut tick = tokio::time::interval_at(
         (start + Duration::from_secs(1)).into(),

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use transport::SenderStats;
 
 use crate::cpu;
-use crate::report::SendRecord;
+use crate::report::{SendRecord, SendRepairRecord};
 
 /// The sender's counters read at one instant.
 #[derive(Clone, Copy, Debug)]
@@ -39,15 +39,19 @@ pub struct SendWindow {
     start: Instant,
     cpu_start: Duration,
     previous: SendSnapshot,
+    /// Loss repair is on (its figures are reported).
+    repair: bool,
 }
 
 impl SendWindow {
-    /// A window opening at `first` (the start of the run).
-    pub fn new(first: SendSnapshot) -> Self {
+    /// A window opening at `first` (the start of the run); `repair` when loss repair
+    /// is on.
+    pub fn new(first: SendSnapshot, repair: bool) -> Self {
         Self {
             start: first.at,
             cpu_start: first.cpu,
             previous: first,
+            repair,
         }
     }
 
@@ -99,6 +103,17 @@ impl SendWindow {
             target_fps: (s.target_fps > 0).then_some(s.target_fps),
             queue_delay_ms: (s.target_bitrate > 0).then(|| s.queue_delay_us as f64 / 1e3),
             loss_permille: s.loss_permille,
+            repair: self.repair.then(|| SendRepairRecord {
+                nacks_received: s.nacks_received,
+                packets_requested: s.nack_requests,
+                packets_retransmitted: s.packets_retransmitted,
+                requests_refused: s.nack_unknown + s.nack_useless + s.nack_over_budget,
+                parity_packets: s.parity_packets,
+                overhead_percent: crate::recv_stats::percent(
+                    s.parity_bytes + s.retransmit_bytes,
+                    s.bytes,
+                ),
+            }),
             last,
         }
     }
@@ -122,7 +137,7 @@ mod tests {
             capture_queue_full: 1,
             cpu: Duration::ZERO,
         };
-        let mut window = SendWindow::new(at(0, 0, 0));
+        let mut window = SendWindow::new(at(0, 0, 0), true);
         let r = window.interval(at(1, 1000, 30));
         assert_eq!((r.bitrate_bps, r.fps, r.last), (8000, 30.0, false));
         let r = window.interval(at(3, 2000, 40));

@@ -244,5 +244,9 @@ fn overlay_lines(r: &RecvRecord) -> Vec<String> {
             p.p50, p.p95
         ));
     }
+    let repair = report::recv_repair_text(&r.repair);
+    if !repair.is_empty() {
+        lines.push(repair);
+    }
     lines
 }

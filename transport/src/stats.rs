@@ -73,8 +73,12 @@ pub struct ReceiverRepairStats {
     pub packets_retransmitted: u64,
     /// Retransmissions of packets already present (a repeat crossed a reply).
     pub retransmits_unneeded: u64,
+    /// Bytes of retransmissions that filled a hole, headers included.
+    pub retransmit_bytes: u64,
     /// Parity packets received.
     pub parity_received: u64,
+    /// Bytes of parity received, headers included.
+    pub parity_bytes: u64,
     /// Parity packets that arrived when their frame was complete or gone.
     pub parity_unused: u64,
     /// Data packets rebuilt from parity.

@@ -554,3 +554,34 @@ fn memory_stays_bounded_under_a_flood_of_incomplete_frames() {
         assert!(requests > 1 && requests <= 6000 / 100 + 1, "{requests}");
     }
 }
+
+/// A driver that wakes long after the sender went quiet (a stalled or suspended
+/// process) must get a timeout in the future, not the missed report time again: found
+/// by fuzzing, where each late timeout named the same past instant and a driver would
+/// spin until the next packet.
+#[test]
+fn a_late_wake_after_the_sender_went_quiet_does_not_spin() {
+    for repair in [false, true] {
+        let mut rx = Rx::new(ReceiverConfig {
+            repair: repair.then(transport::ReceiverRepairConfig::default),
+            ..Default::default()
+        });
+        rx.feed(addr(1, 5000), &fragments(1, 7, false, b"p", 64)[0]);
+        assert!(rx.timeout.is_some());
+        rx.now += Duration::from_secs(255);
+        rx.input(transport::ReceiverInput::Timeout);
+        assert!(
+            rx.timeout.map_or(true, |t| t > rx.now),
+            "repair {repair}: timeout {:?} not after now",
+            rx.timeout.map(|t| t - rx.now)
+        );
+        // Heard again: feedback resumes.
+        rx.feed(addr(1, 5000), &fragments(1, 8, false, b"p", 64)[0]);
+        rx.advance(ms(100));
+        assert!(rx
+            .transmits
+            .iter()
+            .any(|(t, p)| *t > rx.start + Duration::from_secs(255)
+                && matches!(wire::parse(&p.payload), Ok(Packet::Report(_)))));
+    }
+}

@@ -69,6 +69,23 @@ impl Feedback {
         self.offset = OffsetEstimator::default();
     }
 
+    /// The sender went quiet: no reports or pings until it is heard again (a quiet
+    /// sender needs no feedback, and a stopped timer cannot fall behind).
+    pub fn pause(&mut self) {
+        self.next_report = None;
+        self.next_ping = None;
+    }
+
+    /// The sender is heard again after a pause: feedback restarts from now.
+    pub fn resume(&mut self, now: Instant) {
+        if self.next_report.is_none() {
+            self.next_report = Some(now + self.config.report_interval);
+        }
+        if self.next_ping.is_none() {
+            self.next_ping = Some(now + self.config.report_interval.min(self.config.ping_interval));
+        }
+    }
+
     /// A data fragment of the current session arrived on its first transmission;
     /// `last` when it is its frame's last. (Retransmissions and parity give no delay
     /// sample: their send times are not the frame's.)

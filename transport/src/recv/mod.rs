@@ -60,6 +60,9 @@ pub struct ReceiverConfig {
     pub repair: Option<ReceiverRepairConfig>,
 }
 
+/// Nack packets one poll may send at most.
+const NACK_PACKETS_PER_POLL: usize = 4;
+
 /// The receiver's loss repair knobs.
 #[derive(Clone, Copy, Debug)]
 pub struct ReceiverRepairConfig {
@@ -168,8 +171,9 @@ pub struct Receiver {
     last_request: Option<Instant>,
     highest_seen: Option<u32>,
     feedback: Feedback,
-    /// Gaps in the packet sequence and the nacks for them (with repair on).
-    tracker: Option<LossTracker>,
+    /// Gaps in the packet sequence (for the loss figures in reports) and, with repair
+    /// on, the nacks for them.
+    tracker: LossTracker,
     stats: ReceiverStats,
 }
 
@@ -181,9 +185,7 @@ impl Receiver {
             "max_in_flight must be at least 1"
         );
         let feedback = Feedback::new(config.feedback);
-        let tracker = config
-            .repair
-            .map(|_| LossTracker::new(LossConfig::default()));
+        let tracker = LossTracker::new(LossConfig::default());
         Self {
             config,
             session: None,
@@ -204,12 +206,10 @@ impl Receiver {
     /// Counters since start.
     pub fn stats(&self) -> ReceiverStats {
         let mut repair = self.stats.repair;
-        if let Some(tracker) = &self.tracker {
-            let c = tracker.counters();
-            repair.packets_requested = c.nacks_sent;
-            repair.spurious_nacks = c.spurious;
-            repair.packets_lost = c.lost;
-        }
+        let c = self.tracker.counters();
+        repair.packets_requested = c.nacks_sent;
+        repair.spurious_nacks = c.spurious;
+        repair.packets_lost = c.lost;
         ReceiverStats {
             clock_offset_us: self.feedback.offset_us(),
             rtt_us: self.feedback.rtt_us(),
@@ -289,22 +289,28 @@ impl Receiver {
             self.stats.dropped.other_sender += 1;
             return;
         }
+        self.feedback.resume(now);
+        match self
+            .tracker
+            .on_packet(now, header.seq, header.frame, header.retransmit)
+        {
+            Seen::New | Seen::Late => self.stats.repair.packets_received += 1,
+            Seen::Repaired => {
+                self.stats.repair.packets_retransmitted += 1;
+                self.stats.repair.retransmit_bytes += packet.len() as u64;
+            }
+            Seen::Duplicate | Seen::Unrequested if header.retransmit => {
+                self.stats.repair.retransmits_unneeded += 1
+            }
+            Seen::Duplicate | Seen::Unrequested => {}
+        }
         if header.is_parity {
             self.stats.repair.parity_received += 1;
-            if self.tracker.is_none() {
+            self.stats.repair.parity_bytes += packet.len() as u64;
+            if self.config.repair.is_none() {
                 // Repair is off here: parity is only overhead.
                 self.stats.repair.parity_unused += 1;
                 return;
-            }
-        }
-        if let Some(tracker) = self.tracker.as_mut() {
-            match tracker.on_packet(now, header.seq, header.frame, header.retransmit) {
-                Seen::New | Seen::Late => self.stats.repair.packets_received += 1,
-                Seen::Repaired => self.stats.repair.packets_retransmitted += 1,
-                Seen::Duplicate | Seen::Unrequested if header.retransmit => {
-                    self.stats.repair.retransmits_unneeded += 1
-                }
-                Seen::Duplicate | Seen::Unrequested => {}
             }
         }
         if !header.retransmit && !header.is_parity {
@@ -416,26 +422,37 @@ impl Receiver {
     fn poll_feedback(&mut self, now: Instant) {
         let Some(session) = &self.session else { return };
         if now >= session.last_heard + self.config.session_idle {
+            // Quiet sender: stop the timers rather than leave them due and unserved
+            // (found by fuzzing: a driver waking late then spun on a past timeout).
+            self.feedback.pause();
+            if let Some(repair) = self.config.repair {
+                let _ = self
+                    .tracker
+                    .poll_nacks(now, repair.initial_rtt, self.last_emitted);
+            }
             return;
         }
         let (id, to) = (session.id, session.peer);
         let transmits = &mut self.transmits;
-        let sequence = self.tracker.as_ref().and_then(|t| {
-            let c = t.counters();
-            Some(SequenceCounts {
-                highest: t.highest()?,
+        let sequence = self.tracker.highest().map(|highest| {
+            let c = self.tracker.counters();
+            SequenceCounts {
+                highest,
                 received: c.originals_received,
                 loss_events: c.loss_events,
-            })
+            }
         });
         self.feedback
             .poll(now, id, self.highest_seen, sequence, |payload| {
                 transmits.push_back(Queued { to, payload })
             });
         let rtt = self.feedback.rtt_us().map(Duration::from_micros);
-        if let (Some(tracker), Some(repair)) = (self.tracker.as_mut(), self.config.repair) {
-            let missing =
-                tracker.poll_nacks(now, rtt.unwrap_or(repair.initial_rtt), self.last_emitted);
+        if let Some(repair) = self.config.repair {
+            let rtt = rtt.unwrap_or(repair.initial_rtt);
+            let mut missing = self.tracker.poll_nacks(now, rtt, self.last_emitted);
+            // A few nack packets per poll at most: the rest are asked for on the next
+            // retry (a flood of holes must not flood the sender).
+            missing.truncate(NACK_PACKETS_PER_POLL * wire::MAX_NACK_ENTRIES);
             if !missing.is_empty() {
                 for payload in wire::write_nacks(id, self.last_emitted, &missing) {
                     self.stats.repair.nacks_sent += 1;
@@ -448,8 +465,8 @@ impl Receiver {
     /// How long a complete frame waits for an unseen earlier one: longer while packets
     /// are missing and asked for, since the unseen frame may be among them.
     fn grace(&self) -> Duration {
-        match (&self.tracker, self.config.repair) {
-            (Some(tracker), Some(repair)) if tracker.missing_len() > 0 => {
+        match self.config.repair {
+            Some(repair) if self.tracker.missing_len() > 0 => {
                 repair.repair_wait.max(self.config.reorder_grace)
             }
             _ => self.config.reorder_grace,
@@ -495,10 +512,11 @@ impl Receiver {
                 .is_some_and(|s| due < s.last_heard + self.config.session_idle)
         };
         let feedback = self.feedback.next_due().filter(|&due| heard(due));
+        // Without repair the tracker only counts; its timers would wake us for nothing.
         let nacks = self
-            .tracker
-            .as_ref()
-            .and_then(|t| t.next_timeout())
+            .config
+            .repair
+            .and_then(|_| self.tracker.next_timeout())
             .filter(|&due| heard(due));
         [first, self.retry_due(), feedback, nacks]
             .into_iter()
@@ -560,9 +578,7 @@ impl Receiver {
         self.last_request = None;
         self.highest_seen = None;
         self.feedback.reset(now);
-        if let Some(tracker) = self.tracker.as_mut() {
-            tracker.reset();
-        }
+        self.tracker.reset();
         self.stats.sessions += 1;
         true
     }
@@ -724,6 +740,7 @@ impl Receiver {
             );
         }
         assert!(self.transmits.len() <= 64, "transmits not drained");
+        self.tracker.check_invariants();
     }
 }
 

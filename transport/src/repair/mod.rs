@@ -12,7 +12,6 @@
 
 // Until the sender and receiver use these blocks, non-test builds see them unused.
 // Remove once `send/` and `recv/` are wired to `repair/`.
-#![cfg_attr(not(test), allow(dead_code))]
 
 pub(crate) mod fec;
 pub(crate) mod history;

@@ -38,7 +38,7 @@ impl Default for LossConfig {
             max_gap: 1024,
             min_wait: Duration::from_millis(1),
             max_wait: Duration::from_millis(20),
-            max_nacks: 4,
+            max_nacks: 8,
             give_up_after: Duration::from_millis(250),
             max_missing: 2048,
         }
@@ -91,6 +91,7 @@ struct Missing {
     /// When the hole was seen.
     detected: Instant,
     /// Frame of the packet just before the hole.
+    #[cfg_attr(not(test), allow(dead_code))] // read by tests (`oldest_missing`)
     lo_frame: u32,
     /// Frame of the packet just after the hole: the missing packet belongs to a frame
     /// in `lo_frame..=hi_frame`, so once `hi_frame` is done nothing is gained.
@@ -175,12 +176,14 @@ impl LossTracker {
 
     /// The oldest missing packet as `(seq, lo_frame, hi_frame)`: it belongs to a frame
     /// in `lo_frame..=hi_frame`, so frames from `lo_frame` on may still be repaired.
+    #[cfg(test)]
     pub(crate) fn oldest_missing(&self) -> Option<(u32, u32, u32)> {
         let (&ext, hole) = self.missing.first_key_value()?;
         Some((self.seq_of(ext), hole.lo_frame, hole.hi_frame))
     }
 
     /// The wrapping seq of extended seq `ext` (within 2^31 below `ext_highest`).
+    #[cfg(test)]
     fn seq_of(&self, ext: u64) -> u32 {
         let (highest, _) = self.highest.unwrap_or((0, 0));
         highest.wrapping_sub((self.ext_highest - ext) as u32)
@@ -489,10 +492,14 @@ mod tests {
         assert_eq!(s.t.missing_len(), 1);
         s.advance(Duration::from_millis(300));
         let interval = RTT.mul_f64(1.25) + 2 * MS;
-        let want: Vec<(Duration, u32)> = (0..4).map(|i| (MS + interval * i, 1)).collect();
+        let max = u32::from(LossConfig::default().max_nacks);
+        let want: Vec<(Duration, u32)> = (0..max).map(|i| (MS + interval * i, 1)).collect();
         assert_eq!(s.nacks, want);
         let c = s.t.counters();
-        assert_eq!((c.nacks_sent, c.lost, c.loss_events), (4, 1, 1));
+        assert_eq!(
+            (c.nacks_sent, c.lost, c.loss_events),
+            (u64::from(max), 1, 1)
+        );
         assert_eq!(s.t.missing_len(), 0, "given up after 250 ms");
         assert_eq!(s.t.next_timeout(), None);
     }
@@ -677,6 +684,10 @@ mod tests {
                 s.now = t;
             }
         }
-        assert_eq!(s.t.counters().nacks_sent, 16);
+        // Four holes, each asked for as often as the config allows.
+        assert_eq!(
+            s.t.counters().nacks_sent,
+            4 * u64::from(LossConfig::default().max_nacks)
+        );
     }
 }
