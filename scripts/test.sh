@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
-# Installs what is missing and runs the whole test suite: formatting, lints, unit,
+# Installs what is missing and runs the whole test suite: formatting, lints, docs, unit,
 # simulated-link, malformed-input, end-to-end and router-queue tests, then the camera
-# sources end to end on loopback and V4L2 capture on a real kernel under qemu.
+# sources end to end on loopback and V4L2 capture on a real kernel under qemu, and a
+# short run of every fuzz target.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh --test
 export SDL_VIDEODRIVER="${SDL_VIDEODRIVER:-offscreen}"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -q -- -D warnings
+RUSTDOCFLAGS="-D rustdoc::broken_intra_doc_links -D rustdoc::private_intra_doc_links" \
+    cargo doc --workspace --no-deps -q
 cargo build -q -p bin
 PICAM="$PWD/target/debug/picam" bash scripts/e2e-sources.sh
 PICAM="$PWD/target/debug/picam" bash scripts/qemu-v4l2/run.sh
 cargo test --workspace --all-targets --no-fail-fast
+# Every fuzz target briefly (needs nightly; says so loudly and skips without it).
+bash scripts/fuzz.sh "${PICAM_FUZZ_SECONDS:-10}"

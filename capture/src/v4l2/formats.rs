@@ -244,7 +244,7 @@ impl FormatInfo {
 }
 
 /// Picks the format for `want`: the device's H.264 first (if accepted), then raw formats
-/// by [`PixelFormat::raw_rank`], each only if it has the size and a rate at least the
+/// by `PixelFormat::raw_rank`, each only if it has the size and a rate at least the
 /// asked one. On failure, the error text lists what the device offers.
 pub fn choose(formats: &[FormatInfo], want: Want) -> Result<Choice, String> {
     let mut candidates: Vec<&FormatInfo> = formats
