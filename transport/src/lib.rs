@@ -22,6 +22,7 @@ mod io;
 mod machine;
 mod recv;
 mod repair;
+pub mod secure;
 mod send;
 pub mod seq;
 mod stats;

@@ -9,6 +9,8 @@ pub struct ReceiverDrops {
     pub malformed: u64,
     /// Datagrams of another picam wire version (an older or newer peer).
     pub wrong_version: u64,
+    /// Encrypted packets while this receiver runs with `--insecure`.
+    pub encrypted: u64,
     /// Datagrams from a second sender while another session is active.
     pub other_sender: u64,
     /// Fragments repeated.
@@ -60,6 +62,8 @@ pub struct ReceiverStats {
     pub peer: Option<std::net::SocketAddr>,
     /// Loss repair at the receiver.
     pub repair: ReceiverRepairStats,
+    /// The encrypted channel (zero with `--insecure`).
+    pub secure: crate::secure::SecureStats,
 }
 
 /// What loss repair did at the receiver.
@@ -151,4 +155,6 @@ pub struct SenderStats {
     pub parity_packets: u64,
     /// Parity bytes sent, headers included (part of `bytes`).
     pub parity_bytes: u64,
+    /// The encrypted channel (zero with `--insecure`).
+    pub secure: crate::secure::SecureStats,
 }

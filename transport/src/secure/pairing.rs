@@ -1,0 +1,1 @@
+//! Pairing with a short code (placeholder until the exchange lands).
