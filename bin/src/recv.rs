@@ -20,6 +20,7 @@ use crate::latency::Samples;
 use crate::latest::{Latest, Taken};
 use crate::recv_stats::{PictureCounts, RecvSnapshot, RecvWindow};
 use crate::report::Reporter;
+use crate::security;
 use crate::shutdown::{self, Shutdown};
 use crate::view::{OverlayDefault, View};
 
@@ -74,6 +75,14 @@ pub fn run_with(
 ) -> Result<()> {
     let settings = Settings::for_recv(&args.link)?;
     let listen = settings.listen_addr();
+    // The key first: without one, pair now (the code is printed for the person at the
+    // camera), before any window opens.
+    let key = security::receiver_key(&settings.security, listen, &shutdown, &mut |code| {
+        security::print_code(code, listen)
+    })?;
+    if shutdown.fired() {
+        return Ok(());
+    }
     let mut frames_out = args
         .frames_out
         .as_deref()
@@ -94,7 +103,10 @@ pub fn run_with(
         .worker_threads(1)
         .enable_all()
         .build()?;
-    let config = settings.receiver_config();
+    let config = transport::ReceiverConfig {
+        secure: key,
+        ..settings.receiver_config()
+    };
     let repair_on = config.repair.is_some();
     let max_frame_bytes = config.max_frame_bytes;
     let hooks = ReceiverHooks {

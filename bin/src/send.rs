@@ -17,6 +17,7 @@ use transport::{
 use crate::cli::SendArgs;
 use crate::config::Settings;
 use crate::report::Reporter;
+use crate::security;
 use crate::send_stats::{SendSnapshot, SendWindow};
 use crate::shutdown::{self, Shutdown};
 use crate::source_spec::SourceSpec;
@@ -143,6 +144,8 @@ pub enum Role {
 pub fn run_with(args: &SendArgs, shutdown: Shutdown, role: Role) -> Result<()> {
     let settings = Settings::for_send(args)?;
     let remote = settings.remote_addr()?;
+    // Pair (or find the key) before the camera starts: a wrong code fails at once.
+    let key = security::sender_key(&settings.security, args.pair.as_deref(), remote, &shutdown)?;
     let mut source = open_source(&settings, args)?;
     // A source blocked waiting (a camera starting, a child restarting) ends on shutdown.
     source.set_stop(shutdown.capture_stop());
@@ -191,6 +194,7 @@ pub fn run_with(args: &SendArgs, shutdown: Shutdown, role: Role) -> Result<()> {
             Protocol::Tcp => {
                 transport::ReceiverConfig::default().max_frame_bytes
                     + transport::wire::FRAGMENT_HEADER
+                    + transport::secure::SEAL_OVERHEAD
             }
         };
         let jam_guard = settings.jam_guard_config();
@@ -204,6 +208,7 @@ pub fn run_with(args: &SendArgs, shutdown: Shutdown, role: Role) -> Result<()> {
                 max_packet,
                 jam_guard,
                 repair: settings.sender_repair(),
+                secure: key,
                 ..Default::default()
             },
             transport::random_session_id(),

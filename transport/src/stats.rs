@@ -128,6 +128,8 @@ pub struct SenderStats {
     pub frames_late: u64,
     /// Receiver reports taken in.
     pub reports: u64,
+    /// Reports whose receiver clock ran backwards or read zero: no delay samples.
+    pub reports_implausible: u64,
     /// The congestion controller's bitrate target, bits/s (0 without the jam guard).
     pub target_bitrate: u32,
     /// The congestion controller's frame-rate target (0 without the jam guard).

@@ -230,6 +230,11 @@ impl Receiver {
         }
     }
 
+    /// Whether this receiver requires encryption.
+    pub fn encrypted(&self) -> bool {
+        self.secure.is_some()
+    }
+
     /// The address of the sender that proved it holds the paired key (with encryption),
     /// for a stream driver to tell the real connection from others.
     pub fn authenticated_peer(&self) -> Option<SocketAddr> {

@@ -148,6 +148,16 @@ impl Initiator {
         }
     }
 
+    /// A new connection (TCP): whoever is at the other end now, keys are agreed anew.
+    pub fn restart(&mut self) {
+        self.current = None;
+        self.pending = None;
+        self.next_hello = None;
+        self.last_heard = None;
+        self.retry = HELLO_RETRY;
+        self.unanswered = 0;
+    }
+
     /// Keys are agreed: media may flow.
     pub fn established(&self) -> bool {
         self.current.is_some()

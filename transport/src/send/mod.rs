@@ -212,6 +212,8 @@ pub struct Sender {
     /// Packets sent through the newest packet the receiver reported.
     acked_through: Option<u64>,
     announced: (u32, u32),
+    /// Receiver clock of the last report, µs.
+    last_report_us: Option<u64>,
     stats: SenderStats,
 }
 
@@ -271,6 +273,7 @@ impl Sender {
             loss: LossMeter::default(),
             acked_through: None,
             announced,
+            last_report_us: None,
             stats: SenderStats::default(),
         }
     }
@@ -502,6 +505,18 @@ impl Sender {
         let Some(cc) = self.congestion.as_mut() else {
             return;
         };
+        // Reports are authenticated, but a receiver's clock can still step (NTP) and
+        // bugs are not only attackers: a report whose clock ran backwards by more than
+        // a second, or that claims time zero, gives no delay samples.
+        let backwards = self
+            .last_report_us
+            .is_some_and(|last| report.report_us.saturating_add(1_000_000) < last);
+        if report.report_us == 0 || backwards {
+            self.stats.reports_implausible += 1;
+            self.last_report_us = Some(report.report_us);
+            return;
+        }
+        self.last_report_us = Some(report.report_us);
         for arrival in report.arrivals() {
             // A frame still being paced out is not in the log yet: its early packets
             // give no sample.
@@ -774,7 +789,12 @@ impl Machine for Sender {
             SenderInput::Packet(packet) => self.on_packet(now, packet),
             // Pacing and late frames are handled by the next poll.
             SenderInput::Timeout => self.drop_late(now),
-            SenderInput::NewReceiver => self.on_new_receiver(now),
+            SenderInput::NewReceiver => {
+                if let Some(secure) = self.secure.as_mut() {
+                    secure.restart();
+                }
+                self.on_new_receiver(now);
+            }
             SenderInput::Disconnected => self.drop_queued(),
         }
     }
@@ -985,5 +1005,50 @@ mod tests {
             (1, 1, 2)
         );
         assert_eq!(events(&mut sender), vec![SenderEvent::ForceKeyframe]);
+    }
+
+    #[test]
+    fn absurd_report_times_are_counted_and_overflow_nothing() {
+        let now = Instant::now();
+        let mut sender = Sender::new(
+            SenderConfig {
+                jam_guard: Some(JamGuardConfig::for_stream(4_000_000, 30)),
+                ..SenderConfig::default()
+            },
+            9,
+        );
+        let mut buf = Vec::new();
+        for i in 0..5u32 {
+            sender.on_frame(now, frame(i == 0, 3000).into());
+            while sender.poll_transmit(now, &mut buf) {}
+        }
+        let arrivals = |at_us: u64| {
+            (0..5u32)
+                .map(|f| wire::Arrival {
+                    frame: f,
+                    index: 0,
+                    at_us,
+                })
+                .collect::<Vec<_>>()
+        };
+        for report_us in [u64::MAX, 1 << 63, (1 << 63) - 1, 5, 0, u64::MAX / 2] {
+            let mut report = Vec::new();
+            wire::write_report(
+                &mut report,
+                9,
+                Some(4),
+                None,
+                report_us,
+                &arrivals(report_us),
+            );
+            sender.on_packet(now, &report);
+            sender.check_invariants();
+        }
+        let s = sender.stats();
+        assert_eq!(s.reports, 6);
+        // Back from u64::MAX to 2^63, back to 5, and a zero time: refused (2^63 - 1
+        // after 2^63 is within a second; u64::MAX / 2 after zero moves forward).
+        assert_eq!(s.reports_implausible, 3, "{s:?}");
+        assert!(s.target_bitrate > 0);
     }
 }
