@@ -108,6 +108,7 @@ pub fn run_with(
         ..settings.receiver_config()
     };
     let repair_on = config.repair.is_some();
+    let secure_on = config.secure.is_some();
     let max_frame_bytes = config.max_frame_bytes;
     let hooks = ReceiverHooks {
         on_frame: move |frame| frame_tx.try_send(frame).is_ok(),
@@ -149,6 +150,7 @@ pub fn run_with(
         stats: &stats_rx,
         counters: &counters,
         repair: repair_on,
+        secure: secure_on,
     };
     let ended = ready().and_then(|()| sink.run(&mut view, frames_out.as_mut()));
     shutdown.fire();
@@ -254,6 +256,8 @@ struct Sink<'a> {
     counters: &'a DecodeCounters,
     /// Loss repair is on (its figures are reported).
     repair: bool,
+    /// Encryption is on (its counters are reported).
+    secure: bool,
 }
 
 /// What the sink loop leaves for the summary.
@@ -277,12 +281,13 @@ impl Sink<'_> {
             stats,
             counters,
             repair,
+            secure,
         } = *self;
         let snapshot = |shown: u64, frames_out: &Option<&mut FramesOut>| {
             let skipped = frames_out.as_deref().map_or(0, FramesOut::skipped);
             RecvSnapshot::take(*stats.borrow(), counters.read(latest, shown, skipped))
         };
-        let mut window = RecvWindow::new(snapshot(0, &frames_out), repair);
+        let mut window = RecvWindow::new(snapshot(0, &frames_out), repair, secure);
         let mut next_report = Instant::now() + Duration::from_secs(1);
         let mut latency = Measure::default();
         let mut present = Measure::default();
@@ -432,6 +437,7 @@ mod tests {
             stats: &stats,
             counters: &counters,
             repair: false,
+            secure: false,
         };
         let result = sink.run(&mut view, None);
         let took = begun.elapsed();

@@ -146,6 +146,7 @@ pub fn run_with(args: &SendArgs, shutdown: Shutdown, role: Role) -> Result<()> {
     let remote = settings.remote_addr()?;
     // Pair (or find the key) before the camera starts: a wrong code fails at once.
     let key = security::sender_key(&settings.security, args.pair.as_deref(), remote, &shutdown)?;
+    let secure_on = key.is_some();
     let mut source = open_source(&settings, args)?;
     // A source blocked waiting (a camera starting, a child restarting) ends on shutdown.
     source.set_stop(shutdown.capture_stop());
@@ -208,7 +209,7 @@ pub fn run_with(args: &SendArgs, shutdown: Shutdown, role: Role) -> Result<()> {
                 max_packet,
                 jam_guard,
                 repair: settings.sender_repair(),
-                secure: key,
+                secure: key.clone(),
                 ..Default::default()
             },
             transport::random_session_id(),
@@ -239,6 +240,7 @@ pub fn run_with(args: &SendArgs, shutdown: Shutdown, role: Role) -> Result<()> {
                 queue_full.clone(),
                 shutdown.clone(),
                 settings.sender_repair().is_some(),
+                secure_on,
             ))
         });
         let sent = match settings.protocol {
@@ -332,9 +334,10 @@ async fn report_loop(
     queue_full: Arc<AtomicU64>,
     shutdown: Shutdown,
     repair: bool,
+    secure: bool,
 ) -> (Reporter, SendWindow) {
     let snapshot = || SendSnapshot::take(*stats.borrow(), queue_full.load(Ordering::Relaxed));
-    let mut window = SendWindow::new(snapshot(), repair);
+    let mut window = SendWindow::new(snapshot(), repair, secure);
     let start = Instant::now();
     let mut tick = tokio::time::interval_at(
         (start + Duration::from_secs(1)).into(),
