@@ -13,7 +13,7 @@ packages=(
 if [[ "${1:-}" == "--test" ]]; then
   # Peers and tools the tests use: the ffmpeg CLI, a virtual X server for the window
   # test, and iproute2 for the network-namespace tests.
-  packages+=(ffmpeg xvfb x11-apps imagemagick iproute2)
+  packages+=(ffmpeg xvfb x11-apps imagemagick iproute2 nftables)
 fi
 
 missing=()

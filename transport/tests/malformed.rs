@@ -473,3 +473,94 @@ fn length_prefixed_random_garbage() {
     }
     assert!(refused > 100);
 }
+
+#[test]
+fn parity_with_impossible_geometry_is_dropped_and_counted() {
+    let config = ReceiverConfig {
+        repair: Some(transport::ReceiverRepairConfig::default()),
+        ..ReceiverConfig::default()
+    };
+    let mut fed = Fed::new(config);
+    let parity = |count: u16, parity: u16, frame_len: u32| FragmentHeader {
+        is_parity: true,
+        parity,
+        frame_len,
+        ..header(3, 0, count, false)
+    };
+    // (count, parity, frame_len, shard bytes): odd shard, a frame longer than the
+    // shards can hold, one far shorter, more parity than the cap, a frame over the
+    // receiver's limit.
+    let cases: [(u16, u16, u32, usize); 5] = [
+        (4, 2, 400, 99),
+        (4, 2, 10_000, 100),
+        (4, 2, 10, 100),
+        (4, 2000, 400, 100),
+        (4, 2, u32::MAX, 100),
+    ];
+    for (i, (count, parity_count, frame_len, shard)) in cases.into_iter().enumerate() {
+        let mut h = parity(count, parity_count, frame_len);
+        h.frame = 10 + i as u32;
+        h.seq = 1000 + i as u32;
+        let before = fed.rx.stats().dropped.malformed;
+        fed.feed(&fragment(h, &vec![7; shard]));
+        assert_eq!(
+            fed.rx.stats().dropped.malformed,
+            before + 1,
+            "case {i}: {count} data, {parity_count} parity, {frame_len} bytes, shard {shard}"
+        );
+    }
+    assert_eq!(fed.rx.stats().repair.packets_rebuilt, 0);
+}
+
+#[test]
+fn a_nack_flood_stays_within_the_history_and_the_budget() {
+    use transport::{Machine, RepairConfig};
+    let repair = RepairConfig::for_bitrate(4_000_000);
+    let mut sender = Sender::new(
+        SenderConfig {
+            repair: Some(repair.clone()),
+            ..SenderConfig::default()
+        },
+        SESSION,
+    );
+    let now = common::base();
+    // Two seconds of 4 Mbit/s frames sent, then 100 nacks each asking for every packet
+    // ever sent and more, at once.
+    let mut sent_bytes = 0;
+    for i in 0..60u32 {
+        let frame = media::EncodedFrame {
+            data: bytes::Bytes::from(vec![i as u8; 16_000]),
+            capture_us: u64::from(i),
+            keyframe: i == 0,
+        };
+        sender.handle_input(now, SenderInput::Frame(frame.into()));
+        sent_bytes += transport::drain(&mut sender, now)
+            .transmits
+            .iter()
+            .map(|(_, p)| p.len())
+            .sum::<usize>();
+    }
+    let all: Vec<u32> = (0..2000).collect();
+    let mut resent = 0;
+    for _ in 0..100 {
+        for nack in wire::write_nacks(SESSION, None, &all) {
+            sender_feed(&mut sender, now, &nack);
+        }
+        resent += transport::drain(&mut sender, now)
+            .transmits
+            .iter()
+            .map(|(_, p)| p.len())
+            .sum::<usize>();
+        sender.check_invariants();
+    }
+    let s = sender.stats();
+    assert!(sent_bytes > 900_000, "{sent_bytes}");
+    // No time passed: only the burst allowance may go, however much is asked.
+    assert!(resent <= repair.retransmit_burst, "{resent} bytes resent");
+    assert!(s.nack_over_budget > 0 && s.nack_unknown > 0, "{s:?}");
+    assert_eq!(
+        s.nack_requests,
+        s.packets_retransmitted + s.nack_unknown + s.nack_useless + s.nack_over_budget,
+        "every request counted once: {s:?}"
+    );
+}
