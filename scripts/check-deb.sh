@@ -71,7 +71,7 @@ for deb in "$amd64_deb" "$arm64_deb" $(newest armhf); do
   dpkg-deb --ctrl-tarfile "$deb" | tar -xO ./conffiles > "$work/conffiles"
   grep -qx /etc/picam/picam.toml "$work/conffiles" || fail "$name: /etc/picam/picam.toml is not a conffile"
   depends=$(dpkg-deb --field "$deb" Depends)
-  for d in libavcodec59 libavformat59 libavutil57 libswscale6 libsdl2-2.0-0 libsdl2-ttf-2.0-0 libc6 adduser; do
+  for d in libavcodec59 libavutil57 libswscale6 libsdl2-2.0-0 libsdl2-ttf-2.0-0 libc6 adduser; do
     grep -qE "(^|, )$d( |,|$)" <<<"$depends" || fail "$name: Depends lacks $d: $depends"
   done
   grep -qiE "(-dev|rust|cargo)( |,|$)" <<<"$depends" && fail "$name: Depends names a build package: $depends"
