@@ -86,8 +86,8 @@ DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$amd64_deb" >/dev/n
 [[ "$(readlink -f "$(command -v picam)")" == /usr/bin/picam ]] || fail "picam is not /usr/bin/picam on PATH"
 /usr/bin/picam --version
 id picam || fail "no picam user after install"
-for g in video render; do
-  if getent group "$g" >/dev/null; then id -nG picam | grep -qw "$g" || fail "picam not in $g"; fi
+for g in video render input; do
+  id -nG picam | grep -qw "$g" || fail "picam not in $g"
 done
 [[ -d /var/lib/picam ]] || fail "no /var/lib/picam"
 if command -v systemd-analyze >/dev/null; then
