@@ -376,7 +376,7 @@ async fn read_messages(
 /// Listens on `bind`, receiving from the sender until shutdown. Without encryption the
 /// newest connection wins (a restarted sender). With it, a new connection is a
 /// candidate until its handshake proves it holds the paired key; only then does it
-/// replace the one in use, and one that does not prove it within [`AUTH_TIMEOUT`] is
+/// replace the one in use, and one that does not prove it within `AUTH_TIMEOUT` (3 s) is
 /// closed: a stranger's connection never disturbs the stream.
 pub async fn run_receiver<F: FnMut(ReceivedFrame) -> bool>(
     bind_addr: SocketAddr,
