@@ -19,6 +19,14 @@ const H: u32 = 480;
 /// Below this the picture is visibly damaged; x264 at these settings gives 35-40 dB.
 const MIN_PSNR_DB: f64 = 30.0;
 
+/// These tests run real encoders on a 2-core machine: one at a time, or a starved peer
+/// misses its deadlines and the test measures the machine, not the wire.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn have(program: &str) -> bool {
     let ok = Command::new(program)
         .arg("-version")
@@ -131,6 +139,7 @@ fn gstreamer_rtp_sender_to_picam_recv() {
     if !have("gst-launch-1.0") {
         return;
     }
+    let _serial = serial();
     let scratch = Scratch::new("interop-gst-rtp");
     let raw = scratch.path("src.i420");
     raw_pattern(&raw, 90);
@@ -161,6 +170,7 @@ fn ffmpeg_rtp_sender_to_picam_recv() {
     if !have("ffmpeg") {
         return;
     }
+    let _serial = serial();
     let scratch = Scratch::new("interop-ffmpeg-rtp");
     let raw = scratch.path("src.i420");
     raw_pattern(&raw, 90);
@@ -192,6 +202,7 @@ fn raw_h264_over_udp_to_picam_recv() {
     if !have("ffmpeg") {
         return;
     }
+    let _serial = serial();
     let scratch = Scratch::new("interop-ffmpeg-h264");
     let raw = scratch.path("src.i420");
     raw_pattern(&raw, 90);
@@ -256,6 +267,7 @@ fn picam_rtp_sender_to_gstreamer() {
     if !have("gst-launch-1.0") {
         return;
     }
+    let _serial = serial();
     let scratch = Scratch::new("interop-picam-gst");
     let port = free_port().to_string();
     let out = scratch.path("gst.i420");
@@ -281,6 +293,7 @@ fn picam_sdp_to_ffmpeg() {
     if !have("ffmpeg") {
         return;
     }
+    let _serial = serial();
     let scratch = Scratch::new("interop-picam-sdp");
     let port = free_port().to_string();
     let sdp = scratch.path("stream.sdp");
@@ -315,6 +328,7 @@ fn rtp_over_tcp_with_gstreamer_both_ways() {
     if !have("gst-launch-1.0") {
         return;
     }
+    let _serial = serial();
     // GStreamer serves, picam connects.
     let scratch = Scratch::new("interop-tcp");
     let raw = scratch.path("src.i420");
