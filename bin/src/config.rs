@@ -415,7 +415,10 @@ mod tests {
             (s.port, s.protocol, s.payload_size),
             (5000, Protocol::Udp, 1400)
         );
-        assert_eq!((s.wire, s.rtcp_mux, s.payload_type), (Wire::Picam, false, 96));
+        assert_eq!(
+            (s.wire, s.rtcp_mux, s.payload_type),
+            (Wire::Picam, false, 96)
+        );
         let s = send_settings(&["--wire", "RTP", "--rtcp-mux", "--payload-type", "100"]).unwrap();
         assert_eq!((s.wire, s.rtcp_mux, s.payload_type), (Wire::Rtp, true, 100));
         assert_eq!(

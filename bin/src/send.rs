@@ -287,7 +287,10 @@ async fn run_interop_sender<E: FnMut(SenderEvent)>(
     let udp = settings.protocol == Protocol::Udp;
     let bind = settings.sender_bind_addr(remote);
     let listen = settings.listen_addr();
-    tracing::warn!("--wire {:?}: plain, unauthenticated interop stream without picam's repair and reports", settings.wire);
+    tracing::warn!(
+        "--wire {:?}: plain, unauthenticated interop stream without picam's repair and reports",
+        settings.wire
+    );
     match settings.wire {
         Wire::Rtp => {
             let sender = RtpSender::new(RtpSenderConfig {

@@ -81,7 +81,10 @@ fn check_pictures(what: &str, pictures: &[Picture], at_least: usize) -> usize {
         worst = worst.min(psnr);
         assert!(psnr > MIN_PSNR_DB, "{what}: picture {i} psnr {psnr:.1} dB");
     }
-    eprintln!("{what}: {} pictures, worst psnr {worst:.1} dB", pictures.len());
+    eprintln!(
+        "{what}: {} pictures, worst psnr {worst:.1} dB",
+        pictures.len()
+    );
     pictures.len()
 }
 
@@ -109,7 +112,12 @@ fn peer(program: &str, args: &[&str]) -> Peer {
 }
 
 /// Runs `picam recv --headless` with `args`, for `secs`, and returns the pictures shown.
-fn picam_recv(scratch: &Scratch, args: &[&str], secs: &str, start_peer: impl FnOnce()) -> Vec<Picture> {
+fn picam_recv(
+    scratch: &Scratch,
+    args: &[&str],
+    secs: &str,
+    start_peer: impl FnOnce(),
+) -> Vec<Picture> {
     let y4m = scratch.path("shown.y4m");
     let recv = spawn(
         scratch,
@@ -161,7 +169,11 @@ fn gstreamer_rtp_sender_to_picam_recv() {
             gst = Some(peer("gst-launch-1.0", &[&["-q"][..], &args].concat()));
         },
     );
-    check_pictures("GStreamer rtph264pay -> picam recv --wire rtp", &pictures, 80);
+    check_pictures(
+        "GStreamer rtph264pay -> picam recv --wire rtp",
+        &pictures,
+        80,
+    );
 }
 
 /// `ffmpeg -f rtp` into `picam recv --wire rtp` (ffmpeg sends RTCP to port + 1).
@@ -186,9 +198,32 @@ fn ffmpeg_rtp_sender_to_picam_recv() {
             ff = Some(peer(
                 "ffmpeg",
                 &[
-                    "-loglevel", "error", "-re", "-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", &size, "-r", "30",
-                    "-i", raw.to_str().unwrap(), "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency",
-                    "-g", "30", "-x264-params", "repeat-headers=1", "-f", "rtp", &url,
+                    "-loglevel",
+                    "error",
+                    "-re",
+                    "-f",
+                    "rawvideo",
+                    "-pix_fmt",
+                    "yuv420p",
+                    "-s",
+                    &size,
+                    "-r",
+                    "30",
+                    "-i",
+                    raw.to_str().unwrap(),
+                    "-c:v",
+                    "libx264",
+                    "-preset",
+                    "ultrafast",
+                    "-tune",
+                    "zerolatency",
+                    "-g",
+                    "30",
+                    "-x264-params",
+                    "repeat-headers=1",
+                    "-f",
+                    "rtp",
+                    &url,
                 ],
             ));
         },
@@ -218,14 +253,39 @@ fn raw_h264_over_udp_to_picam_recv() {
             ff = Some(peer(
                 "ffmpeg",
                 &[
-                    "-loglevel", "error", "-re", "-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", &size, "-r", "30",
-                    "-i", raw.to_str().unwrap(), "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency",
-                    "-g", "30", "-f", "h264", &url,
+                    "-loglevel",
+                    "error",
+                    "-re",
+                    "-f",
+                    "rawvideo",
+                    "-pix_fmt",
+                    "yuv420p",
+                    "-s",
+                    &size,
+                    "-r",
+                    "30",
+                    "-i",
+                    raw.to_str().unwrap(),
+                    "-c:v",
+                    "libx264",
+                    "-preset",
+                    "ultrafast",
+                    "-tune",
+                    "zerolatency",
+                    "-g",
+                    "30",
+                    "-f",
+                    "h264",
+                    &url,
                 ],
             ));
         },
     );
-    check_pictures("ffmpeg -f h264 udp:// -> picam recv --wire h264", &pictures, 80);
+    check_pictures(
+        "ffmpeg -f h264 udp:// -> picam recv --wire h264",
+        &pictures,
+        80,
+    );
 }
 
 /// Decodes what a peer receives into raw I420 pictures of W x H.
@@ -252,7 +312,9 @@ fn picam_send(scratch: &Scratch, args: &[&str], secs: &str) -> common::Picam {
         scratch,
         "send",
         &[
-            &["send", "--source", "test", "--width", "640", "--height", "480", "--fps", "30"][..],
+            &[
+                "send", "--source", "test", "--width", "640", "--height", "480", "--fps", "30",
+            ][..],
             &["--bitrate", "2000000", "--duration", secs],
             args,
         ]
@@ -279,7 +341,11 @@ fn picam_rtp_sender_to_gstreamer() {
     let args: Vec<&str> = pipeline.split_whitespace().collect();
     let gst = peer("gst-launch-1.0", &[&["-q"][..], &args].concat());
     std::thread::sleep(Duration::from_millis(500));
-    let send = picam_send(&scratch, &["--wire", "rtp", "--remote", "127.0.0.1", "--port", &port], "4");
+    let send = picam_send(
+        &scratch,
+        &["--wire", "rtp", "--remote", "127.0.0.1", "--port", &port],
+        "4",
+    );
     let (ok, _, err) = send.wait(Duration::from_secs(30));
     assert!(ok, "picam send failed: {err}");
     std::thread::sleep(Duration::from_millis(500));
@@ -301,24 +367,51 @@ fn picam_sdp_to_ffmpeg() {
     // The SDP is written before streaming starts; write it first with a short run.
     let send = picam_send(
         &scratch,
-        &["--wire", "rtp", "--remote", "127.0.0.1", "--port", &port, "--sdp", sdp.to_str().unwrap()],
+        &[
+            "--wire",
+            "rtp",
+            "--remote",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--sdp",
+            sdp.to_str().unwrap(),
+        ],
         "0.2",
     );
     let _ = send.wait(Duration::from_secs(10));
     let ff = peer(
         "ffmpeg",
         &[
-            "-loglevel", "error", "-protocol_whitelist", "file,udp,rtp", "-i", sdp.to_str().unwrap(),
-            "-f", "rawvideo", "-pix_fmt", "yuv420p", "-y", out.to_str().unwrap(),
+            "-loglevel",
+            "error",
+            "-protocol_whitelist",
+            "file,udp,rtp",
+            "-i",
+            sdp.to_str().unwrap(),
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "yuv420p",
+            "-y",
+            out.to_str().unwrap(),
         ],
     );
     std::thread::sleep(Duration::from_millis(800));
-    let send = picam_send(&scratch, &["--wire", "rtp", "--remote", "127.0.0.1", "--port", &port], "4");
+    let send = picam_send(
+        &scratch,
+        &["--wire", "rtp", "--remote", "127.0.0.1", "--port", &port],
+        "4",
+    );
     let (ok, _, err) = send.wait(Duration::from_secs(30));
     assert!(ok, "picam send failed: {err}");
     std::thread::sleep(Duration::from_millis(500));
     drop(ff);
-    check_pictures("picam send --wire rtp --sdp -> ffmpeg", &read_i420(&out), 90);
+    check_pictures(
+        "picam send --wire rtp --sdp -> ffmpeg",
+        &read_i420(&out),
+        90,
+    );
 }
 
 /// RTP over TCP (RFC 4571) both ways with GStreamer's rtpstreampay/rtpstreamdepay: the
@@ -346,18 +439,40 @@ fn rtp_over_tcp_with_gstreamer_both_ways() {
     std::thread::sleep(Duration::from_millis(300));
     let pictures = picam_recv(
         &scratch,
-        &["--wire", "rtp", "--protocol", "tcp", "--remote", "127.0.0.1", "--port", &port],
+        &[
+            "--wire",
+            "rtp",
+            "--protocol",
+            "tcp",
+            "--remote",
+            "127.0.0.1",
+            "--port",
+            &port,
+        ],
         "5",
         || {},
     );
-    check_pictures("GStreamer rtpstreampay tcpserversink -> picam recv --wire rtp tcp", &pictures, 60);
+    check_pictures(
+        "GStreamer rtpstreampay tcpserversink -> picam recv --wire rtp tcp",
+        &pictures,
+        60,
+    );
 
     // picam serves, GStreamer connects.
     let port = free_port().to_string();
     let out = scratch.path("gst-tcp.i420");
     let send = picam_send(
         &scratch,
-        &["--wire", "rtp", "--protocol", "tcp", "--bind", "127.0.0.1", "--port", &port],
+        &[
+            "--wire",
+            "rtp",
+            "--protocol",
+            "tcp",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            &port,
+        ],
         "5",
     );
     std::thread::sleep(Duration::from_millis(500));
@@ -372,5 +487,9 @@ fn rtp_over_tcp_with_gstreamer_both_ways() {
     assert!(ok, "picam send failed: {err}");
     std::thread::sleep(Duration::from_millis(300));
     drop(gst);
-    check_pictures("picam send --wire rtp tcp -> GStreamer rtpstreamdepay", &read_i420(&out), 60);
+    check_pictures(
+        "picam send --wire rtp tcp -> GStreamer rtpstreamdepay",
+        &read_i420(&out),
+        60,
+    );
 }
