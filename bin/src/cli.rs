@@ -25,6 +25,17 @@ pub enum Command {
     Devices(DevicesArgs),
     /// Sender (test pattern) and viewer on loopback in one process: no setup needed.
     Demo(DemoArgs),
+    /// Write a new random key to a file (mode 0600), for `--key FILE` on both sides
+    /// instead of pairing (services, scripts).
+    Keygen(KeygenArgs),
+}
+
+/// Flags of `picam keygen`.
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Where to write the key.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
 }
 
 /// Keys shared by both sides: the file's keys, as flags.
@@ -70,6 +81,14 @@ pub struct LinkArgs {
     /// `--wire rtp`: the RTP payload type (96..=127, default 96).
     #[arg(long, allow_negative_numbers = true)]
     pub payload_type: Option<i64>,
+    /// Use this key file (from `picam keygen`, the same on both sides) instead of the
+    /// paired key.
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// No encryption: anyone on the network can watch and take over the stream. Both
+    /// sides must agree.
+    #[arg(long, conflicts_with = "key")]
+    pub insecure: bool,
 }
 
 /// Flags of `picam send`.
@@ -78,6 +97,10 @@ pub struct SendArgs {
     /// Shared keys.
     #[command(flatten)]
     pub link: LinkArgs,
+    /// Pair with a receiver first: the code `picam recv` shows (the key is then kept
+    /// in the user's config directory and used from then on).
+    #[arg(long, value_name = "CODE", conflicts_with_all = ["key", "insecure"])]
+    pub pair: Option<String>,
     /// Picture width in pixels (even).
     #[arg(long, allow_negative_numbers = true)]
     pub width: Option<i64>,

@@ -3,7 +3,7 @@
 //! allowed range.
 
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use capture::EncoderSettings;
@@ -11,6 +11,7 @@ use serde::Deserialize;
 use transport::Protocol;
 
 use crate::cli::{LinkArgs, SendArgs};
+use crate::security::Security;
 use crate::source_spec::{self, SourceSpec};
 
 /// The file's keys, all optional; unknown keys are refused (typos would otherwise pass
@@ -31,6 +32,8 @@ pub struct FileConfig {
     source: Option<String>,
     congestion_control: Option<bool>,
     repair: Option<bool>,
+    key: Option<String>,
+    insecure: Option<bool>,
     min_bitrate: Option<i64>,
     max_queue_delay_ms: Option<i64>,
     wire: Option<String>,
@@ -59,6 +62,8 @@ pub struct Settings {
     pub congestion_control: bool,
     /// Loss repair (parity and retransmission) is on; it only ever runs over UDP.
     pub repair: bool,
+    /// Encryption: a key file, the paired key, or none.
+    pub security: Security,
     /// Bitrate floor for congestion control, bits/s.
     pub min_bitrate: u32,
     /// A frame unsent this long at the sender is dropped.
@@ -260,6 +265,25 @@ impl Settings {
             true,
         );
         let (repair, _) = pick(link.no_repair.then_some(false), file.repair, path, true);
+        let (insecure, _) = pick(link.insecure.then_some(true), file.insecure, path, false);
+        // A key named in the file is found relative to the file.
+        let key = link.key.clone().or_else(|| {
+            file.key
+                .as_ref()
+                .map(|k| match path.and_then(Path::parent) {
+                    Some(dir) if Path::new(k).is_relative() => dir.join(k),
+                    _ => PathBuf::from(k),
+                })
+        });
+        let security = match (insecure, key) {
+            (true, Some(key)) => bail!(
+                "both `insecure` and `key` = {:?} are set: choose one (encryption with that key, or none)",
+                key.display()
+            ),
+            (true, None) => Security::Insecure,
+            (false, Some(key)) => Security::KeyFile(key),
+            (false, None) => Security::Paired,
+        };
         let floor_default =
             transport::congestion::CongestionConfig::for_stream(bitrate as u32, fps as u32)
                 .min_bitrate;
@@ -321,6 +345,7 @@ impl Settings {
             source,
             congestion_control,
             repair,
+            security,
             min_bitrate: min_bitrate as u32,
             max_queue_delay: std::time::Duration::from_millis(max_queue_delay_ms as u64),
         })

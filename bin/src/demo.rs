@@ -29,6 +29,9 @@ pub fn run(args: DemoArgs) -> Result<()> {
         Some(port) => port,
         None => i64::from(free_port(tcp)?),
     };
+    // Both ends in one process share a fresh key: encrypted like a real pair, with no
+    // pairing to do. The file lives as long as the demo.
+    let key = DemoKey::new()?;
     let link = LinkArgs {
         remote: Some("127.0.0.1".into()),
         bind: Some("127.0.0.1".into()),
@@ -36,6 +39,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
         protocol: args.protocol.clone(),
         duration: args.duration,
         stats: args.stats,
+        key: Some(key.path.clone()),
         ..Default::default()
     };
     let send_args = send_args(&args, &link)?;
@@ -97,6 +101,25 @@ pub fn run(args: DemoArgs) -> Result<()> {
     sent.context("sender")
 }
 
+/// A key for both ends of the demo, in a private temporary file removed on drop.
+struct DemoKey {
+    path: std::path::PathBuf,
+}
+
+impl DemoKey {
+    fn new() -> Result<Self> {
+        let path = std::env::temp_dir().join(format!("picam-demo-{}.key", std::process::id()));
+        transport::secure::Psk::generate()?.write(&path)?;
+        Ok(Self { path })
+    }
+}
+
+impl Drop for DemoKey {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
 /// The sender's flags, parsed as `picam send` would parse them (so flags added to
 /// `send` later get their defaults here too).
 fn send_args(args: &DemoArgs, link: &LinkArgs) -> Result<SendArgs> {
@@ -115,6 +138,7 @@ fn send_args(args: &DemoArgs, link: &LinkArgs) -> Result<SendArgs> {
     flag("remote", link.remote.clone());
     flag("bind", link.bind.clone());
     flag("port", link.port.map(|v| v.to_string()));
+    flag("key", link.key.as_ref().map(|k| k.display().to_string()));
     let command = SendArgs::augment_args(clap::Command::new("send"));
     let matches = command
         .try_get_matches_from(&argv)

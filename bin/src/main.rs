@@ -14,6 +14,7 @@ mod latest;
 mod recv;
 mod recv_stats;
 mod report;
+mod security;
 mod send;
 mod send_stats;
 mod shutdown;
@@ -36,6 +37,7 @@ fn main() -> std::process::ExitCode {
         cli::Command::Recv(args) => recv::run(args),
         cli::Command::Devices(args) => devices::run(args),
         cli::Command::Demo(args) => demo::run(args),
+        cli::Command::Keygen(args) => security::keygen(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

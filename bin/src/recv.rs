@@ -20,6 +20,7 @@ use crate::latency::Samples;
 use crate::latest::{Latest, Taken};
 use crate::recv_stats::{PictureCounts, RecvSnapshot, RecvWindow};
 use crate::report::Reporter;
+use crate::security;
 use crate::shutdown::{self, Shutdown};
 use crate::view::{OverlayDefault, View};
 
@@ -74,6 +75,19 @@ pub fn run_with(
 ) -> Result<()> {
     let settings = Settings::for_recv(&args.link)?;
     let listen = settings.listen_addr();
+    // The key first: without one, pair now (the code is printed for the person at the
+    // camera), before any window opens.
+    // The interop wires are plain (their peers cannot encrypt): no key, no pairing.
+    let key = if settings.wire == Wire::Picam {
+        security::receiver_key(&settings.security, listen, &shutdown, &mut |code| {
+            security::print_code(code, listen)
+        })?
+    } else {
+        None
+    };
+    if shutdown.fired() {
+        return Ok(());
+    }
     let mut frames_out = args
         .frames_out
         .as_deref()
@@ -94,8 +108,12 @@ pub fn run_with(
         .worker_threads(1)
         .enable_all()
         .build()?;
-    let config = settings.receiver_config();
+    let config = transport::ReceiverConfig {
+        secure: key,
+        ..settings.receiver_config()
+    };
     let repair_on = config.repair.is_some();
+    let secure_on = config.secure.is_some();
     let max_frame_bytes = config.max_frame_bytes;
     let hooks = ReceiverHooks {
         on_frame: move |frame| frame_tx.try_send(frame).is_ok(),
@@ -140,6 +158,7 @@ pub fn run_with(
         stats: &stats_rx,
         counters: &counters,
         repair: repair_on,
+        secure: secure_on,
     };
     let ended = ready().and_then(|()| sink.run(&mut view, frames_out.as_mut()));
     shutdown.fire();
@@ -297,6 +316,8 @@ struct Sink<'a> {
     counters: &'a DecodeCounters,
     /// Loss repair is on (its figures are reported).
     repair: bool,
+    /// Encryption is on (its counters are reported).
+    secure: bool,
 }
 
 /// What the sink loop leaves for the summary.
@@ -320,12 +341,13 @@ impl Sink<'_> {
             stats,
             counters,
             repair,
+            secure,
         } = *self;
         let snapshot = |shown: u64, frames_out: &Option<&mut FramesOut>| {
             let skipped = frames_out.as_deref().map_or(0, FramesOut::skipped);
             RecvSnapshot::take(*stats.borrow(), counters.read(latest, shown, skipped))
         };
-        let mut window = RecvWindow::new(snapshot(0, &frames_out), repair);
+        let mut window = RecvWindow::new(snapshot(0, &frames_out), repair, secure);
         let mut next_report = Instant::now() + Duration::from_secs(1);
         let mut latency = Measure::default();
         let mut present = Measure::default();
@@ -475,6 +497,7 @@ mod tests {
             stats: &stats,
             counters: &counters,
             repair: false,
+            secure: false,
         };
         let result = sink.run(&mut view, None);
         let took = begun.elapsed();

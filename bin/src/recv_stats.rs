@@ -7,7 +7,7 @@ use transport::ReceiverStats;
 
 use crate::cpu;
 use crate::latency::Samples;
-use crate::report::{RecvRecord, RecvRepairRecord};
+use crate::report::{RecvRecord, RecvRepairRecord, SecureRecord};
 
 /// Counters kept outside the transport: the decode thread's, the picture slot's and
 /// the sink's, as read at one instant.
@@ -59,16 +59,19 @@ pub struct RecvWindow {
     previous: RecvSnapshot,
     /// Loss repair is on (its figures are reported).
     repair: bool,
+    /// Encryption is on (its counters are reported).
+    secure: bool,
 }
 
 impl RecvWindow {
     /// A window opening at `first` (the start of the run); `repair` when loss repair
     /// is on.
-    pub fn new(first: RecvSnapshot, repair: bool) -> Self {
+    pub fn new(first: RecvSnapshot, repair: bool, secure: bool) -> Self {
         Self {
             first,
             previous: first,
             repair,
+            secure,
         }
     }
 
@@ -137,6 +140,7 @@ impl RecvWindow {
             clock_offset_ms: s.clock_offset_us.map(|us| us as f64 / 1e3),
             rtt_ms: s.rtt_us.map(|us| us as f64 / 1e3),
             repair: self.repair.then(|| repair_record(&s)),
+            secure: self.secure.then(|| SecureRecord::from_stats(&s.secure)),
             last,
         }
     }
@@ -193,7 +197,7 @@ mod tests {
             cpu: Duration::ZERO,
         };
         let none = Samples::new(1);
-        let mut window = RecvWindow::new(at(0, 0), true);
+        let mut window = RecvWindow::new(at(0, 0), true, true);
         let r = window.interval(at(1, 30), &none, &none);
         assert_eq!((r.fps_in, r.fps_out, r.bitrate_bps), (30.0, 30.0, 24_000));
         let r = window.interval(at(3, 40), &none, &none);

@@ -51,8 +51,36 @@ pub struct RecvRecord {
     pub rtt_ms: Option<f64>,
     /// What loss repair did (null when it is off: `--no-repair`, or TCP).
     pub repair: Option<RecvRepairRecord>,
+    /// The encrypted channel (null with `--insecure`).
+    pub secure: Option<SecureRecord>,
     /// True on the summary printed at exit.
     pub last: bool,
+}
+
+/// The encrypted channel's counters, totals since start.
+#[derive(Debug, Serialize, Clone, Copy, PartialEq)]
+pub struct SecureRecord {
+    /// Handshakes completed (1, plus one per restart of either side).
+    pub handshakes: u64,
+    /// Packets that did not authenticate (forged, modified, another key), dropped
+    /// before any parser.
+    pub unauthenticated: u64,
+    /// Authentic packets seen before (replays), dropped.
+    pub replayed: u64,
+    /// Unencrypted packets refused (the peer runs with `--insecure`).
+    pub plaintext_refused: u64,
+}
+
+impl SecureRecord {
+    /// From the transport's counters.
+    pub fn from_stats(s: &transport::secure::SecureStats) -> Self {
+        Self {
+            handshakes: s.handshakes,
+            unauthenticated: s.unauthenticated,
+            replayed: s.replayed,
+            plaintext_refused: s.plaintext,
+        }
+    }
 }
 
 /// Loss repair at the receiver, totals since start.
@@ -127,6 +155,8 @@ pub struct SendRecord {
     pub loss_permille: u32,
     /// What loss repair did (null when it is off: `--no-repair`, or TCP).
     pub repair: Option<SendRepairRecord>,
+    /// The encrypted channel (null with `--insecure`).
+    pub secure: Option<SecureRecord>,
     /// True on the summary printed at exit.
     pub last: bool,
 }
@@ -196,6 +226,17 @@ fn send_repair_text(r: &Option<SendRepairRecord>) -> String {
     })
 }
 
+fn secure_text(r: &Option<SecureRecord>) -> String {
+    match r {
+        None => " | NOT ENCRYPTED".into(),
+        Some(r) if r.unauthenticated + r.replayed + r.plaintext_refused > 0 => format!(
+            " | encrypted, refused {} forged, {} replayed, {} plaintext",
+            r.unauthenticated, r.replayed, r.plaintext_refused
+        ),
+        Some(_) => " | encrypted".into(),
+    }
+}
+
 fn cpu_text(c: Option<f64>) -> String {
     c.map_or(String::new(), |c| format!(" | cpu {c:.2} ms/frame"))
 }
@@ -228,7 +269,7 @@ impl Reporter {
         let line = match self.format {
             StatsFormat::Json => serde_json::to_string(r).unwrap_or_default(),
             StatsFormat::Text => format!(
-                "recv{} {:6.1}s | in {:5.1} fps out {:5.1} fps | {:6.2} Mbit/s | {}{} | {}{} | kf req {}{}{}",
+                "recv{} {:6.1}s | in {:5.1} fps out {:5.1} fps | {:6.2} Mbit/s | {}{} | {}{} | kf req {}{}{}{}",
                 if r.last { " total" } else { "" },
                 r.t,
                 r.fps_in,
@@ -243,6 +284,7 @@ impl Reporter {
                     t if t.is_empty() => t,
                     t => format!(" | {t}"),
                 },
+                secure_text(&r.secure),
                 cpu_text(r.cpu_ms_per_frame),
             ),
         };
@@ -254,7 +296,7 @@ impl Reporter {
         let line = match self.format {
             StatsFormat::Json => serde_json::to_string(r).unwrap_or_default(),
             StatsFormat::Text => format!(
-                "send{} {:6.1}s | {:5.1} fps | {:6.2} Mbit/s{} | sent {} | {} | kf forced {} (requests {}){}{}",
+                "send{} {:6.1}s | {:5.1} fps | {:6.2} Mbit/s{} | sent {} | {} | kf forced {} (requests {}){}{}{}",
                 if r.last { " total" } else { "" },
                 r.t,
                 r.fps,
@@ -272,6 +314,7 @@ impl Reporter {
                 r.keyframes_forced,
                 r.keyframe_requests,
                 send_repair_text(&r.repair),
+                secure_text(&r.secure),
                 cpu_text(r.cpu_ms_per_frame),
             ),
         };

@@ -18,6 +18,7 @@ use transport::{
 use crate::cli::SendArgs;
 use crate::config::{Settings, Wire};
 use crate::report::Reporter;
+use crate::security;
 use crate::send_stats::{SendSnapshot, SendWindow};
 use crate::shutdown::{self, Shutdown};
 use crate::source_spec::SourceSpec;
@@ -152,6 +153,14 @@ pub fn run_with(args: &SendArgs, shutdown: Shutdown, role: Role) -> Result<()> {
             .with_context(|| format!("writing the SDP file {}", path.display()))?;
         tracing::info!(path = %path.display(), "SDP written");
     }
+    // Pair (or find the key) before the camera starts: a wrong code fails at once.
+    // The interop wires are plain (their peers cannot decrypt): no key there.
+    let key = if settings.wire == Wire::Picam {
+        security::sender_key(&settings.security, args.pair.as_deref(), remote, &shutdown)?
+    } else {
+        None
+    };
+    let secure_on = key.is_some();
     let mut source = open_source(&settings, args)?;
     // A source blocked waiting (a camera starting, a child restarting) ends on shutdown.
     source.set_stop(shutdown.capture_stop());
@@ -200,6 +209,7 @@ pub fn run_with(args: &SendArgs, shutdown: Shutdown, role: Role) -> Result<()> {
             Protocol::Tcp => {
                 transport::ReceiverConfig::default().max_frame_bytes
                     + transport::wire::FRAGMENT_HEADER
+                    + transport::secure::SEAL_OVERHEAD
             }
         };
         let jam_guard = settings.jam_guard_config();
@@ -213,6 +223,7 @@ pub fn run_with(args: &SendArgs, shutdown: Shutdown, role: Role) -> Result<()> {
                 max_packet,
                 jam_guard,
                 repair: settings.sender_repair(),
+                secure: key.clone(),
                 ..Default::default()
             },
             transport::random_session_id(),
@@ -243,6 +254,7 @@ pub fn run_with(args: &SendArgs, shutdown: Shutdown, role: Role) -> Result<()> {
                 queue_full.clone(),
                 shutdown.clone(),
                 settings.sender_repair().is_some(),
+                secure_on,
             ))
         });
         let sent = match settings.wire {
@@ -413,9 +425,10 @@ async fn report_loop(
     queue_full: Arc<AtomicU64>,
     shutdown: Shutdown,
     repair: bool,
+    secure: bool,
 ) -> (Reporter, SendWindow) {
     let snapshot = || SendSnapshot::take(*stats.borrow(), queue_full.load(Ordering::Relaxed));
-    let mut window = SendWindow::new(snapshot(), repair);
+    let mut window = SendWindow::new(snapshot(), repair, secure);
     let start = Instant::now();
     let mut tick = tokio::time::interval_at(
         (start + Duration::from_secs(1)).into(),

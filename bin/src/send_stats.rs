@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use transport::SenderStats;
 
 use crate::cpu;
-use crate::report::{SendRecord, SendRepairRecord};
+use crate::report::{SecureRecord, SendRecord, SendRepairRecord};
 
 /// The sender's counters read at one instant.
 #[derive(Clone, Copy, Debug)]
@@ -41,17 +41,20 @@ pub struct SendWindow {
     previous: SendSnapshot,
     /// Loss repair is on (its figures are reported).
     repair: bool,
+    /// Encryption is on (its counters are reported).
+    secure: bool,
 }
 
 impl SendWindow {
     /// A window opening at `first` (the start of the run); `repair` when loss repair
     /// is on.
-    pub fn new(first: SendSnapshot, repair: bool) -> Self {
+    pub fn new(first: SendSnapshot, repair: bool, secure: bool) -> Self {
         Self {
             start: first.at,
             cpu_start: first.cpu,
             previous: first,
             repair,
+            secure,
         }
     }
 
@@ -114,6 +117,7 @@ impl SendWindow {
                     s.bytes,
                 ),
             }),
+            secure: self.secure.then(|| SecureRecord::from_stats(&s.secure)),
             last,
         }
     }
@@ -137,7 +141,7 @@ mod tests {
             capture_queue_full: 1,
             cpu: Duration::ZERO,
         };
-        let mut window = SendWindow::new(at(0, 0, 0), true);
+        let mut window = SendWindow::new(at(0, 0, 0), true, true);
         let r = window.interval(at(1, 1000, 30));
         assert_eq!((r.bitrate_bps, r.fps, r.last), (8000, 30.0, false));
         let r = window.interval(at(3, 2000, 40));

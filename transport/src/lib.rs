@@ -23,6 +23,7 @@ mod machine;
 mod recv;
 mod repair;
 pub mod rtp;
+pub mod secure;
 mod send;
 pub mod seq;
 mod stats;

@@ -9,6 +9,8 @@ pub struct ReceiverDrops {
     pub malformed: u64,
     /// Datagrams of another picam wire version (an older or newer peer).
     pub wrong_version: u64,
+    /// Encrypted packets while this receiver runs with `--insecure`.
+    pub encrypted: u64,
     /// Datagrams from a second sender while another session is active.
     pub other_sender: u64,
     /// Fragments repeated.
@@ -60,6 +62,8 @@ pub struct ReceiverStats {
     pub peer: Option<std::net::SocketAddr>,
     /// Loss repair at the receiver.
     pub repair: ReceiverRepairStats,
+    /// The encrypted channel (zero with `--insecure`).
+    pub secure: crate::secure::SecureStats,
 }
 
 /// What loss repair did at the receiver.
@@ -124,6 +128,8 @@ pub struct SenderStats {
     pub frames_late: u64,
     /// Receiver reports taken in.
     pub reports: u64,
+    /// Reports whose receiver clock ran backwards or read zero: no delay samples.
+    pub reports_implausible: u64,
     /// The congestion controller's bitrate target, bits/s (0 without the jam guard).
     pub target_bitrate: u32,
     /// The congestion controller's frame-rate target (0 without the jam guard).
@@ -151,4 +157,6 @@ pub struct SenderStats {
     pub parity_packets: u64,
     /// Parity bytes sent, headers included (part of `bytes`).
     pub parity_bytes: u64,
+    /// The encrypted channel (zero with `--insecure`).
+    pub secure: crate::secure::SecureStats,
 }

@@ -29,20 +29,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const HEALTHY_CONNECTION: Duration = Duration::from_secs(2);
 /// A peer that takes longer than this to accept one message is treated as gone.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
-/// Feedback messages are tiny; anything bigger on the sender's read side is an error.
-const MAX_FEEDBACK: usize = 1024;
-
-async fn write_message(stream: &mut TcpStream, message: &[u8]) -> std::io::Result<()> {
-    let prefix = (message.len() as u32).to_be_bytes();
-    let mut both = Buf::chain(&prefix[..], message);
-    match tokio::time::timeout(WRITE_TIMEOUT, stream.write_all_buf(&mut both)).await {
-        Ok(result) => result,
-        Err(_) => Err(std::io::Error::new(
-            std::io::ErrorKind::TimedOut,
-            "peer stopped reading",
-        )),
-    }
-}
+/// Feedback messages are small (a nack of 64 entries, sealed, is under 500 bytes);
+/// anything bigger on the sender's read side is an error.
+const MAX_FEEDBACK: usize = 2048;
 
 /// Why a connected session ended.
 enum Ended {
@@ -322,7 +311,73 @@ async fn send_on<E: FnMut(SenderEvent)>(
     }
 }
 
-/// Listens on `bind`, receiving from the newest connected sender, until shutdown.
+/// Connections waiting to prove they are the paired sender, at most; a newer one
+/// pushes out the oldest.
+const MAX_CANDIDATES: usize = 8;
+/// A connection that has not authenticated within this long is closed.
+const AUTH_TIMEOUT: Duration = Duration::from_secs(3);
+/// Messages read from all connections, waiting for the receiver.
+const READ_QUEUE: usize = 64;
+
+/// One sender connection: its write half here, its read half in a task of its own.
+struct Connection {
+    id: u64,
+    peer: SocketAddr,
+    writer: tokio::net::tcp::OwnedWriteHalf,
+    since: Instant,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+/// What a reader task hands the receiver loop: a message, or the end of its connection.
+type Read = (u64, Option<Vec<u8>>);
+
+/// Reads length-prefixed messages from one connection into `out`; ends with `None`.
+async fn read_messages(
+    id: u64,
+    peer: SocketAddr,
+    mut stream: tokio::net::tcp::OwnedReadHalf,
+    max_message: usize,
+    out: tokio::sync::mpsc::Sender<Read>,
+) {
+    let mut splitter = LengthPrefixed::new(max_message);
+    let mut inbuf = vec![0u8; 64 * 1024];
+    loop {
+        match stream.read(&mut inbuf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                splitter.push(&inbuf[..n]);
+                loop {
+                    match splitter.pull() {
+                        Ok(Some(message)) => {
+                            if out.send((id, Some(message.to_vec()))).await.is_err() {
+                                return;
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            tracing::warn!(%peer, error = %e, "dropping connection");
+                            let _ = out.send((id, None)).await;
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let _ = out.send((id, None)).await;
+}
+
+/// Listens on `bind`, receiving from the sender until shutdown. Without encryption the
+/// newest connection wins (a restarted sender). With it, a new connection is a
+/// candidate until its handshake proves it holds the paired key; only then does it
+/// replace the one in use, and one that does not prove it within [`AUTH_TIMEOUT`] is
+/// closed: a stranger's connection never disturbs the stream.
 pub async fn run_receiver<F: FnMut(ReceivedFrame) -> bool>(
     bind_addr: SocketAddr,
     max_frame_bytes: usize,
@@ -337,50 +392,34 @@ pub async fn run_receiver<F: FnMut(ReceivedFrame) -> bool>(
             source,
         })?;
     tracing::info!(local = %bind_addr, "receiving over TCP");
-    let max_message = max_frame_bytes + wire::FRAGMENT_HEADER;
-    let mut conn: Option<Connection> = None;
-    let mut inbuf = vec![0u8; 256 * 1024];
+    let max_message = max_frame_bytes + wire::FRAGMENT_HEADER + crate::secure::SEAL_OVERHEAD;
+    let (read_tx, mut read_rx) = tokio::sync::mpsc::channel::<Read>(READ_QUEUE);
+    let mut conns = Connections::default();
+    let mut next_id = 0u64;
     let mut out = Vec::with_capacity(1500);
     loop {
-        let wake = drain_receiver(&mut conn, &mut receiver, &mut hooks, &mut out).await;
-        let read = async {
-            match conn.as_mut() {
-                Some(c) => c.stream.read(&mut inbuf).await,
-                None => std::future::pending().await,
-            }
-        };
+        let wake = drain_receiver(&mut conns, &mut receiver, &mut hooks, &mut out).await;
+        conns.settle(&receiver);
+        let wake = [wake, conns.next_deadline()].into_iter().flatten().min();
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
                     tracing::info!(%peer, "sender connected");
-                    conn = Some(Connection { stream, peer, splitter: LengthPrefixed::new(max_message) });
+                    let (read, writer) = stream.into_split();
+                    next_id += 1;
+                    let reader = tokio::spawn(read_messages(next_id, peer, read, max_message, read_tx.clone()));
+                    conns.add(Connection { id: next_id, peer, writer, since: Instant::now(), reader });
                 }
                 Err(e) => tracing::warn!(error = %e, "accept failed"),
             },
-            read = read => {
-                let Some(c) = conn.as_mut() else { continue };
-                let peer = c.peer;
-                match read {
-                    Ok(0) | Err(_) => {
-                        tracing::info!(%peer, "sender disconnected");
-                        conn = None;
-                    }
-                    Ok(n) => {
-                        c.splitter.push(&inbuf[..n]);
-                        loop {
-                            match c.splitter.pull() {
-                                Ok(Some(message)) => receiver.handle_input(Instant::now(), ReceiverInput::Packet { from: Some(peer), data: &message }),
-                                Ok(None) => break,
-                                Err(e) => {
-                                    tracing::warn!(%peer, error = %e, "dropping connection");
-                                    conn = None;
-                                    break;
-                                }
-                            }
-                        }
+            Some((id, message)) = read_rx.recv() => match message {
+                Some(message) => {
+                    if let Some(peer) = conns.peer_of(id) {
+                        receiver.handle_input(Instant::now(), ReceiverInput::Packet { from: Some(peer), data: &message });
                     }
                 }
+                None => conns.remove(id, "sender disconnected"),
             },
             Some(command) = hooks.commands.recv() => hooks.on_command(&mut receiver, command),
             _ = sleep_until(wake) => receiver.handle_input(Instant::now(), ReceiverInput::Timeout),
@@ -388,22 +427,110 @@ pub async fn run_receiver<F: FnMut(ReceivedFrame) -> bool>(
         }
     }
     receiver.handle_input(Instant::now(), ReceiverInput::Close);
-    drain_receiver(&mut conn, &mut receiver, &mut hooks, &mut out).await;
+    drain_receiver(&mut conns, &mut receiver, &mut hooks, &mut out).await;
     Ok(())
 }
 
-/// The receiver's connection to the current sender.
-struct Connection {
-    stream: TcpStream,
-    peer: SocketAddr,
-    splitter: LengthPrefixed,
+/// The receiver's connections: the one in use and the candidates.
+#[derive(Default)]
+struct Connections {
+    active: Option<Connection>,
+    candidates: Vec<Connection>,
+    /// Without encryption there is nothing to prove: the newest connection wins.
+    insecure: Option<bool>,
 }
 
-/// The receiver's one drain loop: hands frames on, sends feedback to the connected
-/// sender (dropping the connection if it stops reading), publishes the counters and
-/// returns when the machine next wants a timeout.
+impl Connections {
+    fn add(&mut self, conn: Connection) {
+        if self.insecure == Some(true) {
+            self.active = Some(conn);
+            self.candidates.clear();
+            return;
+        }
+        if self.candidates.len() >= MAX_CANDIDATES {
+            let old = self.candidates.remove(0);
+            tracing::debug!(peer = %old.peer, "closing an unauthenticated connection (too many)");
+        }
+        self.candidates.push(conn);
+    }
+
+    fn peer_of(&self, id: u64) -> Option<SocketAddr> {
+        self.active
+            .iter()
+            .chain(&self.candidates)
+            .find(|c| c.id == id)
+            .map(|c| c.peer)
+    }
+
+    fn remove(&mut self, id: u64, why: &str) {
+        if self.active.as_ref().is_some_and(|c| c.id == id) {
+            if let Some(c) = self.active.take() {
+                tracing::info!(peer = %c.peer, "{why}");
+            }
+        }
+        self.candidates.retain(|c| c.id != id);
+    }
+
+    /// Promotes the candidate the receiver authenticated; closes candidates out of time.
+    fn settle(&mut self, receiver: &Receiver) {
+        let insecure = *self.insecure.get_or_insert(!receiver.encrypted());
+        if insecure {
+            if let Some(newest) = self.candidates.pop() {
+                self.active = Some(newest);
+                self.candidates.clear();
+            }
+            return;
+        }
+        if let Some(peer) = receiver.authenticated_peer() {
+            if let Some(pos) = self.candidates.iter().position(|c| c.peer == peer) {
+                let conn = self.candidates.remove(pos);
+                tracing::info!(peer = %conn.peer, "sender authenticated");
+                self.active = Some(conn);
+            }
+        }
+        let now = Instant::now();
+        self.candidates.retain(|c| {
+            let keep = now < c.since + AUTH_TIMEOUT;
+            if !keep {
+                tracing::warn!(peer = %c.peer, "closing a connection that did not authenticate in time");
+            }
+            keep
+        });
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        self.candidates.iter().map(|c| c.since + AUTH_TIMEOUT).min()
+    }
+
+    /// The connection a packet for `to` goes on: the one with that peer, else the one
+    /// in use.
+    fn for_peer(&mut self, to: Option<SocketAddr>) -> Option<&mut Connection> {
+        match to {
+            Some(peer) if self.candidates.iter().any(|c| c.peer == peer) => {
+                self.candidates.iter_mut().find(|c| c.peer == peer)
+            }
+            _ => self.active.as_mut(),
+        }
+    }
+}
+
+async fn write_to(conn: &mut Connection, message: &[u8]) -> std::io::Result<()> {
+    let prefix = (message.len() as u32).to_be_bytes();
+    let mut both = Buf::chain(&prefix[..], message);
+    match tokio::time::timeout(WRITE_TIMEOUT, conn.writer.write_all_buf(&mut both)).await {
+        Ok(result) => result,
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "peer stopped reading",
+        )),
+    }
+}
+
+/// The receiver's one drain loop: hands frames on, sends feedback and handshake
+/// answers on the connection they are for (dropping a connection that stops reading),
+/// publishes the counters and returns when the machine next wants a timeout.
 async fn drain_receiver<F: FnMut(ReceivedFrame) -> bool>(
-    conn: &mut Option<Connection>,
+    conns: &mut Connections,
     receiver: &mut Receiver,
     hooks: &mut ReceiverHooks<F>,
     out: &mut Vec<u8>,
@@ -411,11 +538,12 @@ async fn drain_receiver<F: FnMut(ReceivedFrame) -> bool>(
     loop {
         match receiver.poll_output(Instant::now(), out) {
             Output::Event(event) => hooks.on_event(receiver, event),
-            Output::Transmit(_) => {
-                if let Some(c) = conn.as_mut() {
-                    if write_message(&mut c.stream, out).await.is_err() {
-                        tracing::warn!(peer = %c.peer, "sender connection lost while sending feedback");
-                        *conn = None;
+            Output::Transmit(t) => {
+                if let Some(conn) = conns.for_peer(t.to) {
+                    if write_to(conn, out).await.is_err() {
+                        let (id, peer) = (conn.id, conn.peer);
+                        tracing::warn!(%peer, "sender connection lost while sending feedback");
+                        conns.remove(id, "sender connection lost");
                     }
                 }
             }

@@ -28,6 +28,7 @@ pub use feedback::FeedbackConfig;
 
 use crate::machine::{Machine, Output, Transmit};
 use crate::repair::nack::{LossConfig, LossTracker, Seen};
+use crate::secure::{self, Opened, Psk, Responder};
 use crate::wire::{self, Packet, SequenceCounts};
 use crate::TransportError;
 use crate::{seq, ReceiverStats};
@@ -58,6 +59,10 @@ pub struct ReceiverConfig {
     /// Loss repair: nacks for missing packets, rebuilding from parity. `None` turns it
     /// off (`--no-repair`; and on a byte stream, which never loses a packet).
     pub repair: Option<ReceiverRepairConfig>,
+    /// The paired key: only packets sealed by the sender holding it are heard, and
+    /// feedback goes to that sender only. `None` (`--insecure`) takes packets in the
+    /// clear.
+    pub secure: Option<Psk>,
 }
 
 /// Nack packets one poll may send at most.
@@ -95,6 +100,7 @@ impl Default for ReceiverConfig {
             session_idle: Duration::from_millis(500),
             feedback: FeedbackConfig::default(),
             repair: None,
+            secure: None,
         }
     }
 }
@@ -174,6 +180,8 @@ pub struct Receiver {
     /// Gaps in the packet sequence (for the loss figures in reports) and, with repair
     /// on, the nacks for them.
     tracker: LossTracker,
+    /// The encrypted channel (`None`: `--insecure`).
+    secure: Option<Responder>,
     stats: ReceiverStats,
 }
 
@@ -186,6 +194,7 @@ impl Receiver {
         );
         let feedback = Feedback::new(config.feedback);
         let tracker = LossTracker::new(LossConfig::default());
+        let secure = config.secure.clone().map(Responder::new);
         Self {
             config,
             session: None,
@@ -199,6 +208,7 @@ impl Receiver {
             highest_seen: None,
             feedback,
             tracker,
+            secure,
             stats: ReceiverStats::default(),
         }
     }
@@ -211,12 +221,24 @@ impl Receiver {
         repair.spurious_nacks = c.spurious;
         repair.packets_lost = c.lost;
         ReceiverStats {
+            secure: self.secure.as_ref().map(|s| s.stats()).unwrap_or_default(),
             clock_offset_us: self.feedback.offset_us(),
             rtt_us: self.feedback.rtt_us(),
             peer: self.session.as_ref().and_then(|s| s.peer),
             repair,
             ..self.stats
         }
+    }
+
+    /// Whether this receiver requires encryption.
+    pub fn encrypted(&self) -> bool {
+        self.secure.is_some()
+    }
+
+    /// The address of the sender that proved it holds the paired key (with encryption),
+    /// for a stream driver to tell the real connection from others.
+    pub fn authenticated_peer(&self) -> Option<SocketAddr> {
+        self.secure.as_ref().and_then(|s| s.authenticated_peer())
     }
 
     /// The current sender's session id and address, if any.
@@ -234,6 +256,33 @@ impl Receiver {
     fn on_packet(&mut self, now: Instant, from: Option<SocketAddr>, packet: &[u8]) {
         self.stats.datagrams += 1;
         self.stats.bytes += packet.len() as u64;
+        let Some(responder) = self.secure.as_mut() else {
+            if secure::is_secure_packet(packet) {
+                self.stats.dropped.encrypted += 1;
+                if self.stats.dropped.encrypted == 1 {
+                    tracing::warn!(peer = ?from, "the sender encrypts (it has a key) but this receiver runs with --insecure: drop --insecure here and give both sides the same key");
+                }
+                return;
+            }
+            return self.on_plain(now, from, packet, false);
+        };
+        match responder.open(now, from, packet) {
+            Opened::Inner(inner) => self.on_plain(now, from, &inner, true),
+            Opened::Handshake | Opened::Established => {}
+            Opened::Dropped => {
+                tracing::trace!(peer = ?from, len = packet.len(), "discarded: not authentic");
+            }
+        }
+    }
+
+    /// Takes one authentic (or, with `--insecure`, any) packet.
+    fn on_plain(
+        &mut self,
+        now: Instant,
+        from: Option<SocketAddr>,
+        packet: &[u8],
+        authenticated: bool,
+    ) {
         let (header, payload) = match wire::parse(packet) {
             Ok(Packet::Fragment(header, payload)) => (header, payload),
             Ok(Packet::Pong {
@@ -284,7 +333,7 @@ impl Receiver {
             self.stats.dropped.malformed += 1;
             return;
         }
-        if !self.accept_session(now, from, header.session) {
+        if !self.accept_session(now, from, header.session, authenticated) {
             tracing::trace!(peer = ?from, session = format_args!("{:08x}", header.session), "discarded: another sender while this one is active");
             self.stats.dropped.other_sender += 1;
             return;
@@ -549,7 +598,16 @@ impl Receiver {
         })
     }
 
-    fn accept_session(&mut self, now: Instant, from: Option<SocketAddr>, id: u32) -> bool {
+    /// Whether a packet of session `id` from `from` belongs to the session followed; a
+    /// new one is adopted when the old is idle or comes from the same host or, with
+    /// encryption, at once: it proved it holds the paired key.
+    fn accept_session(
+        &mut self,
+        now: Instant,
+        from: Option<SocketAddr>,
+        id: u32,
+        authenticated: bool,
+    ) -> bool {
         if let Some(s) = &mut self.session {
             if s.id == id {
                 s.last_heard = now;
@@ -559,7 +617,8 @@ impl Receiver {
             if self.retired == Some(id) {
                 return false;
             }
-            let idle = now.saturating_duration_since(s.last_heard) >= self.config.session_idle;
+            let idle = authenticated
+                || now.saturating_duration_since(s.last_heard) >= self.config.session_idle;
             // A sender restarted on the same host comes back with a new id at once.
             let same_host = matches!((s.peer, from), (Some(a), Some(b)) if a.ip() == b.ip());
             if !idle && !same_host {
@@ -765,10 +824,19 @@ impl Machine for Receiver {
             self.stats.frames_emitted += 1;
             return Output::Event(ReceiverEvent::Frame(frame));
         }
-        if let Some(queued) = self.transmits.pop_front() {
+        if let Some(to) = self.secure.as_mut().and_then(|s| s.poll_handshake(buf)) {
+            return Output::Transmit(Transmit { to });
+        }
+        while let Some(queued) = self.transmits.pop_front() {
             buf.clear();
             buf.extend_from_slice(&queued.payload);
-            return Output::Transmit(Transmit { to: queued.to });
+            let Some(secure) = self.secure.as_mut() else {
+                return Output::Transmit(Transmit { to: queued.to });
+            };
+            // Sealed for, and sent to, the authenticated sender only.
+            if let Some(to) = secure.seal(buf) {
+                return Output::Transmit(Transmit { to });
+            }
         }
         Output::Timeout(self.next_timeout())
     }

@@ -149,7 +149,11 @@ impl Controller {
     /// A packet sent at `sent_us` (sender clock) arrived at `arrival_us` (receiver
     /// clock), completing `bytes` of delivered media (0 for a packet mid-frame).
     pub fn on_packet_acked(&mut self, now: Instant, sent_us: u64, arrival_us: u64, bytes: usize) {
-        let delay = arrival_us as i64 - sent_us as i64;
+        // Clocks of two machines may be years apart (a Pi without a real-time clock);
+        // only the change of this difference matters. Clamped and saturating so a
+        // report with absurd times cannot overflow anything below.
+        let delay = (i128::from(arrival_us) - i128::from(sent_us))
+            .clamp(i128::from(i64::MIN / 4), i128::from(i64::MAX / 4)) as i64;
         while self.base.back().is_some_and(|&(_, d)| d >= delay) {
             self.base.pop_back();
         }
@@ -162,14 +166,14 @@ impl Controller {
             self.base.pop_front();
         }
         let base = self.base.front().map_or(delay, |&(_, d)| d);
-        let queue = (delay - base) as f64;
+        let queue = delay.saturating_sub(base) as f64;
         self.recent.push_back((arrival_us, queue));
         let window = SUSTAIN_WINDOW.as_micros() as u64;
         while self.recent.len() > MAX_RECENT
             || self
                 .recent
                 .front()
-                .is_some_and(|&(t, _)| t + window < arrival_us)
+                .is_some_and(|&(t, _)| t.saturating_add(window) < arrival_us)
         {
             self.recent.pop_front();
         }
@@ -178,7 +182,7 @@ impl Controller {
         while self
             .acked
             .front()
-            .is_some_and(|&(at, _)| at + window < arrival_us)
+            .is_some_and(|&(at, _)| at.saturating_add(window) < arrival_us)
         {
             self.acked.pop_front();
         }

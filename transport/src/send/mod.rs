@@ -27,6 +27,7 @@ pub use repair::RepairConfig;
 use crate::clock::WallClock;
 use crate::machine::{Machine, Output, Transmit};
 use crate::repair::fec;
+use crate::secure::{Initiator, Opened, Psk, SEAL_OVERHEAD};
 use crate::wire::{self, FragmentHeader, Packet, Report, FRAGMENT_HEADER};
 use crate::{seq, SenderStats};
 use congestion::{CongestionConfig, Controller};
@@ -66,6 +67,9 @@ pub struct SenderConfig {
     /// Loss repair (parity and retransmission); `None` turns it off. Datagram links
     /// only: a byte stream never loses a packet.
     pub repair: Option<RepairConfig>,
+    /// The paired key: every packet is sealed and only the receiver holding the same
+    /// key is heard. `None` (`--insecure`) sends in the clear.
+    pub secure: Option<Psk>,
 }
 
 impl Default for SenderConfig {
@@ -79,6 +83,7 @@ impl Default for SenderConfig {
             jam_guard: None,
             clock: WallClock::system(),
             repair: None,
+            secure: None,
         }
     }
 }
@@ -199,12 +204,16 @@ pub struct Sender {
     /// Sequence number of the next original packet (data or parity).
     next_seq: u32,
     repair: Option<SenderRepair>,
+    /// The encrypted channel to the receiver (`None`: `--insecure`).
+    secure: Option<Initiator>,
     log: SendLog,
     packets_sent: u64,
     loss: LossMeter,
     /// Packets sent through the newest packet the receiver reported.
     acked_through: Option<u64>,
     announced: (u32, u32),
+    /// Receiver clock of the last report, µs.
+    last_report_us: Option<u64>,
     stats: SenderStats,
 }
 
@@ -219,8 +228,13 @@ impl Sender {
     /// A sender for media session `session`. Panics if `max_packet` leaves no room for
     /// payload (a configuration bug the caller validates first).
     pub fn new(config: SenderConfig, session: u32) -> Self {
+        let seal = if config.secure.is_some() {
+            SEAL_OVERHEAD
+        } else {
+            0
+        };
         assert!(
-            config.max_packet >= FRAGMENT_HEADER + 2,
+            config.max_packet >= FRAGMENT_HEADER + seal + 2,
             "max_packet too small for the header"
         );
         assert!(config.queue_frames >= 1, "queue_frames must be at least 1");
@@ -229,6 +243,10 @@ impl Sender {
             .as_ref()
             .map(|g| Controller::new(g.congestion.clone()));
         let repair = config.repair.clone().map(SenderRepair::new);
+        let secure = config
+            .secure
+            .clone()
+            .map(|key| Initiator::new(key, session));
         let mut events = VecDeque::new();
         let mut announced = (0, 0);
         if let Some(cc) = &congestion {
@@ -249,11 +267,13 @@ impl Sender {
             pacer: Pacer::new(Duration::ZERO),
             next_seq: 0,
             repair,
+            secure,
             log: SendLog::default(),
             packets_sent: 0,
             loss: LossMeter::default(),
             acked_through: None,
             announced,
+            last_report_us: None,
             stats: SenderStats::default(),
         }
     }
@@ -271,6 +291,7 @@ impl Sender {
     /// Counters since start, with the controller's current targets.
     pub fn stats(&self) -> SenderStats {
         let mut stats = self.stats;
+        stats.secure = self.secure.as_ref().map(|s| s.stats()).unwrap_or_default();
         if let Some(cc) = &self.congestion {
             stats.target_bitrate = cc.target_bitrate();
             stats.target_fps = cc.target_fps();
@@ -289,7 +310,17 @@ impl Sender {
     /// Frame bytes per data packet: what a packet leaves after the header, rounded
     /// down to even (Reed-Solomon shards are whole 16-bit words).
     fn payload(&self) -> usize {
-        ((self.config.max_packet - FRAGMENT_HEADER) & !1).max(2)
+        let seal = if self.config.secure.is_some() {
+            SEAL_OVERHEAD
+        } else {
+            0
+        };
+        ((self
+            .config
+            .max_packet
+            .saturating_sub(FRAGMENT_HEADER + seal))
+            & !1)
+            .max(2)
     }
 
     /// Takes one encoded frame, after accounting for the frames the source dropped just
@@ -387,6 +418,23 @@ impl Sender {
     /// ignored (logged at trace level, counted): feedback is advisory and must never
     /// stop the stream.
     fn on_packet(&mut self, now: Instant, packet: &[u8]) {
+        let Some(secure) = self.secure.as_mut() else {
+            return self.on_feedback(now, packet);
+        };
+        match secure.open(now, packet) {
+            Opened::Inner(inner) => self.on_feedback(now, &inner),
+            // A receiver with fresh keys: it needs a keyframe to start.
+            Opened::Established => self.on_new_receiver(now),
+            Opened::Handshake => {}
+            Opened::Dropped => {
+                self.stats.feedback_ignored += 1;
+                tracing::trace!(len = packet.len(), "feedback discarded: not authentic");
+            }
+        }
+    }
+
+    /// Takes one authentic (or, with `--insecure`, any) packet of feedback.
+    fn on_feedback(&mut self, now: Instant, packet: &[u8]) {
         match wire::parse(packet) {
             Ok(Packet::KeyframeRequest {
                 session,
@@ -457,6 +505,18 @@ impl Sender {
         let Some(cc) = self.congestion.as_mut() else {
             return;
         };
+        // Reports are authenticated, but a receiver's clock can still step (NTP) and
+        // bugs are not only attackers: a report whose clock ran backwards by more than
+        // a second, or that claims time zero, gives no delay samples.
+        let backwards = self
+            .last_report_us
+            .is_some_and(|last| report.report_us.saturating_add(1_000_000) < last);
+        if report.report_us == 0 || backwards {
+            self.stats.reports_implausible += 1;
+            self.last_report_us = Some(report.report_us);
+            return;
+        }
+        self.last_report_us = Some(report.report_us);
         for arrival in report.arrivals() {
             // A frame still being paced out is not in the log yet: its early packets
             // give no sample.
@@ -662,6 +722,21 @@ impl Sender {
         self.pacer.next_send_any()
     }
 
+    /// The next timeout, the handshake's included.
+    fn next_timeout_secure(&self, now: Instant) -> Option<Instant> {
+        let handshake = self.secure.as_ref().and_then(|s| s.next_timeout(now));
+        // Before the keys, media waits: only its deadline matters, not the pacer.
+        let media = if self.secure.as_ref().is_some_and(|s| !s.established()) {
+            self.queue
+                .front()
+                .zip(self.config.jam_guard.as_ref())
+                .map(|(f, g)| f.queued_at + g.max_queue_delay + Duration::from_millis(1))
+        } else {
+            self.next_timeout()
+        };
+        [handshake, media].into_iter().flatten().min()
+    }
+
     /// Drops every unsent frame (nobody to send to), counting them.
     fn drop_queued(&mut self) {
         self.stats.frames_dropped += self.queue.len() as u64;
@@ -714,7 +789,12 @@ impl Machine for Sender {
             SenderInput::Packet(packet) => self.on_packet(now, packet),
             // Pacing and late frames are handled by the next poll.
             SenderInput::Timeout => self.drop_late(now),
-            SenderInput::NewReceiver => self.on_new_receiver(now),
+            SenderInput::NewReceiver => {
+                if let Some(secure) = self.secure.as_mut() {
+                    secure.restart();
+                }
+                self.on_new_receiver(now);
+            }
             SenderInput::Disconnected => self.drop_queued(),
         }
     }
@@ -725,10 +805,29 @@ impl Machine for Sender {
         if let Some(event) = self.events.pop_front() {
             return Output::Event(event);
         }
+        let time_us = self.config.clock.us(now);
+        if let Some(secure) = self.secure.as_mut() {
+            if secure.poll_handshake(now, time_us, buf) {
+                self.stats.datagrams += 1;
+                self.stats.bytes += buf.len() as u64;
+                return Output::Transmit(Transmit { to: None });
+            }
+            if !secure.established() {
+                // Nothing leaves unsealed: frames wait (and age out) until the
+                // receiver has answered.
+                self.drop_late(now);
+                return Output::Timeout(self.next_timeout_secure(now));
+            }
+        }
         if self.poll_transmit(now, buf) {
+            if let Some(secure) = self.secure.as_mut() {
+                let plain = buf.len() as u64;
+                secure.seal(buf);
+                self.stats.bytes += buf.len() as u64 - plain;
+            }
             return Output::Transmit(Transmit { to: None });
         }
-        Output::Timeout(self.next_timeout())
+        Output::Timeout(self.next_timeout_secure(now))
     }
 }
 
@@ -906,5 +1005,50 @@ mod tests {
             (1, 1, 2)
         );
         assert_eq!(events(&mut sender), vec![SenderEvent::ForceKeyframe]);
+    }
+
+    #[test]
+    fn absurd_report_times_are_counted_and_overflow_nothing() {
+        let now = Instant::now();
+        let mut sender = Sender::new(
+            SenderConfig {
+                jam_guard: Some(JamGuardConfig::for_stream(4_000_000, 30)),
+                ..SenderConfig::default()
+            },
+            9,
+        );
+        let mut buf = Vec::new();
+        for i in 0..5u32 {
+            sender.on_frame(now, frame(i == 0, 3000).into());
+            while sender.poll_transmit(now, &mut buf) {}
+        }
+        let arrivals = |at_us: u64| {
+            (0..5u32)
+                .map(|f| wire::Arrival {
+                    frame: f,
+                    index: 0,
+                    at_us,
+                })
+                .collect::<Vec<_>>()
+        };
+        for report_us in [u64::MAX, 1 << 63, (1 << 63) - 1, 5, 0, u64::MAX / 2] {
+            let mut report = Vec::new();
+            wire::write_report(
+                &mut report,
+                9,
+                Some(4),
+                None,
+                report_us,
+                &arrivals(report_us),
+            );
+            sender.on_packet(now, &report);
+            sender.check_invariants();
+        }
+        let s = sender.stats();
+        assert_eq!(s.reports, 6);
+        // Back from u64::MAX to 2^63, back to 5, and a zero time: refused (2^63 - 1
+        // after 2^63 is within a second; u64::MAX / 2 after zero moves forward).
+        assert_eq!(s.reports_implausible, 3, "{s:?}");
+        assert!(s.target_bitrate > 0);
     }
 }
