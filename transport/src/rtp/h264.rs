@@ -636,12 +636,10 @@ mod tests {
         for (k, (p, _)) in pkts.iter().enumerate() {
             for len in 0..p.len() {
                 let mut d = Depacketizer::new(1 << 20);
-                let mut seq = 0u16;
                 for (j, (q, m)) in pkts.iter().enumerate() {
                     let q = if j == k { &q[..len] } else { &q[..] };
-                    let _ = d.push(seq, 0, *m, q);
+                    let _ = d.push(j as u16, 0, *m, q);
                     d.check_invariants();
-                    seq += 1;
                 }
                 // A shortened FU-A fragment still parses, so the unit may come out
                 // shorter; a shortened STAP-A never comes out as the whole unit.

@@ -119,7 +119,7 @@ impl RtpReceiver {
             match rtcp::parse(data) {
                 Some(fb) => {
                     if let Some(ssrc) = fb.sender_report {
-                        if self.ssrc.is_none_or(|s| s == ssrc) {
+                        if self.ssrc.map_or(true, |s| s == ssrc) {
                             self.rtcp_to = Some(from);
                         }
                     }
@@ -147,9 +147,9 @@ impl RtpReceiver {
         }
         let ssrc = packet.ssrc();
         if self.ssrc != Some(ssrc) {
-            let idle = self
-                .last_heard
-                .is_none_or(|t| now.saturating_duration_since(t) >= self.config.session_idle);
+            let idle = self.last_heard.map_or(true, |t| {
+                now.saturating_duration_since(t) >= self.config.session_idle
+            });
             if !idle {
                 self.stats.dropped.other_sender += 1;
                 return;
@@ -202,8 +202,9 @@ impl RtpReceiver {
     }
 
     fn retry_due(&self, now: Instant) -> bool {
-        self.last_pli
-            .is_none_or(|t| now.saturating_duration_since(t) >= self.config.keyframe_retry)
+        self.last_pli.map_or(true, |t| {
+            now.saturating_duration_since(t) >= self.config.keyframe_retry
+        })
     }
 }
 

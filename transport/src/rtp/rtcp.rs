@@ -48,10 +48,10 @@ pub fn parse(data: &[u8]) -> Option<Feedback> {
     for packet in compound {
         let Ok(packet) = packet else { return None };
         match &packet {
-            Packet::PayloadFeedback(pf) => {
-                if pf.parse_fci::<Pli>().is_ok() || pf.parse_fci::<Fir>().is_ok() {
-                    fb.keyframe = true;
-                }
+            Packet::PayloadFeedback(pf)
+                if pf.parse_fci::<Pli>().is_ok() || pf.parse_fci::<Fir>().is_ok() =>
+            {
+                fb.keyframe = true;
             }
             Packet::TransportFeedback(tf) => {
                 if let Ok(nack) = tf.parse_fci::<Nack>() {
