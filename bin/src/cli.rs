@@ -69,6 +69,18 @@ pub struct LinkArgs {
     /// the baseline, for comparison. UDP only; TCP never needs it.
     #[arg(long)]
     pub no_repair: bool,
+    /// Wire format: `picam` (picam's own), `rtp` (RTP/RTCP, RFC 6184; RFC 4571 framing
+    /// over TCP) or `h264` (raw Annex B, as `rpicam-vid -o udp://` sends). Over TCP the
+    /// interop wires reverse the roles: the sender listens, the receiver connects to
+    /// `--remote`.
+    #[arg(long)]
+    pub wire: Option<String>,
+    /// `--wire rtp`: RTCP on the RTP port (RFC 5761) instead of port + 1.
+    #[arg(long)]
+    pub rtcp_mux: bool,
+    /// `--wire rtp`: the RTP payload type (96..=127, default 96).
+    #[arg(long, allow_negative_numbers = true)]
+    pub payload_type: Option<i64>,
     /// Use this key file (from `picam keygen`, the same on both sides) instead of the
     /// paired key.
     #[arg(long, value_name = "FILE")]
@@ -127,6 +139,10 @@ pub struct SendArgs {
     /// Drop a frame still unsent this many ms after capture hands it over (default 100).
     #[arg(long, allow_negative_numbers = true)]
     pub max_queue_delay_ms: Option<i64>,
+    /// `--wire rtp`: write an SDP file describing the stream, for ffplay, VLC or
+    /// `ffmpeg -protocol_whitelist file,udp,rtp -i FILE`.
+    #[arg(long, value_name = "FILE")]
+    pub sdp: Option<std::path::PathBuf>,
 }
 
 /// How cameras and H.264 streams are read (`picam send`).

@@ -36,6 +36,9 @@ pub struct FileConfig {
     insecure: Option<bool>,
     min_bitrate: Option<i64>,
     max_queue_delay_ms: Option<i64>,
+    wire: Option<String>,
+    rtcp_mux: Option<bool>,
+    payload_type: Option<i64>,
 }
 
 /// Validated settings for either side.
@@ -65,6 +68,33 @@ pub struct Settings {
     pub min_bitrate: u32,
     /// A frame unsent this long at the sender is dropped.
     pub max_queue_delay: std::time::Duration,
+    /// The wire format.
+    pub wire: Wire,
+    /// `rtp`: RTCP on the RTP port.
+    pub rtcp_mux: bool,
+    /// `rtp`: the payload type.
+    pub payload_type: u8,
+}
+
+/// Which wire format carries the stream (`--wire`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wire {
+    /// picam's own (repair, reports, clock pings, the jam guard).
+    Picam,
+    /// RTP/RTCP with H.264 per RFC 6184 (RFC 4571 framing over TCP).
+    Rtp,
+    /// Raw H.264 Annex B.
+    H264,
+}
+
+/// `picam`, `rtp` or `h264`, in any case.
+pub fn parse_wire(value: &str) -> Option<Wire> {
+    match value.to_ascii_lowercase().as_str() {
+        "picam" => Some(Wire::Picam),
+        "rtp" => Some(Wire::Rtp),
+        "h264" => Some(Wire::H264),
+        _ => None,
+    }
 }
 
 /// Where a value came from, for error messages.
@@ -281,7 +311,25 @@ impl Settings {
             5000,
             " ms",
         )?;
+        let (wire, origin) = pick(link.wire.clone(), file.wire, path, "picam".into());
+        let Some(wire) = parse_wire(&wire) else {
+            bail!(
+                "invalid `wire` = {:?} {origin}: allowed \"picam\", \"rtp\" or \"h264\"",
+                wire.to_ascii_lowercase()
+            );
+        };
+        let (rtcp_mux, _) = pick(link.rtcp_mux.then_some(true), file.rtcp_mux, path, false);
+        let payload_type = ranged(
+            "payload_type",
+            pick(link.payload_type, file.payload_type, path, 96),
+            96,
+            127,
+            " (dynamic RTP payload types)",
+        )? as u8;
         Ok(Self {
+            wire,
+            rtcp_mux,
+            payload_type,
             remote,
             bind,
             port,
@@ -393,6 +441,12 @@ mod tests {
             (5000, Protocol::Udp, 1400)
         );
         assert_eq!(
+            (s.wire, s.rtcp_mux, s.payload_type),
+            (Wire::Picam, false, 96)
+        );
+        let s = send_settings(&["--wire", "RTP", "--rtcp-mux", "--payload-type", "100"]).unwrap();
+        assert_eq!((s.wire, s.rtcp_mux, s.payload_type), (Wire::Rtp, true, 100));
+        assert_eq!(
             s.encoder,
             EncoderSettings {
                 width: 1280,
@@ -424,6 +478,11 @@ mod tests {
                 "invalid `protocol` = \"sctp\" from the command line: allowed \"udp\" or \"tcp\"",
             ),
             (&["--fps", "0"], "`fps` = 0"),
+            (
+                &["--wire", "srt"],
+                "invalid `wire` = \"srt\" from the command line: allowed \"picam\", \"rtp\" or \"h264\"",
+            ),
+            (&["--payload-type", "200"], "invalid `payload_type` = 200 from the command line: allowed 96..=127"),
             (&["--intra", "0"], "`intra` = 0"),
             (&["--payload-size", "20"], "`payload_size` = 20"),
             (&["--bind", "not-an-ip"], "invalid `bind`"),

@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, watch};
 use transport::{Protocol, ReceivedFrame, Receiver, ReceiverCommand, ReceiverHooks, ReceiverStats};
 
 use crate::cli::RecvArgs;
-use crate::config::Settings;
+use crate::config::{Settings, Wire};
 use crate::frames_out::FramesOut;
 use crate::latency::Samples;
 use crate::latest::{Latest, Taken};
@@ -77,9 +77,14 @@ pub fn run_with(
     let listen = settings.listen_addr();
     // The key first: without one, pair now (the code is printed for the person at the
     // camera), before any window opens.
-    let key = security::receiver_key(&settings.security, listen, &shutdown, &mut |code| {
-        security::print_code(code, listen)
-    })?;
+    // The interop wires are plain (their peers cannot encrypt): no key, no pairing.
+    let key = if settings.wire == Wire::Picam {
+        security::receiver_key(&settings.security, listen, &shutdown, &mut |code| {
+            security::print_code(code, listen)
+        })?
+    } else {
+        None
+    };
     if shutdown.fired() {
         return Ok(());
     }
@@ -124,11 +129,14 @@ pub fn run_with(
         let shutdown = shutdown.clone();
         let receiver = Receiver::new(config);
         runtime.spawn(async move {
-            let result = match settings.protocol {
-                Protocol::Udp => transport::udp::run_receiver(listen, receiver, hooks).await,
-                Protocol::Tcp => {
+            let result = match (settings.wire, settings.protocol) {
+                (Wire::Picam, Protocol::Udp) => {
+                    transport::udp::run_receiver(listen, receiver, hooks).await
+                }
+                (Wire::Picam, Protocol::Tcp) => {
                     transport::tcp::run_receiver(listen, max_frame_bytes, receiver, hooks).await
                 }
+                (wire, protocol) => run_interop_receiver(&settings, wire, protocol, hooks).await,
             };
             shutdown.fire();
             result
@@ -173,6 +181,58 @@ pub fn run_with(
     decoded?;
     transport_result.context("transport task failed")??;
     Ok(())
+}
+
+/// Runs the receiver of an interop wire (`--wire rtp|h264`): over UDP it listens on
+/// `bind:port` (RTCP on port + 1 unless `--rtcp-mux`); over TCP it connects to the
+/// sender at `remote:port`, as a client of `rpicam-vid --listen` or `tcpserversink`.
+async fn run_interop_receiver<F: FnMut(ReceivedFrame) -> bool>(
+    settings: &Settings,
+    wire: Wire,
+    protocol: Protocol,
+    hooks: ReceiverHooks<F>,
+) -> std::result::Result<(), transport::TransportError> {
+    use transport::rtp::{interop_io, H264Receiver, RtpReceiver, RtpReceiverConfig, StreamFraming};
+    let listen = settings.listen_addr();
+    let remote = || {
+        settings
+            .remote_addr()
+            .map_err(|e| transport::TransportError::Io {
+                context: "resolving `remote`",
+                addr: listen,
+                source: std::io::Error::other(format!("{e:#}")),
+            })
+    };
+    tracing::warn!(?wire, "interop wire: plain and unauthenticated; no repair, no clock offset (latency only from stamps on one host)");
+    match (wire, protocol) {
+        (Wire::Rtp, Protocol::Udp) => {
+            let rx = RtpReceiver::new(RtpReceiverConfig {
+                payload_type: settings.payload_type,
+                rtcp_mux: settings.rtcp_mux,
+                ..Default::default()
+            });
+            let rtcp = (!settings.rtcp_mux)
+                .then(|| std::net::SocketAddr::new(listen.ip(), listen.port().wrapping_add(1)));
+            interop_io::run_udp_receiver(listen, rtcp, rx, hooks).await
+        }
+        (Wire::Rtp, Protocol::Tcp) => {
+            let rx = RtpReceiver::new(RtpReceiverConfig {
+                payload_type: settings.payload_type,
+                rtcp_mux: true,
+                ..Default::default()
+            });
+            interop_io::run_tcp_receiver(remote()?, StreamFraming::Rfc4571, rx, hooks).await
+        }
+        (_, Protocol::Udp) => {
+            let rx = H264Receiver::new(&listen.to_string());
+            interop_io::run_udp_receiver(listen, None, rx, hooks).await
+        }
+        (_, Protocol::Tcp) => {
+            let remote = remote()?;
+            let rx = H264Receiver::new(&remote.to_string());
+            interop_io::run_tcp_receiver(remote, StreamFraming::Raw, rx, hooks).await
+        }
+    }
 }
 
 /// Runs `decode` on the decode thread. However it ends, `latest` is closed (the sink

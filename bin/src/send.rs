@@ -1,5 +1,6 @@
 //! `picam send`: source thread -> bounded channel -> transport task.
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use transport::{
 };
 
 use crate::cli::SendArgs;
-use crate::config::Settings;
+use crate::config::{Settings, Wire};
 use crate::report::Reporter;
 use crate::security;
 use crate::send_stats::{SendSnapshot, SendWindow};
@@ -144,8 +145,21 @@ pub enum Role {
 pub fn run_with(args: &SendArgs, shutdown: Shutdown, role: Role) -> Result<()> {
     let settings = Settings::for_send(args)?;
     let remote = settings.remote_addr()?;
+    if let Some(path) = &args.sdp {
+        if settings.wire != Wire::Rtp {
+            bail!("`--sdp` describes an RTP stream: use it with `--wire rtp`");
+        }
+        std::fs::write(path, sdp(&settings, remote))
+            .with_context(|| format!("writing the SDP file {}", path.display()))?;
+        tracing::info!(path = %path.display(), "SDP written");
+    }
     // Pair (or find the key) before the camera starts: a wrong code fails at once.
-    let key = security::sender_key(&settings.security, args.pair.as_deref(), remote, &shutdown)?;
+    // The interop wires are plain (their peers cannot decrypt): no key there.
+    let key = if settings.wire == Wire::Picam {
+        security::sender_key(&settings.security, args.pair.as_deref(), remote, &shutdown)?
+    } else {
+        None
+    };
     let secure_on = key.is_some();
     let mut source = open_source(&settings, args)?;
     // A source blocked waiting (a camera starting, a child restarting) ends on shutdown.
@@ -243,12 +257,20 @@ pub fn run_with(args: &SendArgs, shutdown: Shutdown, role: Role) -> Result<()> {
                 secure_on,
             ))
         });
-        let sent = match settings.protocol {
-            Protocol::Udp => {
-                transport::udp::run_sender(settings.sender_bind_addr(remote), remote, sender, hooks)
+        let sent = match settings.wire {
+            Wire::Picam => match settings.protocol {
+                Protocol::Udp => {
+                    transport::udp::run_sender(
+                        settings.sender_bind_addr(remote),
+                        remote,
+                        sender,
+                        hooks,
+                    )
                     .await
-            }
-            Protocol::Tcp => transport::tcp::run_sender(remote, sender, hooks).await,
+                }
+                Protocol::Tcp => transport::tcp::run_sender(remote, sender, hooks).await,
+            },
+            Wire::Rtp | Wire::H264 => run_interop_sender(&settings, remote, hooks).await,
         };
         shutdown.fire();
         // The transport has ended, so its counters are final: the summary reads them.
@@ -264,6 +286,75 @@ pub fn run_with(args: &SendArgs, shutdown: Shutdown, role: Role) -> Result<()> {
     let captured = join_capture(capture);
     result?;
     captured
+}
+
+/// Runs the sender of an interop wire (`--wire rtp|h264`). Over UDP it sends to
+/// `remote`; over TCP it listens on `bind:port`, as `rpicam-vid --listen` does.
+async fn run_interop_sender<E: FnMut(SenderEvent)>(
+    settings: &Settings,
+    remote: SocketAddr,
+    hooks: SenderHooks<E>,
+) -> std::result::Result<(), transport::TransportError> {
+    use transport::rtp::{interop_io, H264Sender, RtpSender, RtpSenderConfig, StreamFraming};
+    let udp = settings.protocol == Protocol::Udp;
+    let bind = settings.sender_bind_addr(remote);
+    let listen = settings.listen_addr();
+    tracing::warn!(
+        "--wire {:?}: plain, unauthenticated interop stream without picam's repair and reports",
+        settings.wire
+    );
+    match settings.wire {
+        Wire::Rtp => {
+            let sender = RtpSender::new(RtpSenderConfig {
+                payload_type: settings.payload_type,
+                max_packet: settings.payload_size,
+                // Over TCP, GStreamer's rtpstreamdepay ! rtph264depay takes every message
+                // for RTP: no RTCP there.
+                rtcp: udp,
+                bitrate: settings
+                    .congestion_control
+                    .then_some((settings.encoder.bitrate, settings.min_bitrate)),
+                ..Default::default()
+            });
+            if udp {
+                let rtcp = (!settings.rtcp_mux)
+                    .then(|| SocketAddr::new(remote.ip(), remote.port().wrapping_add(1)));
+                interop_io::run_udp_sender(bind, remote, rtcp, sender, hooks).await
+            } else {
+                interop_io::run_tcp_sender(listen, StreamFraming::Rfc4571, sender, hooks).await
+            }
+        }
+        _ => {
+            if udp {
+                let sender = H264Sender::new(settings.payload_size);
+                interop_io::run_udp_sender(bind, remote, None, sender, hooks).await
+            } else {
+                let sender = H264Sender::new(usize::MAX);
+                interop_io::run_tcp_sender(listen, StreamFraming::Raw, sender, hooks).await
+            }
+        }
+    }
+}
+
+/// The SDP that describes `picam send --wire rtp` to ffplay, VLC and ffmpeg (RFC 4566,
+/// RFC 6184 §8.2: packetization-mode 1; parameter sets travel in band before every
+/// keyframe, so no sprop-parameter-sets are needed).
+pub fn sdp(settings: &Settings, remote: SocketAddr) -> String {
+    let (family, ip) = match remote.ip() {
+        std::net::IpAddr::V4(ip) => ("IP4", ip.to_string()),
+        std::net::IpAddr::V6(ip) => ("IP6", ip.to_string()),
+    };
+    let pt = settings.payload_type;
+    let mut s = format!(
+        "v=0\r\no=- 0 0 IN {family} {ip}\r\ns=picam\r\nc=IN {family} {ip}\r\nt=0 0\r\n\
+         m=video {port} RTP/AVP {pt}\r\na=rtpmap:{pt} H264/90000\r\n\
+         a=fmtp:{pt} packetization-mode=1\r\n",
+        port = remote.port()
+    );
+    if settings.rtcp_mux {
+        s.push_str("a=rtcp-mux\r\n");
+    }
+    s
 }
 
 /// How long a stopped source may take to return; sources look at the stop flag every

@@ -94,3 +94,18 @@ pub enum CaptureError {
     #[error("no camera found: {0}")]
     NoCamera(String),
 }
+
+impl From<media::MediaError> for CaptureError {
+    /// The splitter's refusal keeps its own variant (it names the stream's origin).
+    fn from(e: media::MediaError) -> Self {
+        match e {
+            media::MediaError::Bitstream { origin, what } => {
+                CaptureError::Bitstream { origin, what }
+            }
+            other => CaptureError::Media {
+                path: String::new(),
+                source: other,
+            },
+        }
+    }
+}

@@ -14,4 +14,12 @@ pub enum MediaError {
         /// Which rule the size breaks.
         why: &'static str,
     },
+    /// An H.264 byte stream that cannot be split into pictures.
+    #[error("{origin}: bad H.264 stream: {what}")]
+    Bitstream {
+        /// File, device, program or peer the stream came from.
+        origin: String,
+        /// What is wrong with it.
+        what: String,
+    },
 }

@@ -4,9 +4,11 @@
 //! few types that two stages must agree on live here so that neither owns the other:
 //! an encoded access unit ([`EncodedFrame`]), a decoded I420 picture ([`Picture`]), the
 //! latency stamp painted into pixels ([`stamp`]), the synthetic test pattern
-//! ([`pattern`]) and the YUV4MPEG2 header ([`y4m`]).
+//! ([`pattern`]), the YUV4MPEG2 header ([`y4m`]) and the H.264 Annex B splitter
+//! ([`annexb`]), which capture (files, pipes) and transport (the raw `h264` wire) share.
 #![forbid(unsafe_code)]
 
+pub mod annexb;
 pub mod clock;
 mod error;
 mod frame;

@@ -11,8 +11,8 @@
 //! Folders by concern: `wire/` (picam's native packet format and TCP framing),
 //! `send/` (the sender, its log of sent frames, loss measurement, pacing, congestion
 //! control), `recv/` (the receiver, reassembly, reports and clock pings), `io/` (the
-//! socket drivers). Loss repair, encryption and RTP each get a folder of their own
-//! (`repair/`, `secure/`, `rtp/`) when they land.
+//! socket drivers). Loss repair has `repair/`; the interop wires (RTP and raw
+//! Annex B, beside picam's own) are in [`rtp`].
 //!
 //! The wire format is in [`wire`] and documented in the project's `ARCHITECTURE.md`.
 
@@ -22,6 +22,7 @@ mod io;
 mod machine;
 mod recv;
 mod repair;
+pub mod rtp;
 pub mod secure;
 mod send;
 pub mod seq;

@@ -3,7 +3,7 @@
 //! has exactly one loop over `poll_output`; what the hooks do with events is shared
 //! here.
 
-mod sockopt;
+pub(crate) mod sockopt;
 pub mod tcp;
 pub mod udp;
 

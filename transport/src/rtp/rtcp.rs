@@ -1,0 +1,181 @@
+//! RTCP (RFC 3550, 4585): the few packets picam sends and reads, over `rtcp-types`.
+
+use rtcp_types::{
+    Compound, CompoundBuilder, Fir, Nack, Packet, PayloadFeedback, Pli, PliBuilder, ReceiverReport,
+    RtcpPacketWriter, Sdes, SdesChunk, SdesItem, SenderReport,
+};
+
+/// True when a packet on a shared port is RTCP rather than RTP (RFC 5761 §4: the second
+/// byte is 192..=223 for RTCP; an RTP payload type of 96 with or without the marker never
+/// falls there).
+pub fn is_rtcp(data: &[u8]) -> bool {
+    data.len() >= 2 && (192..=223).contains(&data[1])
+}
+
+/// Seconds between the NTP epoch (1900) and the Unix epoch (1970).
+const NTP_UNIX_OFFSET: u64 = 2_208_988_800;
+
+/// A 64-bit NTP timestamp (RFC 3550 §4) for a Unix time in µs.
+pub fn ntp_from_unix_us(us: u64) -> u64 {
+    let secs = us / 1_000_000 + NTP_UNIX_OFFSET;
+    let frac = ((us % 1_000_000) << 32) / 1_000_000;
+    (secs << 32) | frac
+}
+
+/// What a received RTCP compound packet asks for or tells.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Feedback {
+    /// A picture loss indication or full intra request: send a keyframe.
+    pub keyframe: bool,
+    /// Sequence numbers negatively acknowledged (generic NACK).
+    pub nacks: Vec<u16>,
+    /// A sender report from this SSRC.
+    pub sender_report: Option<u32>,
+    /// Loss fraction (of 256) and interarrival jitter (RTP clock units) from the report
+    /// blocks of a receiver or sender report.
+    pub reception: Option<(u8, u32)>,
+}
+
+/// Most NACKed sequence numbers taken from one compound packet: a NACK flood cannot make
+/// the sender queue more than this per packet.
+pub const MAX_NACKS_PER_PACKET: usize = 256;
+
+/// Reads a compound RTCP packet. `None` when it does not parse; unknown packet types in
+/// it are skipped.
+pub fn parse(data: &[u8]) -> Option<Feedback> {
+    let compound = Compound::parse(data).ok()?;
+    let mut fb = Feedback::default();
+    for packet in compound {
+        let Ok(packet) = packet else { return None };
+        match &packet {
+            Packet::PayloadFeedback(pf)
+                if pf.parse_fci::<Pli>().is_ok() || pf.parse_fci::<Fir>().is_ok() =>
+            {
+                fb.keyframe = true;
+            }
+            Packet::TransportFeedback(tf) => {
+                if let Ok(nack) = tf.parse_fci::<Nack>() {
+                    let room = MAX_NACKS_PER_PACKET.saturating_sub(fb.nacks.len());
+                    fb.nacks.extend(nack.entries().take(room));
+                }
+            }
+            Packet::Sr(sr) => {
+                fb.sender_report = Some(sr.ssrc());
+                if let Some(b) = sr.report_blocks().next() {
+                    fb.reception = Some((b.fraction_lost(), b.interarrival_jitter()));
+                }
+            }
+            Packet::Rr(rr) => {
+                if let Some(b) = rr.report_blocks().next() {
+                    fb.reception = Some((b.fraction_lost(), b.interarrival_jitter()));
+                }
+            }
+            _ => {}
+        }
+    }
+    Some(fb)
+}
+
+/// Writes a compound packet into `buf` (cleared first).
+fn write(compound: CompoundBuilder<'_>, buf: &mut Vec<u8>) {
+    buf.clear();
+    // Sizes come from packets built here, never from the network: a failure is a bug in
+    // this module, and it leaves `buf` empty rather than panicking.
+    if let Ok(size) = compound.calculate_size() {
+        buf.resize(size, 0);
+        let n = compound.write_into_unchecked(buf);
+        buf.truncate(n);
+    }
+}
+
+/// The canonical name sent in SDES (RFC 3550 requires one in every compound packet).
+const CNAME: &str = "picam";
+
+/// A sender report with an SDES CNAME.
+pub fn sender_report(
+    buf: &mut Vec<u8>,
+    ssrc: u32,
+    ntp: u64,
+    rtp_timestamp: u32,
+    packets: u32,
+    octets: u32,
+) {
+    let sr = SenderReport::builder(ssrc)
+        .ntp_timestamp(ntp)
+        .rtp_timestamp(rtp_timestamp)
+        .packet_count(packets)
+        .octet_count(octets);
+    let sdes = Sdes::builder()
+        .add_chunk(SdesChunk::builder(ssrc).add_item(SdesItem::builder(SdesItem::CNAME, CNAME)));
+    write(Compound::builder().add_packet(sr).add_packet(sdes), buf);
+}
+
+/// An empty receiver report followed by a picture loss indication for `media_ssrc`.
+pub fn picture_loss(buf: &mut Vec<u8>, ssrc: u32, media_ssrc: u32) {
+    let rr = ReceiverReport::builder(ssrc);
+    let pli = PayloadFeedback::builder_owned(PliBuilder {})
+        .sender_ssrc(ssrc)
+        .media_ssrc(media_ssrc);
+    write(Compound::builder().add_packet(rr).add_packet(pli), buf);
+}
+
+/// A generic NACK (with an empty receiver report first) for `seqs`. picam's receiver
+/// does not send these yet (it waits for a keyframe instead); tests use it as a peer would.
+#[cfg_attr(not(test), allow(dead_code))]
+pub fn nack(buf: &mut Vec<u8>, ssrc: u32, media_ssrc: u32, seqs: &[u16]) {
+    let mut b = Nack::builder();
+    for &s in seqs {
+        b = b.add_rtp_sequence(s);
+    }
+    let rr = ReceiverReport::builder(ssrc);
+    let fb = rtcp_types::TransportFeedback::builder_owned(b)
+        .sender_ssrc(ssrc)
+        .media_ssrc(media_ssrc);
+    write(Compound::builder().add_packet(rr).add_packet(fb), buf);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_we_write_we_read() {
+        let mut buf = Vec::new();
+        picture_loss(&mut buf, 1, 2);
+        assert!(is_rtcp(&buf));
+        assert!(parse(&buf).unwrap().keyframe);
+        sender_report(
+            &mut buf,
+            7,
+            ntp_from_unix_us(1_700_000_000_500_000),
+            9,
+            10,
+            11,
+        );
+        assert_eq!(parse(&buf).unwrap().sender_report, Some(7));
+        nack(&mut buf, 1, 2, &[5, 6, 9, 40]);
+        assert_eq!(parse(&buf).unwrap().nacks, vec![5, 6, 9, 40]);
+    }
+
+    #[test]
+    fn rtp_with_payload_type_96_is_not_rtcp() {
+        assert!(!is_rtcp(&[0x80, 96]));
+        assert!(!is_rtcp(&[0x80, 96 | 0x80]));
+        assert!(is_rtcp(&[0x80, 200]));
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        let mut buf = Vec::new();
+        nack(&mut buf, 1, 2, &[1, 2, 3]);
+        for len in 0..buf.len() {
+            let _ = parse(&buf[..len]);
+        }
+        for b in 0..=255u8 {
+            let mut v = buf.clone();
+            v[13] = b;
+            v[3] = b;
+            let _ = parse(&v);
+        }
+    }
+}
