@@ -169,6 +169,9 @@ pub struct Receiver {
     /// The session replaced last; its late packets are refused rather than flapping back.
     retired: Option<u32>,
     last_emitted: Option<u32>,
+    /// The last frame actually handed out (`last_emitted` also moves past frames
+    /// given up).
+    last_shown: Option<u32>,
     waiting_keyframe: bool,
     /// Frames in flight, sorted by frame number (wrapping order).
     partials: Vec<Partial>,
@@ -200,6 +203,7 @@ impl Receiver {
             session: None,
             retired: None,
             last_emitted: None,
+            last_shown: None,
             waiting_keyframe: true,
             partials: Vec::new(),
             ready: VecDeque::new(),
@@ -370,10 +374,13 @@ impl Receiver {
                 header.index + 1 == header.count,
             );
         }
-        if self
-            .last_emitted
-            .is_some_and(|last| !seq::after(header.frame, last))
-        {
+        // Not after the last frame given up or emitted, or not after the last frame
+        // actually handed out: the two differ when frames were given up since, and a
+        // jump of half the number space past the one would be "before" the other
+        // (found by fuzzing).
+        let not_after =
+            |last: Option<u32>| last.is_some_and(|last| !seq::after(header.frame, last));
+        if not_after(self.last_emitted) || not_after(self.last_shown) {
             tracing::trace!(peer = ?from, frame = header.frame, index = header.index, "discarded: frame already emitted or given up");
             if header.is_parity {
                 self.stats.repair.parity_unused += 1;
@@ -633,6 +640,7 @@ impl Receiver {
         });
         self.partials.clear();
         self.last_emitted = None;
+        self.last_shown = None;
         self.waiting_keyframe = true;
         self.last_request = None;
         self.highest_seen = None;
@@ -681,6 +689,7 @@ impl Receiver {
             self.waiting_keyframe = false;
         }
         let session = self.session.as_ref().map_or(0, |s| s.id);
+        self.last_shown = Some(partial.number);
         self.ready.push_back(ReceivedFrame {
             number: partial.number,
             session,
@@ -789,6 +798,12 @@ impl Receiver {
                 assert!(
                     seq::after(p.number, last),
                     "held frame not newer than the last emitted"
+                );
+            }
+            if let Some(last) = self.last_shown {
+                assert!(
+                    seq::after(p.number, last),
+                    "held frame not newer than the last shown"
                 );
             }
         }
