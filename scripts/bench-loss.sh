@@ -34,6 +34,9 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+# picam runs encrypted, as by default: one key for both sides.
+"$picam" keygen --out "$work/k" 2>/dev/null
+export PICAM_CONFIG_DIR="$work/config"
 
 # Three namespaces on private subnets (10.214.1.0/24 and 10.214.2.0/24), no default
 # route; the router forwards and drops.
@@ -72,6 +75,7 @@ port=5000
 picam_run() { # condition rule repair(on|off)
   local cond="$1" rule="$2" mode="$3" flags=()
   [[ "$mode" == on ]] || flags=(--no-repair)
+  flags+=(--key "$work/k")
   set_loss "$rule"
   ip netns exec "$rcv" timeout -k 2 $((secs + 30)) "$picam" recv --headless \
     --bind 10.214.2.2 --port $port --protocol udp --stats json --duration $((secs + 2)) \

@@ -13,12 +13,16 @@ WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 PORT=${PORT:-5731}
 pass=0 fail=0
+# Encrypted, as by default: one key for both sides; paired keys (none) stay out of $HOME.
+export PICAM_CONFIG_DIR=$WORK/config
+KEY=$WORK/k
+"$PICAM" keygen --out "$KEY" 2>/dev/null
 
 # run NAME MIN_FRAMES RECV_SECS SEND_ARGS... : recv on loopback, send, count pictures.
 run() {
     local name=$1 min=$2 secs=$3; shift 3
     local out=$WORK/$name.y4m
-    timeout -k 2 $((secs + 10)) "$PICAM" recv --bind 127.0.0.1 --port $PORT --headless \
+    timeout -k 2 $((secs + 10)) "$PICAM" recv --bind 127.0.0.1 --port $PORT --headless --key "$KEY" \
         --frames-out "$out" --duration "$secs" >"$WORK/$name.recv.log" 2>&1 &
     local recv=$!
     # Start sending only once the receiver listens (a lost first keyframe would cost
@@ -27,7 +31,7 @@ run() {
         ss -Hlun "sport = :$PORT" | grep -q . && break
         sleep 0.1
     done
-    timeout -k 2 $((secs + 5)) "$PICAM" send --remote 127.0.0.1 --port $PORT --duration $((secs - 1)) "$@" \
+    timeout -k 2 $((secs + 5)) "$PICAM" send --key "$KEY" --remote 127.0.0.1 --port $PORT --duration $((secs - 1)) "$@" \
         >"$WORK/$name.send.log" 2>&1 || true
     wait $recv || true
     local got

@@ -6,11 +6,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -q -p bin
 picam=target/release/picam
+# Encrypted, as by default: a fresh key for both sides (removed at the end).
+key=$(mktemp -d)/k
+"$picam" keygen --out "$key" 2>/dev/null
 duration=()
 [[ -n "${1:-}" ]] && duration=(--duration "$1")
-"$picam" recv --headless --bind 127.0.0.1 "${duration[@]}" &
+"$picam" recv --headless --key "$key" --bind 127.0.0.1 "${duration[@]}" &
 recv=$!
-trap 'kill $recv 2>/dev/null || true' EXIT
+trap 'kill $recv 2>/dev/null || true; rm -rf "$(dirname "$key")"' EXIT
 sleep 0.3
-"$picam" send --remote 127.0.0.1 "${duration[@]}" > /dev/null
+"$picam" send --key "$key" --remote 127.0.0.1 "${duration[@]}" > /dev/null
 wait $recv

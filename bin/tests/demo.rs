@@ -275,6 +275,7 @@ fn demo_window_under_xvfb_shows_the_live_pattern_and_overlay() {
         .env_remove("WAYLAND_DISPLAY")
         .env_remove("SDL_VIDEODRIVER") // scripts/test.sh sets offscreen
         .env("PICAM_LOG", "info")
+        .env("PICAM_CONFIG_DIR", scratch.path("config"))
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(&stdout).unwrap())
         .stderr(std::fs::File::create(&stderr).unwrap())

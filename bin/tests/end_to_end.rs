@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{free_port, json_records, read_y4m, spawn, Scratch};
+use common::{free_port, json_records, key, read_y4m, spawn, Scratch};
 use media::pattern::TestPattern;
 use media::stamp;
 
@@ -16,6 +16,7 @@ fn stream(protocol: &str) {
     let scratch = Scratch::new(&format!("e2e-{protocol}"));
     let port = free_port().to_string();
     let y4m = scratch.path("shown.y4m");
+    let key = key(&scratch);
     let common = [
         "--bind",
         "127.0.0.1",
@@ -23,6 +24,8 @@ fn stream(protocol: &str) {
         &port,
         "--protocol",
         protocol,
+        "--key",
+        &key,
     ];
     let recv = spawn(
         &scratch,
@@ -142,7 +145,8 @@ fn y4m_from_stdin_is_encoded_stamped_and_shown() {
     let scratch = Scratch::new("e2e-y4m");
     let port = free_port().to_string();
     let y4m = scratch.path("shown.y4m");
-    let common = ["--bind", "127.0.0.1", "--port", &port];
+    let key = key(&scratch);
+    let common = ["--bind", "127.0.0.1", "--port", &port, "--key", &key];
     let recv = spawn(
         &scratch,
         "recv",
@@ -190,6 +194,7 @@ fn y4m_from_stdin_is_encoded_stamped_and_shown() {
             "1000000",
         ])
         .args(common)
+        .env("PICAM_CONFIG_DIR", scratch.path("config"))
         .stdin(ffmpeg.stdout.take().unwrap())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

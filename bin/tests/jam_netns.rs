@@ -166,6 +166,8 @@ fn run(
     );
     let recv_out = scratch.path(&format!("{tag}.recv.json"));
     let total = (seconds + 3).to_string();
+    // The default, encrypted path: one key for both sides.
+    let key = common::key(scratch);
     let recv = Command::new("ip")
         .args([
             "netns",
@@ -186,7 +188,10 @@ fn run(
             protocol,
             "--duration",
             &total,
+            "--key",
+            &key,
         ])
+        .env("PICAM_CONFIG_DIR", scratch.path("config"))
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(&recv_out).unwrap())
         .stderr(Stdio::null())
@@ -212,7 +217,10 @@ fn run(
         "8000000",
         "--duration",
         &seconds.to_string(),
+        "--key",
+        &key,
     ])
+    .env("PICAM_CONFIG_DIR", scratch.path("config"))
     .stdin(Stdio::null())
     .stdout(Stdio::null())
     .stderr(Stdio::null());

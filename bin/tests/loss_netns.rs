@@ -199,16 +199,20 @@ fn run(scratch: &Scratch, repair: bool, seconds: u64) -> Outcome {
     let tag = if repair { "repair" } else { "norepair" };
     let topo = Topology::new(tag).unwrap_or_else(|e| panic!("{tag}: topology: {e}"));
     let picam = env!("CARGO_BIN_EXE_picam");
+    // The default, encrypted path: one key for both sides.
+    let key = common::key(scratch);
     let mut recv = Command::new("ip");
     recv.args(["netns", "exec", &topo.ns[2], picam, "recv", "--headless"])
         .args(["--bind", RCV_ADDR, "--port", PORT, "--protocol", "udp"])
-        .args(["--stats", "json", "--duration", &(seconds + 2).to_string()]);
+        .args(["--stats", "json", "--duration", &(seconds + 2).to_string()])
+        .args(["--key", &key]);
     let mut send = Command::new("ip");
     send.args(["netns", "exec", &topo.ns[0], picam, "send"])
         .args(["--remote", RCV_ADDR, "--port", PORT, "--protocol", "udp"])
         .args(["--source", "test", "--width", "1280", "--height", "720"])
         .args(["--fps", "30", "--bitrate", "4000000", "--intra", "60"])
-        .args(["--stats", "json", "--duration", &seconds.to_string()]);
+        .args(["--stats", "json", "--duration", &seconds.to_string()])
+        .args(["--key", &key]);
     if !repair {
         recv.arg("--no-repair");
         send.arg("--no-repair");
@@ -218,6 +222,7 @@ fn run(scratch: &Scratch, repair: bool, seconds: u64) -> Outcome {
         let stderr = scratch.path(&format!("{tag}.{side}.err"));
         let child = cmd
             .env("PICAM_LOG", "info")
+            .env("PICAM_CONFIG_DIR", scratch.path("config"))
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&stdout).unwrap())
             .stderr(std::fs::File::create(&stderr).unwrap())

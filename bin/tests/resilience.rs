@@ -4,12 +4,13 @@ mod common;
 
 use std::time::Duration;
 
-use common::{free_port, json_records, read_y4m, spawn, Scratch};
+use common::{free_port, json_records, key, read_y4m, spawn, Scratch};
 use media::stamp;
 
 const LIMIT: Duration = Duration::from_secs(40);
 
-fn link_args(port: &str, protocol: &'static str) -> Vec<String> {
+/// The link flags; `key` is the scratch directory's key file, given to both sides.
+fn link_args(port: &str, protocol: &'static str, key: &str) -> Vec<String> {
     [
         "--bind",
         "127.0.0.1",
@@ -17,12 +18,20 @@ fn link_args(port: &str, protocol: &'static str) -> Vec<String> {
         port,
         "--protocol",
         protocol,
+        "--key",
+        key,
     ]
     .map(String::from)
     .to_vec()
 }
 
-fn sender_args(port: &str, protocol: &'static str, duration: &str, intra: &str) -> Vec<String> {
+fn sender_args(
+    port: &str,
+    protocol: &'static str,
+    key: &str,
+    duration: &str,
+    intra: &str,
+) -> Vec<String> {
     let mut args: Vec<String> = [
         "send",
         "--remote",
@@ -45,13 +54,14 @@ fn sender_args(port: &str, protocol: &'static str, duration: &str, intra: &str) 
         ]
         .map(String::from),
     );
-    args.extend(link_args(port, protocol));
+    args.extend(link_args(port, protocol, key));
     args
 }
 
 fn receiver_args(
     port: &str,
     protocol: &'static str,
+    key: &str,
     duration: &str,
     y4m: &std::path::Path,
 ) -> Vec<String> {
@@ -66,7 +76,7 @@ fn receiver_args(
     .map(String::from)
     .to_vec();
     args.extend(["--frames-out".to_string(), y4m.display().to_string()]);
-    args.extend(link_args(port, protocol));
+    args.extend(link_args(port, protocol, key));
     args
 }
 
@@ -79,17 +89,18 @@ fn strs(v: &[String]) -> Vec<&str> {
 fn late_join(protocol: &'static str) {
     let scratch = Scratch::new(&format!("join-{protocol}"));
     let port = free_port().to_string();
+    let key = key(&scratch);
     let send = spawn(
         &scratch,
         "send",
-        &strs(&sender_args(&port, protocol, "7", "300")),
+        &strs(&sender_args(&port, protocol, &key, "7", "300")),
     );
     std::thread::sleep(Duration::from_millis(2000));
     let y4m = scratch.path("shown.y4m");
     let recv = spawn(
         &scratch,
         "recv",
-        &strs(&receiver_args(&port, protocol, "3", &y4m)),
+        &strs(&receiver_args(&port, protocol, &key, "3", &y4m)),
     );
     let (recv_ok, _, recv_err) = recv.wait(LIMIT);
     let (send_ok, _, send_err) = send.wait(LIMIT);
@@ -123,18 +134,19 @@ fn tcp_viewer_joining_late_gets_a_keyframe_at_once() {
 fn sender_restart(protocol: &'static str) {
     let scratch = Scratch::new(&format!("restart-{protocol}"));
     let port = free_port().to_string();
+    let key = key(&scratch);
     let y4m = scratch.path("shown.y4m");
     let recv = spawn(
         &scratch,
         "recv",
-        &strs(&receiver_args(&port, protocol, "7", &y4m)),
+        &strs(&receiver_args(&port, protocol, &key, "7", &y4m)),
     );
     std::thread::sleep(Duration::from_millis(300));
     for round in 0..2 {
         let send = spawn(
             &scratch,
             &format!("send{round}"),
-            &strs(&sender_args(&port, protocol, "2", "60")),
+            &strs(&sender_args(&port, protocol, &key, "2", "60")),
         );
         let (ok, _, err) = send.wait(LIMIT);
         assert!(ok, "sender {round}: {err}");
@@ -173,17 +185,18 @@ fn tcp_receiver_survives_a_sender_restart() {
 fn tcp_sender_survives_the_viewer_leaving_and_coming_back() {
     let scratch = Scratch::new("tcp-viewer-back");
     let port = free_port().to_string();
+    let key = key(&scratch);
     let send = spawn(
         &scratch,
         "send",
-        &strs(&sender_args(&port, "tcp", "8", "300")),
+        &strs(&sender_args(&port, "tcp", &key, "8", "300")),
     );
     for round in 0..2 {
         let y4m = scratch.path(&format!("shown{round}.y4m"));
         let recv = spawn(
             &scratch,
             &format!("recv{round}"),
-            &strs(&receiver_args(&port, "tcp", "2.5", &y4m)),
+            &strs(&receiver_args(&port, "tcp", &key, "2.5", &y4m)),
         );
         let (ok, _, err) = recv.wait(LIMIT);
         assert!(ok, "{err}");

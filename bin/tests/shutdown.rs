@@ -8,7 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::{free_port, spawn, Scratch};
+use common::{free_port, key, spawn, Scratch};
 
 /// Far above a clean stop (about `--duration` plus a second), far below a hang.
 const LIMIT: Duration = Duration::from_secs(15);
@@ -25,6 +25,7 @@ fn send_for_a_second(tag: &str, body: &str) {
     let program = fake_rpicam(&scratch, "rpicam-vid", body);
     let source = format!("rpicam:{}", program.display());
     let port = free_port().to_string();
+    let key = key(&scratch);
     let begun = Instant::now();
     let send = spawn(
         &scratch,
@@ -37,6 +38,8 @@ fn send_for_a_second(tag: &str, body: &str) {
             "127.0.0.1",
             "--port",
             &port,
+            "--key",
+            &key,
             "--duration",
             "1",
         ],
@@ -74,6 +77,7 @@ fn sigterm_stops_a_sender_waiting_on_a_silent_rpicam() {
     let program = fake_rpicam(&scratch, "rpicam-vid", "exec sleep 600");
     let source = format!("rpicam:{}", program.display());
     let port = free_port().to_string();
+    let key = key(&scratch);
     let send = spawn(
         &scratch,
         "term",
@@ -85,6 +89,8 @@ fn sigterm_stops_a_sender_waiting_on_a_silent_rpicam() {
             "127.0.0.1",
             "--port",
             &port,
+            "--key",
+            &key,
         ],
     );
     std::thread::sleep(Duration::from_millis(1500));

@@ -79,21 +79,24 @@ chmod +x "$WORK/initrd/init"
 # The binary travels in the shared output directory: the guest mounts a fresh tmpfs on
 # /tmp, which would hide a binary built in a checkout under /tmp (as CI's may be).
 cp "$PICAM" "$OUT/picam"
+# One key for both sides (the default, encrypted path), made here and shared with the
+# guest through the same directory (9p passes its mode 0600 through).
+"$PICAM" keygen --out "$OUT/k" 2>/dev/null
 
 # What runs inside the guest, in the host's root (chroot).
 cat > "$OUT/guest.sh" <<GUEST
 #!/bin/sh
 OUT=$OUT
 PICAM=$OUT/picam
-export PICAM_LOG=info HOME=/tmp PATH=/usr/bin:/bin:/usr/sbin:/sbin
+export PICAM_LOG=info HOME=/tmp PICAM_CONFIG_DIR=/tmp/picam PATH=/usr/bin:/bin:/usr/sbin:/sbin
 cd /tmp
 \$PICAM devices > \$OUT/devices.txt 2>&1; echo "devices exit \$?" >> \$OUT/devices.txt
-\$PICAM send --source v4l2:/dev/video0 --width 1000 --height 1000 --duration 2 > \$OUT/refuse.txt 2>&1
+\$PICAM send --key \$OUT/k --source v4l2:/dev/video0 --width 1000 --height 1000 --duration 2 > \$OUT/refuse.txt 2>&1
 echo "refuse exit \$?" >> \$OUT/refuse.txt
 # Stream for 14 s; unplug at 6 s, plug back at 8 s.
-\$PICAM recv --bind 127.0.0.1 --port 5900 --headless --frames-out \$OUT/vivid.y4m --duration 16 > \$OUT/recv.log 2>&1 &
+\$PICAM recv --key \$OUT/k --bind 127.0.0.1 --port 5900 --headless --frames-out \$OUT/vivid.y4m --duration 16 > \$OUT/recv.log 2>&1 &
 sleep 1
-\$PICAM send --remote 127.0.0.1 --port 5900 --source v4l2:/dev/video0 --width 640 --height 360 --fps 30 \
+\$PICAM send --key \$OUT/k --remote 127.0.0.1 --port 5900 --source v4l2:/dev/video0 --width 640 --height 360 --fps 30 \
     --encoder x264 --duration 14 > \$OUT/send.log 2>&1 &
 SEND=\$!
 sleep 6

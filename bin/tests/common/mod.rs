@@ -46,6 +46,34 @@ impl Drop for Scratch {
     }
 }
 
+/// A fresh key in the scratch directory (`picam keygen --out DIR/NAME`), mode 0600, for
+/// `--key` on both sides: tests about something else run the default, encrypted path.
+pub fn keygen_named(scratch: &Scratch, name: &str) -> String {
+    let path = scratch.path(name);
+    let out = Command::new(env!("CARGO_BIN_EXE_picam"))
+        .args(["keygen", "--out"])
+        .arg(&path)
+        .env("PICAM_CONFIG_DIR", scratch.path("config"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("picam keygen runs");
+    assert!(
+        out.status.success(),
+        "picam keygen failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    path.display().to_string()
+}
+
+/// The scratch directory's key `k` (made on first use), for `--key` on both sides.
+pub fn key(scratch: &Scratch) -> String {
+    let path = scratch.path("k");
+    if path.exists() {
+        return path.display().to_string();
+    }
+    keygen_named(scratch, "k")
+}
+
 /// A running picam whose stdout and stderr go to files.
 pub struct Picam {
     pub child: Child,
@@ -54,11 +82,18 @@ pub struct Picam {
 }
 
 pub fn spawn(scratch: &Scratch, tag: &str, args: &[&str]) -> Picam {
+    // Paired keys, if any, are kept in the scratch directory, never the real home.
+    spawn_in(scratch, tag, args, &scratch.path("config"))
+}
+
+/// [`spawn`] with its own directory for paired keys (`PICAM_CONFIG_DIR`).
+pub fn spawn_in(scratch: &Scratch, tag: &str, args: &[&str], config_dir: &Path) -> Picam {
     let stdout = scratch.path(&format!("{tag}.out"));
     let stderr = scratch.path(&format!("{tag}.err"));
     let child = Command::new(env!("CARGO_BIN_EXE_picam"))
         .args(args)
         .env("PICAM_LOG", "info")
+        .env("PICAM_CONFIG_DIR", config_dir)
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(&stdout).unwrap())
         .stderr(std::fs::File::create(&stderr).unwrap())
@@ -72,6 +107,18 @@ pub fn spawn(scratch: &Scratch, tag: &str, args: &[&str]) -> Picam {
 }
 
 impl Picam {
+    /// What it wrote to stderr so far.
+    pub fn stderr_now(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// Asks it to stop as systemd would (SIGTERM).
+    pub fn terminate(&self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+    }
+
     /// Waits for exit, killing the process if it overruns `limit`; returns success.
     pub fn wait(mut self, limit: Duration) -> (bool, String, String) {
         let deadline = Instant::now() + limit;

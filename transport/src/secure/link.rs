@@ -28,9 +28,10 @@ pub const HELLO_RATE: f64 = 20.0;
 const HELLO_BURST: f64 = 10.0;
 const HELLO_LEN: usize = COMMON_HEADER + 1 + HELLO_NOISE;
 const WELCOME_LEN: usize = COMMON_HEADER + 1 + WELCOME_NOISE;
-/// First HELLO retry; doubles up to [`HELLO_RETRY_MAX`].
+/// First HELLO retry; doubles up to [`HELLO_RETRY_MAX`]. A HELLO is under 70 bytes,
+/// and a viewer that starts late must not wait long for its first picture.
 const HELLO_RETRY: Duration = Duration::from_millis(250);
-const HELLO_RETRY_MAX: Duration = Duration::from_secs(2);
+const HELLO_RETRY_MAX: Duration = Duration::from_millis(500);
 /// Unanswered HELLOs before the sender says why the screen may stay black.
 const HELLOS_BEFORE_WARNING: u32 = 4;
 /// With keys in use and nothing authenticated from the receiver for this long (it
@@ -218,8 +219,12 @@ impl Initiator {
     pub fn open(&mut self, now: Instant, packet: &[u8]) -> Opened {
         match outer(packet) {
             Some((KIND_WELCOME, session, epoch)) if session == self.session => {
+                // A late answer to a HELLO since superseded by a retry: not forged,
+                // just stale.
+                if self.pending.as_ref().map_or(true, |(_, e)| *e != epoch) {
+                    return Opened::Dropped;
+                }
                 let Some((hello, pending_epoch)) = self.pending.take() else {
-                    self.stats.unauthenticated += 1;
                     return Opened::Dropped;
                 };
                 let keys = (epoch == pending_epoch && packet.len() == WELCOME_LEN)
@@ -614,7 +619,7 @@ mod tests {
             }
             now = i.next_timeout(now).unwrap();
         }
-        assert_eq!(sent[..4], [0, 250, 750, 1750].map(Duration::from_millis));
+        assert_eq!(sent[..4], [0, 250, 750, 1250].map(Duration::from_millis));
         assert!(sent.windows(2).all(|w| w[1] - w[0] <= HELLO_RETRY_MAX));
         // Answered: quiet until the receiver goes silent for REHANDSHAKE_AFTER.
         let mut r = Responder::new(key);
