@@ -187,3 +187,18 @@ fn either_side_restarting_resyncs_by_itself() {
     );
     assert!(pair.sender.stats().secure.handshakes >= 2);
 }
+
+#[test]
+fn the_first_keyframe_waits_for_the_keys_instead_of_being_dropped() {
+    // A source that cannot make keyframes on request (a file): only its first frame
+    // and every 60th are keyframes. The first must survive the handshake.
+    let mut pair = Pair::new(config(Some(key(1)), Some(key(1))), 8);
+    pair.drive_for(Duration::from_secs(3));
+    let first = pair.emitted.first().map(|(_, f)| f.number);
+    assert_eq!(
+        first,
+        Some(0),
+        "the stream did not start at its first keyframe"
+    );
+    assert!(pair.emitted.len() >= 85, "{}", pair.emitted.len());
+}

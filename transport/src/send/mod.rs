@@ -423,8 +423,7 @@ impl Sender {
         };
         match secure.open(now, packet) {
             Opened::Inner(inner) => self.on_feedback(now, &inner),
-            // A receiver with fresh keys: it needs a keyframe to start.
-            Opened::Established => self.on_new_receiver(now),
+            Opened::Established => self.on_keys_agreed(now),
             Opened::Handshake => {}
             Opened::Dropped => {
                 self.stats.feedback_ignored += 1;
@@ -560,6 +559,23 @@ impl Sender {
         }
     }
 
+    /// Keys were agreed with a receiver (at start, or after it restarted): it needs a
+    /// keyframe to start. Frames that waited for the keys are kept: if the oldest is a
+    /// keyframe (the stream's first, from a source that cannot make one on request) it
+    /// is exactly what the receiver needs; otherwise one is asked for.
+    fn on_keys_agreed(&mut self, now: Instant) {
+        self.loss = LossMeter::default();
+        let starts_with_keyframe = self
+            .queue
+            .iter()
+            .find(|f| f.next == 0)
+            .is_some_and(|f| f.keyframe);
+        if !starts_with_keyframe {
+            self.keyframe_asked = None;
+            self.force_keyframe(now);
+        }
+    }
+
     /// A (TCP) receiver connected: it needs a keyframe to start.
     fn on_new_receiver(&mut self, now: Instant) {
         self.keyframe_asked = None;
@@ -567,7 +583,9 @@ impl Sender {
         self.loss = LossMeter::default();
         // Frames queued for the old connection reference pictures the new receiver
         // never saw.
+        let before = self.queue.len();
         self.queue.retain(|f| f.next > 0);
+        self.stats.frames_dropped += (before - self.queue.len()) as u64;
     }
 
     /// Drops unstarted frames that have waited past the budget.
