@@ -75,15 +75,22 @@ pub fn run_with(
 ) -> Result<()> {
     let settings = Settings::for_recv(&args.link)?;
     let listen = settings.listen_addr();
-    // The key first: without one, pair now (the code is printed for the person at the
-    // camera), before any window opens.
-    // The interop wires are plain (their peers cannot encrypt): no key, no pairing.
-    let key = if settings.wire == Wire::Picam {
+    // The key first: without one, pair now; the code is printed for the person at the
+    // camera, and shown in the window if there is one. The interop wires are plain
+    // (their peers cannot encrypt): no key, no pairing.
+    let peer = peer.unwrap_or_else(|| listen.to_string());
+    let mut opened = None;
+    let key = if settings.wire != Wire::Picam {
+        None
+    } else if security::receiver_needs_pairing(&settings.security)? {
+        let mut view = View::open(&args.view, overlay, &peer)?;
+        let key = pair_in_view(&mut view, &settings.security, listen, &shutdown)?;
+        opened = Some(view);
+        key
+    } else {
         security::receiver_key(&settings.security, listen, &shutdown, &mut |code| {
             security::print_code(code, listen)
         })?
-    } else {
-        None
     };
     if shutdown.fired() {
         return Ok(());
@@ -94,8 +101,10 @@ pub fn run_with(
         .map(FramesOut::open)
         .transpose()?;
     let reporter = Reporter::new(args.link.stats, args.frames_out.as_deref() == Some("-"));
-    let peer = peer.unwrap_or_else(|| listen.to_string());
-    let mut view = View::open(&args.view, overlay, &peer)?;
+    let mut view = match opened {
+        Some(view) => view,
+        None => View::open(&args.view, overlay, &peer)?,
+    };
 
     let (frame_tx, frame_rx) = mpsc::channel::<ReceivedFrame>(DECODE_QUEUE);
     let (command_tx, command_rx) = mpsc::channel::<ReceiverCommand>(COMMAND_QUEUE);
@@ -273,6 +282,44 @@ fn join_decoder(thread: std::thread::JoinHandle<()>) -> Result<()> {
             .unwrap_or_else(|| "no message".into());
         anyhow::anyhow!("the decode thread panicked: {why}")
     })
+}
+
+/// Pairs on a thread of its own while this (main) thread keeps the window alive and
+/// shows the code in it; closing the window stops the pairing.
+fn pair_in_view(
+    view: &mut View,
+    security: &security::Security,
+    listen: std::net::SocketAddr,
+    shutdown: &Shutdown,
+) -> Result<Option<transport::secure::Psk>> {
+    let (code_tx, code_rx) = std::sync::mpsc::channel::<String>();
+    let pairing = {
+        let security = security.clone();
+        let shutdown = shutdown.clone();
+        std::thread::Builder::new()
+            .name("pairing".into())
+            .spawn(move || {
+                security::receiver_key(&security, listen, &shutdown, &mut |code| {
+                    security::print_code(code, listen);
+                    let _ = code_tx.send(code.to_owned());
+                })
+            })?
+    };
+    while !pairing.is_finished() {
+        let flow = view.poll();
+        if flow == Flow::Quit {
+            shutdown.fire();
+        }
+        if let Some(code) = code_rx.try_iter().last() {
+            view.set_pairing(Some(code));
+        }
+        view.idle(flow, Instant::now())?;
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    view.set_pairing(None);
+    pairing
+        .join()
+        .map_err(|_| anyhow::anyhow!("the pairing thread panicked"))?
 }
 
 /// Decodes frames until the transport closes the channel. After

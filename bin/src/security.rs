@@ -120,6 +120,11 @@ pub fn sender_key(
     }
 }
 
+/// Whether the receiver must pair before it can start (no key file, no kept key).
+pub fn receiver_needs_pairing(security: &Security) -> Result<bool> {
+    Ok(*security == Security::Paired && !paired_key_path(Side::Receiver)?.exists())
+}
+
 /// The receiver's key: `None` for `--insecure`; without one, pairs first, showing the
 /// code with `show_code`.
 pub fn receiver_key(

@@ -48,6 +48,8 @@ pub struct WindowView {
     history_at: VecDeque<Instant>,
     last_picture: Option<Instant>,
     last_present: Option<Instant>,
+    /// The pairing code shown while waiting to be paired.
+    pairing: Option<String>,
 }
 
 /// The overlay's initial state when neither `--overlay` nor `--no-overlay` is given.
@@ -114,6 +116,7 @@ impl View {
             history_at: VecDeque::new(),
             last_picture: None,
             last_present: None,
+            pairing: None,
         })))
     }
 
@@ -177,6 +180,16 @@ impl View {
         Ok(())
     }
 
+    /// Shows a pairing code (or stops showing it) until the first picture.
+    pub fn set_pairing(&mut self, code: Option<String>) {
+        if let View::Window(w) = self {
+            if w.pairing != code {
+                w.pairing = code;
+                w.last_present = None;
+            }
+        }
+    }
+
     /// Names the sender in the title once the transport has heard it.
     pub fn set_peer(&mut self, peer: Option<std::net::SocketAddr>) {
         if let (View::Window(w), Some(peer)) = (self, peer) {
@@ -195,6 +208,9 @@ impl View {
 impl WindowView {
     /// Live, waiting for the first picture, or stalled.
     fn status(&self, now: Instant) -> Status {
+        if let (None, Some(code)) = (self.last_picture, &self.pairing) {
+            return Status::Pairing { code: code.clone() };
+        }
         match self.last_picture {
             None => Status::Waiting {
                 peer: self.waiting_for.clone(),

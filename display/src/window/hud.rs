@@ -23,6 +23,11 @@ pub enum Status {
         /// The sender's address as the user knows it, e.g. `192.168.1.20:5600`.
         peer: String,
     },
+    /// Not paired with a sender yet: the code to type on the camera.
+    Pairing {
+        /// The pairing code, e.g. `1234-5678`.
+        code: String,
+    },
     /// Pictures stopped arriving `for_secs` seconds ago.
     Stalled {
         /// Whole seconds since the last picture.
@@ -36,6 +41,9 @@ impl Status {
         match self {
             Status::Live => None,
             Status::Waiting { peer } => Some(format!("waiting for the sender at {peer}")),
+            Status::Pairing { code } => Some(format!(
+                "pairing code {code}: on the camera run  picam send --pair {code} --remote <this machine>"
+            )),
             Status::Stalled { for_secs } => Some(format!("no frames for {for_secs} s")),
         }
     }
