@@ -71,9 +71,34 @@ impl<F: FnMut(ReceivedFrame) -> bool> ReceiverHooks<F> {
         }
     }
 
-    /// Publishes the counters (at the end of each drain).
-    pub(crate) fn publish(&self, receiver: &Receiver) {
-        self.stats.send_replace(receiver.stats());
+    /// Publishes the counters (at the end of a drain, when `throttle` allows).
+    pub(crate) fn publish(&self, receiver: &Receiver, throttle: &mut Throttle) {
+        if throttle.due() {
+            self.stats.send_replace(receiver.stats());
+        }
+    }
+}
+
+/// Publishing counters after every packet costs more than the packet itself under a
+/// flood; whoever reads them does so once a second. So at most every 10 ms, and always
+/// when `force`d (the last drain before the driver returns).
+#[derive(Debug, Default)]
+pub(crate) struct Throttle {
+    last: Option<Instant>,
+    /// Publish on the next call whatever the time.
+    pub force: bool,
+}
+
+const PUBLISH_EVERY: std::time::Duration = std::time::Duration::from_millis(10);
+
+impl Throttle {
+    fn due(&mut self) -> bool {
+        let now = Instant::now();
+        if self.force || self.last.map_or(true, |t| now >= t + PUBLISH_EVERY) {
+            self.last = Some(now);
+            return true;
+        }
+        false
     }
 }
 

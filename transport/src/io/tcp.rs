@@ -11,7 +11,7 @@ use bytes::Buf;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::{sleep_until, ReceiverHooks, SenderHooks};
+use super::{sleep_until, ReceiverHooks, SenderHooks, Throttle};
 use crate::machine::{Machine, Output};
 use crate::wire::{self, framing::LengthPrefixed};
 use crate::{
@@ -397,8 +397,16 @@ pub async fn run_receiver<F: FnMut(ReceivedFrame) -> bool>(
     let mut conns = Connections::default();
     let mut next_id = 0u64;
     let mut out = Vec::with_capacity(1500);
+    let mut throttle = Throttle::default();
     loop {
-        let wake = drain_receiver(&mut conns, &mut receiver, &mut hooks, &mut out).await;
+        let wake = drain_receiver(
+            &mut conns,
+            &mut receiver,
+            &mut hooks,
+            &mut out,
+            &mut throttle,
+        )
+        .await;
         conns.settle(&receiver);
         let wake = [wake, conns.next_deadline()].into_iter().flatten().min();
         tokio::select! {
@@ -427,7 +435,15 @@ pub async fn run_receiver<F: FnMut(ReceivedFrame) -> bool>(
         }
     }
     receiver.handle_input(Instant::now(), ReceiverInput::Close);
-    drain_receiver(&mut conns, &mut receiver, &mut hooks, &mut out).await;
+    throttle.force = true;
+    drain_receiver(
+        &mut conns,
+        &mut receiver,
+        &mut hooks,
+        &mut out,
+        &mut throttle,
+    )
+    .await;
     Ok(())
 }
 
@@ -534,6 +550,7 @@ async fn drain_receiver<F: FnMut(ReceivedFrame) -> bool>(
     receiver: &mut Receiver,
     hooks: &mut ReceiverHooks<F>,
     out: &mut Vec<u8>,
+    throttle: &mut Throttle,
 ) -> Option<Instant> {
     loop {
         match receiver.poll_output(Instant::now(), out) {
@@ -548,7 +565,7 @@ async fn drain_receiver<F: FnMut(ReceivedFrame) -> bool>(
                 }
             }
             Output::Timeout(at) => {
-                hooks.publish(receiver);
+                hooks.publish(receiver, throttle);
                 return at;
             }
         }

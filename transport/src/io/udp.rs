@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use tokio::net::UdpSocket;
 
-use super::{sleep_until, ReceiverHooks, SenderHooks};
+use super::{sleep_until, ReceiverHooks, SenderHooks, Throttle};
 use crate::machine::{Machine, Output};
 use crate::{
     ReceivedFrame, Receiver, ReceiverInput, Sender, SenderEvent, SenderInput, TransportError,
@@ -131,8 +131,10 @@ pub async fn run_receiver<F: FnMut(ReceivedFrame) -> bool>(
     tracing::info!(local = %bind_addr, "receiving over UDP");
     let mut inbuf = vec![0u8; RECV_BUFFER];
     let mut out = Vec::with_capacity(1500);
+    let mut throttle = Throttle::default();
     loop {
-        let wake = drain_receiver(&socket, &mut receiver, &mut hooks, &mut out).await;
+        let wake =
+            drain_receiver(&socket, &mut receiver, &mut hooks, &mut out, &mut throttle).await;
         tokio::select! {
             got = socket.recv_from(&mut inbuf) => match got {
                 Ok((n, from)) => receiver.handle_input(Instant::now(), ReceiverInput::Packet { from: Some(from), data: &inbuf[..n] }),
@@ -144,7 +146,8 @@ pub async fn run_receiver<F: FnMut(ReceivedFrame) -> bool>(
         }
     }
     receiver.handle_input(Instant::now(), ReceiverInput::Close);
-    drain_receiver(&socket, &mut receiver, &mut hooks, &mut out).await;
+    throttle.force = true;
+    drain_receiver(&socket, &mut receiver, &mut hooks, &mut out, &mut throttle).await;
     Ok(())
 }
 
@@ -155,6 +158,7 @@ async fn drain_receiver<F: FnMut(ReceivedFrame) -> bool>(
     receiver: &mut Receiver,
     hooks: &mut ReceiverHooks<F>,
     out: &mut Vec<u8>,
+    throttle: &mut Throttle,
 ) -> Option<Instant> {
     loop {
         match receiver.poll_output(Instant::now(), out) {
@@ -167,7 +171,7 @@ async fn drain_receiver<F: FnMut(ReceivedFrame) -> bool>(
                 }
             }
             Output::Timeout(at) => {
-                hooks.publish(receiver);
+                hooks.publish(receiver, throttle);
                 return at;
             }
         }
