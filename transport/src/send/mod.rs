@@ -691,7 +691,10 @@ impl Sender {
         buf.clear();
         if is_parity {
             if frame.parity_shards.is_empty() {
-                frame.parity_shards = fec::parity_shards(&frame.data, frame.payload, frame.parity);
+                frame.parity_shards = match self.repair.as_mut() {
+                    Some(repair) => repair.parity_shards(&frame.data, frame.payload, frame.parity),
+                    None => fec::parity_shards(&frame.data, frame.payload, frame.parity),
+                };
             }
             header.index = frame.next_parity;
             header.write(buf);

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::loss_meter::LossSample;
+use crate::repair::fec::FecEncoder;
 use crate::repair::history::SendHistory;
 use crate::repair::policy;
 use crate::wire::{Nack, FRAGMENT_FLAGS_OFFSET, RETRANSMIT_FLAG};
@@ -58,7 +59,6 @@ const MAX_RESEND_QUEUE: usize = 1024;
 const LOSS_GAIN: f64 = 0.3;
 
 /// The sender's repair state.
-#[derive(Debug)]
 pub(crate) struct SenderRepair {
     config: RepairConfig,
     history: SendHistory,
@@ -69,6 +69,18 @@ pub(crate) struct SenderRepair {
     /// Smoothed link loss and burst length from receiver reports.
     loss: f64,
     burst: f64,
+    /// Reused across frames: its working space is allocated once.
+    encoder: FecEncoder,
+}
+
+impl std::fmt::Debug for SenderRepair {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SenderRepair")
+            .field("loss", &self.loss)
+            .field("burst", &self.burst)
+            .field("resend", &self.resend.len())
+            .finish()
+    }
 }
 
 impl SenderRepair {
@@ -82,7 +94,13 @@ impl SenderRepair {
             refilled_at: None,
             loss: 0.0,
             burst: 1.0,
+            encoder: FecEncoder::new(),
         }
+    }
+
+    /// The parity shards of a frame cut into `payload`-byte fragments.
+    pub fn parity_shards(&mut self, frame: &[u8], payload: usize, parity: u16) -> Vec<Bytes> {
+        self.encoder.encode(frame, payload, parity)
     }
 
     /// A new loss sample from a receiver report.
