@@ -474,8 +474,19 @@ impl Receiver {
         self.poll_feedback(now);
     }
 
-    /// Sends the reports and pings that are due, while the sender is heard.
+    /// Sends the reports, pings and nacks that are due, while the sender is heard.
+    /// Giving up on missing packets can shorten the wait of a complete frame (its grace
+    /// no longer covers a repair), so frames are looked at again afterwards: otherwise
+    /// the next timeout could name a time already past (found by fuzzing).
     fn poll_feedback(&mut self, now: Instant) {
+        let missing = self.tracker.missing_len();
+        self.poll_feedback_due(now);
+        if self.tracker.missing_len() < missing {
+            self.emit_ready(now);
+        }
+    }
+
+    fn poll_feedback_due(&mut self, now: Instant) {
         let Some(session) = &self.session else { return };
         if now >= session.last_heard + self.config.session_idle {
             // Quiet sender: stop the timers rather than leave them due and unserved
