@@ -621,3 +621,38 @@ fn a_jump_of_half_the_number_space_past_the_last_shown_frame_is_refused() {
 fn wire_after(a: u32, b: u32) -> bool {
     transport::seq::after(a, b)
 }
+
+/// A complete frame waiting (with repair on) for an unseen earlier frame whose packets
+/// are being asked for: when the receiver gives those packets up, the frame's wait
+/// shortens, and the next timeout must still lie ahead (found by fuzzing: it named a
+/// time already past, and a driver would spin).
+#[test]
+fn giving_up_on_missing_packets_never_leaves_a_timeout_in_the_past() {
+    let mut rx = Rx::new(ReceiverConfig {
+        repair: Some(transport::ReceiverRepairConfig::default()),
+        frame_deadline: Duration::from_secs(1),
+        ..Default::default()
+    });
+    let from = addr(1, 5000);
+    let max_packet = FRAGMENT_HEADER + 64;
+    let with_seq = |mut p: Vec<u8>, seq: u32| {
+        p[8..12].copy_from_slice(&seq.to_be_bytes());
+        p
+    };
+    let key = fragments(1, 0, true, b"key", max_packet);
+    rx.feed(from, &with_seq(key[0].clone(), 0));
+    assert_eq!(rx.numbers(), vec![0]);
+    // Frame 1 never arrives (packets 1..=4); frame 2's halves come 220 ms apart.
+    let two = fragments(1, 2, false, &[5; 100], max_packet);
+    rx.feed(from, &with_seq(two[0].clone(), 5));
+    rx.advance(ms(220));
+    rx.feed(from, &with_seq(two[1].clone(), 6));
+    // The holes are given up 250 ms after they were seen; Rx::advance checks after
+    // every timeout that the next one lies ahead.
+    rx.advance(ms(200));
+    assert!(
+        rx.rx.stats().repair.packets_lost >= 4,
+        "{:?}",
+        rx.rx.stats().repair
+    );
+}
