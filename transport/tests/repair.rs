@@ -73,23 +73,28 @@ struct Outcome {
     target_bitrate: u32,
 }
 
+/// Resizes the source's frames to the bitrates the sender asked for since event
+/// `seen`, as an encoder would; returns the new count of events seen.
+fn follow_bitrate(pair: &mut Pair, seen: usize) -> usize {
+    for (_, event) in &pair.events[seen..] {
+        if let SenderEvent::SetBitrate(bps) = *event {
+            let sized = source(bps.max(200_000));
+            pair.source.config.p_size = sized.p_size;
+            pair.source.config.key_size = sized.key_size;
+        }
+    }
+    pair.events.len()
+}
+
 /// Runs the pair until the source is done and the links drain; the source follows the
 /// sender's bitrate commands, as an encoder would.
 fn run(pair: &mut Pair) -> Outcome {
     let mut seen_events = 0;
     for _ in 0..(FRAMES as u32 + 60) {
         pair.drive_for(Duration::from_secs(1) / FPS);
-        for (_, event) in &pair.events[seen_events..] {
-            if let SenderEvent::SetBitrate(bps) = *event {
-                let sized = source(bps.max(200_000));
-                pair.source.config.p_size = sized.p_size;
-                pair.source.config.key_size = sized.key_size;
-            }
-        }
-        seen_events = pair.events.len();
+        seen_events = follow_bitrate(pair, seen_events);
     }
-    let restarts = pair.check_decodable();
-    let _ = restarts;
+    pair.check_decodable();
     let mut latencies: Vec<f64> = pair
         .emitted
         .iter()
@@ -260,14 +265,7 @@ fn a_capacity_step_while_losing_still_settles() {
             pair.forward.config.rate = Some(2_000_000 / 8);
         }
         pair.drive_for(Duration::from_secs(1) / FPS);
-        for (_, event) in &pair.events[seen_events..] {
-            if let SenderEvent::SetBitrate(bps) = *event {
-                let sized = source(bps.max(200_000));
-                pair.source.config.p_size = sized.p_size;
-                pair.source.config.key_size = sized.key_size;
-            }
-        }
-        seen_events = pair.events.len();
+        seen_events = follow_bitrate(&mut pair, seen_events);
     }
     pair.check_decodable();
     let late: Vec<f64> = pair
