@@ -9,7 +9,7 @@
 //! do I/O.
 //!
 //! Folders by concern: `wire/` (picam's native packet format and TCP framing),
-//! `send/` (the sender, its log of sent frames, loss measurement, pacing, congestion
+//! `send/` (the sender, `config.rs` its settings and vocabulary, its log of sent frames, loss measurement, pacing, congestion
 //! control), `recv/` (the receiver, reassembly, reports and clock pings), `io/` (the
 //! socket drivers). Loss repair has `repair/`; the interop wires (RTP and raw
 //! Annex B, beside picam's own) are in [`rtp`].

@@ -1,0 +1,278 @@
+//! Unit tests of `repair/nack.rs`.
+
+use super::*;
+
+const MS: Duration = Duration::from_millis(1);
+const RTT: Duration = Duration::from_millis(10);
+
+/// Simulated time and a tracker, with the poll-after-every-input rule applied.
+struct Sim {
+    now: Instant,
+    t: LossTracker,
+    nacks: Vec<(Duration, u32)>,
+    start: Instant,
+    done: Option<u32>,
+}
+
+impl Sim {
+    fn new() -> Sim {
+        let now = Instant::now();
+        Sim {
+            now,
+            start: now,
+            t: LossTracker::new(LossConfig::default()),
+            nacks: Vec::new(),
+            done: None,
+        }
+    }
+    fn packet(&mut self, seq: u32, frame: u32, retransmit: bool) -> Seen {
+        let seen = self.t.on_packet(self.now, seq, frame, retransmit);
+        self.poll();
+        seen
+    }
+    fn poll(&mut self) {
+        let at = self.now - self.start;
+        for seq in self.t.poll_nacks(self.now, RTT, self.done) {
+            self.nacks.push((at, seq));
+        }
+        self.t.check_invariants();
+        if let Some(timeout) = self.t.next_timeout() {
+            assert!(timeout > self.now, "busy loop: timeout {timeout:?} <= now");
+        }
+    }
+    /// Advances time to `to`, polling at every timeout on the way.
+    fn advance(&mut self, by: Duration) {
+        let to = self.now + by;
+        while let Some(timeout) = self.t.next_timeout().filter(|&t| t <= to) {
+            self.now = timeout;
+            self.poll();
+        }
+        self.now = to;
+        self.poll();
+    }
+}
+
+#[test]
+fn in_order_stream_never_nacks() {
+    let mut s = Sim::new();
+    for seq in 0..10_000u32 {
+        assert_eq!(s.packet(seq, seq / 10, false), Seen::New);
+        s.advance(MS / 10);
+    }
+    s.advance(Duration::from_secs(1));
+    assert!(s.nacks.is_empty());
+    let c = s.t.counters();
+    assert_eq!(
+        (c.originals_received, c.loss_events, c.lost),
+        (10_000, 0, 0)
+    );
+    assert_eq!(s.t.highest(), Some(9999));
+    assert_eq!(s.t.next_timeout(), None);
+}
+
+#[test]
+fn single_hole_is_nacked_after_min_wait_then_every_rtt_at_most_max_nacks() {
+    let mut s = Sim::new();
+    s.packet(0, 0, false);
+    s.packet(2, 0, false);
+    assert_eq!(s.t.missing_len(), 1);
+    s.advance(Duration::from_millis(300));
+    let interval = RTT.mul_f64(1.25) + 2 * MS;
+    let max = u32::from(LossConfig::default().max_nacks);
+    let want: Vec<(Duration, u32)> = (0..max).map(|i| (MS + interval * i, 1)).collect();
+    assert_eq!(s.nacks, want);
+    let c = s.t.counters();
+    assert_eq!(
+        (c.nacks_sent, c.lost, c.loss_events),
+        (u64::from(max), 1, 1)
+    );
+    assert_eq!(s.t.missing_len(), 0, "given up after 250 ms");
+    assert_eq!(s.t.next_timeout(), None);
+}
+
+#[test]
+fn retransmission_repairs_and_stops_nacks() {
+    let mut s = Sim::new();
+    s.packet(0, 0, false);
+    s.packet(3, 1, false);
+    s.advance(2 * MS);
+    assert_eq!(s.nacks.iter().map(|n| n.1).collect::<Vec<_>>(), [1, 2]);
+    assert_eq!(s.packet(1, 0, true), Seen::Repaired);
+    assert_eq!(s.packet(2, 1, true), Seen::Repaired);
+    assert_eq!(s.packet(2, 1, true), Seen::Unrequested);
+    assert_eq!(s.packet(2, 1, false), Seen::Duplicate);
+    assert_eq!(s.packet(7, 1, true), Seen::Unrequested, "ahead of highest");
+    s.advance(Duration::from_secs(1));
+    let c = s.t.counters();
+    assert_eq!(
+        (
+            c.repaired,
+            c.lost,
+            c.nacks_sent,
+            c.unrequested,
+            c.duplicates
+        ),
+        (2, 0, 2, 2, 1)
+    );
+    assert_eq!(c.originals_received, 2);
+}
+
+#[test]
+fn reordering_path_stops_spurious_nacks() {
+    let mut s = Sim::new();
+    let mut seq = 0u32;
+    // Every 10 ms, two packets swapped by 3 ms: 1000 reorders.
+    for _ in 0..1000 {
+        s.packet(seq, seq, false);
+        s.advance(MS);
+        s.packet(seq + 2, seq, false);
+        s.advance(3 * MS);
+        assert_eq!(s.packet(seq + 1, seq, false), Seen::Late);
+        s.advance(6 * MS);
+        seq += 3;
+    }
+    let c = s.t.counters();
+    assert!(c.spurious <= 3, "spurious {}", c.spurious);
+    assert!(!s.nacks.is_empty(), "the first reorder is NACKed");
+    assert_eq!(c.spurious, c.nacks_sent);
+    assert_eq!(c.lost, 0);
+    assert_eq!(c.originals_received, 3000);
+}
+
+#[test]
+fn reorder_estimate_decays() {
+    let mut s = Sim::new();
+    s.packet(0, 0, false);
+    s.packet(2, 0, false);
+    s.advance(10 * MS);
+    s.packet(1, 0, false);
+    assert_eq!(s.t.reorder_wait(s.now), 15 * MS);
+    let later = s.now + Duration::from_secs(5);
+    assert_eq!(
+        s.t.reorder_wait(later),
+        MS,
+        "halved five times, clamped to min"
+    );
+}
+
+#[test]
+fn nacks_stop_when_the_frame_is_done() {
+    let mut s = Sim::new();
+    s.packet(0, 5, false);
+    s.packet(2, 6, false);
+    s.advance(2 * MS);
+    assert_eq!(s.nacks.len(), 1);
+    // Frame 5 done: the hole may still belong to frame 6.
+    s.done = Some(5);
+    s.advance(20 * MS);
+    assert_eq!(s.nacks.len(), 2);
+    // Frame 6 done: nothing to gain.
+    s.done = Some(6);
+    s.poll();
+    assert_eq!(s.t.missing_len(), 0);
+    assert_eq!(s.t.counters().lost, 1);
+    s.advance(Duration::from_secs(1));
+    assert_eq!(s.nacks.len(), 2);
+    // A late original is then only a duplicate.
+    assert_eq!(s.packet(1, 6, false), Seen::Duplicate);
+}
+
+#[test]
+fn wraps_around_u32_max() {
+    let mut s = Sim::new();
+    let base = u32::MAX - 2;
+    s.packet(base, 1, false);
+    s.packet(base.wrapping_add(6), 2, false); // missing MAX-1, MAX, 0, 1, 2
+    assert_eq!(s.t.missing_len(), 5);
+    assert_eq!(s.t.oldest_missing(), Some((u32::MAX - 1, 1, 2)));
+    s.advance(2 * MS);
+    let mut got: Vec<u32> = s.nacks.iter().map(|n| n.1).collect();
+    got.sort_unstable();
+    assert_eq!(got, [0, 1, 2, u32::MAX - 1, u32::MAX]);
+    assert_eq!(s.packet(u32::MAX, 2, true), Seen::Repaired);
+    assert_eq!(s.packet(0, 2, false), Seen::Late);
+    assert_eq!(s.t.missing_len(), 3);
+    assert_eq!(s.t.highest(), Some(3));
+}
+
+#[test]
+fn huge_jump_resets_without_nacks() {
+    let mut s = Sim::new();
+    s.packet(10, 0, false);
+    s.packet(12, 0, false);
+    assert_eq!(s.packet(10_000, 1, false), Seen::New);
+    assert_eq!(s.t.missing_len(), 0);
+    s.advance(Duration::from_secs(1));
+    assert!(s.nacks.is_empty());
+    let c = s.t.counters();
+    assert_eq!((c.resets, c.loss_events, c.lost), (1, 2, 1));
+    assert_eq!(s.t.highest(), Some(10_000));
+    // A jump of exactly max_gap still opens a hole.
+    s.packet(10_000 + 1024, 2, false);
+    assert_eq!(s.t.missing_len(), 1023);
+    s.t.reset();
+    assert_eq!(s.t.highest(), None);
+    assert_eq!(s.t.counters(), LossCounters::default());
+    assert_eq!(s.t.next_timeout(), None);
+}
+
+#[test]
+fn first_packet_retransmit_is_unrequested() {
+    let mut s = Sim::new();
+    assert_eq!(s.packet(5, 0, true), Seen::Unrequested);
+    assert_eq!(s.t.highest(), None);
+    assert_eq!(s.packet(5, 0, false), Seen::New);
+    assert_eq!(s.packet(5, 0, false), Seen::Duplicate);
+}
+
+#[test]
+fn missing_set_stays_bounded_under_a_flood_of_random_seqs() {
+    let mut s = Sim::new();
+    let mut x: u64 = 1;
+    for i in 0..50_000u32 {
+        x = x
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        let r = (x >> 32) as u32;
+        // Mostly forward jumps below max_gap, some anywhere.
+        let seq = if i % 10 == 0 {
+            r
+        } else {
+            s.t.highest().unwrap_or(0).wrapping_add(r % 1000)
+        };
+        s.packet(seq, r % 7, r % 3 == 0);
+        assert!(s.t.missing_len() <= 2048);
+        if i % 100 == 0 {
+            s.now += MS;
+        }
+    }
+    assert!(s.t.counters().overflowed > 0);
+    s.advance(Duration::from_secs(1));
+    assert_eq!(s.t.missing_len(), 0);
+}
+
+#[test]
+fn next_timeout_is_after_now_after_any_poll() {
+    // Sim::poll asserts it; here with zero RTT and a zero-wait config.
+    let mut s = Sim::new();
+    s.t = LossTracker::new(LossConfig {
+        min_wait: Duration::ZERO,
+        max_wait: Duration::ZERO,
+        ..LossConfig::default()
+    });
+    s.packet(0, 0, false);
+    s.packet(5, 1, false);
+    for _ in 0..100 {
+        let now = s.now;
+        let _ = s.t.poll_nacks(now, Duration::ZERO, None);
+        if let Some(t) = s.t.next_timeout() {
+            assert!(t > now);
+            s.now = t;
+        }
+    }
+    // Four holes, each asked for as often as the config allows.
+    assert_eq!(
+        s.t.counters().nacks_sent,
+        4 * u64::from(LossConfig::default().max_nacks)
+    );
+}
