@@ -212,12 +212,15 @@ async fn run_interop_receiver<F: FnMut(ReceivedFrame) -> bool>(
                 source: std::io::Error::other(format!("{e:#}")),
             })
     };
-    tracing::warn!(?wire, "interop wire: plain and unauthenticated; no repair, no clock offset (latency only from stamps on one host)");
+    tracing::warn!(?wire, "interop wire: plain and unauthenticated; no clock offset (latency only from stamps on one host)");
     match (wire, protocol) {
         (Wire::Rtp, Protocol::Udp) => {
             let rx = RtpReceiver::new(RtpReceiverConfig {
                 payload_type: settings.payload_type,
                 rtcp_mux: settings.rtcp_mux,
+                // NACKs for gaps, as rtpbin's do-retransmission asks; `--no-repair`
+                // waits only for reordering.
+                nack: settings.repair,
                 ..Default::default()
             });
             let rtcp = (!settings.rtcp_mux)
@@ -228,6 +231,8 @@ async fn run_interop_receiver<F: FnMut(ReceivedFrame) -> bool>(
             let rx = RtpReceiver::new(RtpReceiverConfig {
                 payload_type: settings.payload_type,
                 rtcp_mux: true,
+                // A byte stream loses nothing: no NACKs.
+                nack: false,
                 ..Default::default()
             });
             interop_io::run_tcp_receiver(remote()?, StreamFraming::Rfc4571, rx, hooks).await

@@ -300,7 +300,7 @@ async fn run_interop_sender<E: FnMut(SenderEvent)>(
     let bind = settings.sender_bind_addr(remote);
     let listen = settings.listen_addr();
     tracing::warn!(
-        "--wire {:?}: plain, unauthenticated interop stream without picam's repair and reports",
+        "--wire {:?}: plain, unauthenticated interop stream (no parity; RTP answers NACKs)",
         settings.wire
     );
     match settings.wire {
@@ -311,9 +311,9 @@ async fn run_interop_sender<E: FnMut(SenderEvent)>(
                 // Over TCP, GStreamer's rtpstreamdepay ! rtph264depay takes every message
                 // for RTP: no RTCP there.
                 rtcp: udp,
-                bitrate: settings
-                    .congestion_control
-                    .then_some((settings.encoder.bitrate, settings.min_bitrate)),
+                // Pacing, the stale-frame deadline and report-driven bitrate, as far
+                // as RTP allows (see transport::rtp::RtpSender).
+                jam_guard: settings.jam_guard_config(),
                 ..Default::default()
             });
             if udp {

@@ -29,11 +29,43 @@ pub struct Feedback {
     pub keyframe: bool,
     /// Sequence numbers negatively acknowledged (generic NACK).
     pub nacks: Vec<u16>,
-    /// A sender report from this SSRC.
-    pub sender_report: Option<u32>,
-    /// Loss fraction (of 256) and interarrival jitter (RTP clock units) from the report
-    /// blocks of a receiver or sender report.
-    pub reception: Option<(u8, u32)>,
+    /// A sender report: its SSRC and NTP timestamp.
+    pub sender_report: Option<(u32, u64)>,
+    /// The first report block of a receiver or sender report.
+    pub reception: Option<ReportInfo>,
+}
+
+/// The fields of a report block (RFC 3550 §6.4.1) the sender acts on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReportInfo {
+    /// The SSRC the block reports on.
+    pub media_ssrc: u32,
+    /// Packets lost since the previous report, in 256ths.
+    pub fraction_lost: u8,
+    /// Interarrival jitter, RTP clock units.
+    pub jitter: u32,
+    /// The middle 32 bits of the NTP timestamp of the last sender report received (0:
+    /// none yet).
+    pub lsr: u32,
+    /// Delay since that sender report was received, in 1/65536 s.
+    pub dlsr: u32,
+}
+
+impl ReportInfo {
+    fn from_block(b: &rtcp_types::ReportBlock<'_>) -> Self {
+        Self {
+            media_ssrc: b.ssrc(),
+            fraction_lost: b.fraction_lost(),
+            jitter: b.interarrival_jitter(),
+            lsr: b.last_sender_report_timestamp(),
+            dlsr: b.delay_since_last_sender_report_timestamp(),
+        }
+    }
+}
+
+/// The middle 32 bits of a 64-bit NTP timestamp: how report blocks name a sender report.
+pub fn ntp_middle(ntp: u64) -> u32 {
+    (ntp >> 16) as u32
 }
 
 /// Most NACKed sequence numbers taken from one compound packet: a NACK flood cannot make
@@ -60,14 +92,14 @@ pub fn parse(data: &[u8]) -> Option<Feedback> {
                 }
             }
             Packet::Sr(sr) => {
-                fb.sender_report = Some(sr.ssrc());
+                fb.sender_report = Some((sr.ssrc(), sr.ntp_timestamp()));
                 if let Some(b) = sr.report_blocks().next() {
-                    fb.reception = Some((b.fraction_lost(), b.interarrival_jitter()));
+                    fb.reception = Some(ReportInfo::from_block(&b));
                 }
             }
             Packet::Rr(rr) => {
                 if let Some(b) = rr.report_blocks().next() {
-                    fb.reception = Some((b.fraction_lost(), b.interarrival_jitter()));
+                    fb.reception = Some(ReportInfo::from_block(&b));
                 }
             }
             _ => {}
@@ -119,19 +151,69 @@ pub fn picture_loss(buf: &mut Vec<u8>, ssrc: u32, media_ssrc: u32) {
     write(Compound::builder().add_packet(rr).add_packet(pli), buf);
 }
 
-/// A generic NACK (with an empty receiver report first) for `seqs`. picam's receiver
-/// does not send these yet (it waits for a keyframe instead); tests use it as a peer would.
+/// A generic NACK (with an empty receiver report first) for `seqs`.
 #[cfg_attr(not(test), allow(dead_code))]
 pub fn nack(buf: &mut Vec<u8>, ssrc: u32, media_ssrc: u32, seqs: &[u16]) {
-    let mut b = Nack::builder();
-    for &s in seqs {
-        b = b.add_rtp_sequence(s);
+    receiver_report(buf, ssrc, None, Some((media_ssrc, seqs)));
+}
+
+/// A receiver report (with `block` when a stream is being received) and SDES, then a
+/// generic NACK of `nacks.1` for SSRC `nacks.0` when given (RFC 4585 §6.2.1).
+pub fn receiver_report(
+    buf: &mut Vec<u8>,
+    ssrc: u32,
+    block: Option<ReportBlockFields>,
+    nacks: Option<(u32, &[u16])>,
+) {
+    let mut rr = ReceiverReport::builder(ssrc);
+    if let Some(b) = block {
+        rr = rr.add_report_block(
+            rtcp_types::ReportBlock::builder(b.media_ssrc)
+                .fraction_lost(b.fraction_lost)
+                .cumulative_lost(b.cumulative_lost)
+                .extended_sequence_number(b.extended_seq)
+                .interarrival_jitter(b.jitter)
+                .last_sender_report_timestamp(b.lsr)
+                .delay_since_last_sender_report_timestamp(b.dlsr),
+        );
     }
-    let rr = ReceiverReport::builder(ssrc);
-    let fb = rtcp_types::TransportFeedback::builder_owned(b)
-        .sender_ssrc(ssrc)
-        .media_ssrc(media_ssrc);
-    write(Compound::builder().add_packet(rr).add_packet(fb), buf);
+    let sdes = Sdes::builder()
+        .add_chunk(SdesChunk::builder(ssrc).add_item(SdesItem::builder(SdesItem::CNAME, CNAME)));
+    let compound = Compound::builder().add_packet(rr).add_packet(sdes);
+    let compound = match nacks {
+        Some((media_ssrc, seqs)) if !seqs.is_empty() => {
+            let mut b = Nack::builder();
+            for &s in seqs {
+                b = b.add_rtp_sequence(s);
+            }
+            compound.add_packet(
+                rtcp_types::TransportFeedback::builder_owned(b)
+                    .sender_ssrc(ssrc)
+                    .media_ssrc(media_ssrc),
+            )
+        }
+        _ => compound,
+    };
+    write(compound, buf);
+}
+
+/// What a receiver puts in its report block (RFC 3550 §6.4.1).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReportBlockFields {
+    /// The stream reported on.
+    pub media_ssrc: u32,
+    /// Lost since the last report, in 256ths.
+    pub fraction_lost: u8,
+    /// Lost since the start (24 bits; RFC 3550 clamps it, so do we).
+    pub cumulative_lost: u32,
+    /// Extended highest sequence number received.
+    pub extended_seq: u32,
+    /// Interarrival jitter, RTP clock units.
+    pub jitter: u32,
+    /// Middle 32 bits of the last sender report's NTP time (0: none).
+    pub lsr: u32,
+    /// Delay since that report, 1/65536 s.
+    pub dlsr: u32,
 }
 
 #[cfg(test)]
@@ -152,7 +234,32 @@ mod tests {
             10,
             11,
         );
-        assert_eq!(parse(&buf).unwrap().sender_report, Some(7));
+        assert_eq!(
+            parse(&buf).unwrap().sender_report,
+            Some((7, ntp_from_unix_us(1_700_000_000_500_000)))
+        );
+        let block = ReportBlockFields {
+            media_ssrc: 2,
+            fraction_lost: 13,
+            cumulative_lost: 40,
+            extended_seq: 70_000,
+            jitter: 900,
+            lsr: 0x1234_5678,
+            dlsr: 655,
+        };
+        receiver_report(&mut buf, 1, Some(block), Some((2, &[3, 4])));
+        let fb = parse(&buf).unwrap();
+        assert_eq!(fb.nacks, vec![3, 4]);
+        assert_eq!(
+            fb.reception,
+            Some(ReportInfo {
+                media_ssrc: 2,
+                fraction_lost: 13,
+                jitter: 900,
+                lsr: 0x1234_5678,
+                dlsr: 655
+            })
+        );
         nack(&mut buf, 1, 2, &[5, 6, 9, 40]);
         assert_eq!(parse(&buf).unwrap().nacks, vec![5, 6, 9, 40]);
     }

@@ -19,7 +19,7 @@ mod config;
 pub mod congestion;
 mod log;
 mod loss_meter;
-mod pacing;
+pub(crate) mod pacing;
 mod repair;
 
 pub use config::{

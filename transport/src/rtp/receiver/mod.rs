@@ -1,0 +1,480 @@
+//! The RTP receiver: RTP (RFC 6184) and RTCP in, access units out; receiver reports,
+//! NACKs and PLIs back.
+//!
+//! It has the crate's [`Machine`] shape with the native receiver's input and event
+//! types, so `bin` drives either through the same hooks. Call order: after every
+//! `handle_input`, drain `poll_output` until it returns [`Output::Timeout`].
+//!
+//! Rules it keeps: one stream (SSRC) at a time, a new one adopted when the old has been
+//! quiet for `session_idle`. Packets pass a bounded reorder buffer ([`reorder`]): a
+//! sequence gap is NACKed (RFC 4585 generic NACK) and waited for up to `repair_wait` when
+//! the sender answers NACKs, or only `reorder_wait` when it does not (after
+//! [`UNANSWERED_NACKS`] NACKed packets with no answer). A gap still open then, or any
+//! malformed packet, means nothing leaves until a decodable keyframe
+//! ([`super::h264::Depacketizer`]); while waiting, a PLI goes to the sender's RTCP
+//! address when it is known (the source of its sender reports, or with rtcp-mux the
+//! source of its RTP), repeated every `keyframe_retry`. Receiver reports ([`reception`])
+//! go on every sender report (so the sender can time the round trip) and at least every
+//! `report_interval`.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use media::EncodedFrame;
+use rtp_types::RtpPacket;
+
+use super::h264::Depacketizer;
+use super::rtcp;
+use crate::machine::{Machine, Output, Transmit};
+use crate::{ReceivedFrame, ReceiverEvent, ReceiverInput, ReceiverStats};
+
+mod reception;
+mod reorder;
+
+use reception::Reception;
+use reorder::{Arrival, Reorder};
+
+/// NACKed packets with no answer after which the sender is taken not to resend.
+pub const UNANSWERED_NACKS: u64 = 24;
+
+/// Knobs of the RTP receiver.
+#[derive(Clone, Debug)]
+pub struct RtpReceiverConfig {
+    /// The payload type carrying H.264; RTP packets of other types are refused.
+    pub payload_type: u8,
+    /// RTP clock rate, Hz (for the jitter in receiver reports).
+    pub clock_rate: u32,
+    /// RTCP shares the RTP port (RFC 5761): keyframe requests may go to the address RTP
+    /// comes from before any sender report names one.
+    pub rtcp_mux: bool,
+    /// Largest access unit accepted.
+    pub max_frame_bytes: usize,
+    /// Interval between repeated PLIs while waiting for a keyframe.
+    pub keyframe_retry: Duration,
+    /// Silence after which another SSRC is adopted.
+    pub session_idle: Duration,
+    /// Our own SSRC, for the RTCP we send.
+    pub ssrc: u32,
+    /// Send NACKs for gaps and wait for the resends (off: wait only for reordering).
+    pub nack: bool,
+    /// A gap is NACKed once it is this old (a reordered packet may still come).
+    pub reorder_wait: Duration,
+    /// The longest a gap is waited for when the sender answers NACKs.
+    pub repair_wait: Duration,
+    /// Receiver reports go at least this often while a stream is received.
+    pub report_interval: Duration,
+}
+
+impl Default for RtpReceiverConfig {
+    fn default() -> Self {
+        Self {
+            payload_type: 96,
+            clock_rate: 90_000,
+            rtcp_mux: false,
+            max_frame_bytes: crate::DEFAULT_MAX_FRAME_BYTES,
+            keyframe_retry: Duration::from_millis(100),
+            session_idle: Duration::from_millis(500),
+            ssrc: crate::random_session_id(),
+            nack: true,
+            reorder_wait: Duration::from_millis(3),
+            repair_wait: Duration::from_millis(80),
+            report_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Where RTCP to the sender goes: `Some(None)` is the stream's one peer (TCP).
+type RtcpDestination = Option<Option<SocketAddr>>;
+
+/// RFC 6184 receiver. See the module documentation.
+#[derive(Debug)]
+pub struct RtpReceiver {
+    config: RtpReceiverConfig,
+    depacketizer: Depacketizer,
+    reorder: Reorder,
+    reception: Reception,
+    ssrc: Option<u32>,
+    last_heard: Option<Instant>,
+    rtcp_to: RtcpDestination,
+    next_number: u32,
+    ready: VecDeque<ReceivedFrame>,
+    /// A PLI is due (a request came in, or the retry timer ran out).
+    pli_due: bool,
+    last_pli: Option<Instant>,
+    /// A receiver report is due (a sender report came in).
+    report_due: bool,
+    last_report: Option<Instant>,
+    /// NACKed packets of this stream, and how many of them arrived after all.
+    nacked: u64,
+    answered: u64,
+    /// The sender does not answer NACKs: gaps are waited for only as reordering.
+    nacks_unanswered: bool,
+    nack_list: Vec<u16>,
+    /// Smoothed time from a packet's first NACK to its arrival: the NACK retry interval.
+    repair_time: Duration,
+    stats: ReceiverStats,
+}
+
+/// Frames ready and not yet handed out, at most (the driver drains after every input).
+const MAX_READY: usize = 8;
+
+impl RtpReceiver {
+    /// A receiver waiting for its first stream.
+    pub fn new(config: RtpReceiverConfig) -> Self {
+        let wait = if config.nack {
+            config.repair_wait
+        } else {
+            config.reorder_wait
+        };
+        Self {
+            depacketizer: Depacketizer::new(config.max_frame_bytes),
+            reorder: Reorder::new(wait),
+            reception: Reception::new(config.clock_rate, Instant::now()),
+            config,
+            ssrc: None,
+            last_heard: None,
+            rtcp_to: None,
+            next_number: 0,
+            ready: VecDeque::new(),
+            pli_due: false,
+            last_pli: None,
+            report_due: false,
+            last_report: None,
+            nacked: 0,
+            answered: 0,
+            nacks_unanswered: false,
+            nack_list: Vec::new(),
+            repair_time: Duration::from_millis(10),
+            stats: ReceiverStats::default(),
+        }
+    }
+
+    /// The counters, with the depacketizer's folded in.
+    pub fn stats(&self) -> ReceiverStats {
+        let mut s = self.stats;
+        let d = self.depacketizer.stats();
+        s.dropped.malformed += d.packets_malformed;
+        s.dropped.stale += d.packets_stale;
+        s.dropped.incomplete += d.frames_incomplete;
+        s.dropped.undecodable += d.frames_undecodable;
+        s.dropped.queue_full += d.frames_overflow;
+        s.repair.packets_lost = d.packets_lost;
+        s
+    }
+
+    /// Panics if an internal bound is broken.
+    pub fn check_invariants(&self) {
+        assert!(self.ready.len() <= MAX_READY);
+        self.depacketizer.check_invariants();
+        self.reorder.check_invariants();
+    }
+
+    /// NACKs go out: enabled, somewhere to send them, and the sender answers them.
+    fn nacking(&self) -> bool {
+        self.config.nack && !self.nacks_unanswered && self.rtcp_to.is_some()
+    }
+
+    /// The interval between NACKs of one packet: twice the usual repair time, bounded.
+    fn nack_retry(&self) -> Duration {
+        (self.repair_time * 2 + Duration::from_millis(2))
+            .clamp(Duration::from_millis(5), Duration::from_millis(40))
+    }
+
+    fn new_stream(&mut self, now: Instant, from: Option<SocketAddr>, ssrc: u32) {
+        tracing::info!(?from, ssrc = format_args!("{ssrc:08x}"), "new RTP stream");
+        self.ssrc = Some(ssrc);
+        self.stats.sessions += 1;
+        self.depacketizer.reset();
+        self.reorder.reset();
+        self.reception = Reception::new(self.config.clock_rate, now);
+        self.rtcp_to = None;
+        self.nacked = 0;
+        self.answered = 0;
+        self.nacks_unanswered = false;
+        self.reorder.set_wait(self.wait());
+    }
+
+    fn wait(&self) -> Duration {
+        if self.config.nack && !self.nacks_unanswered {
+            self.config.repair_wait
+        } else {
+            self.config.reorder_wait
+        }
+    }
+
+    fn on_rtcp(&mut self, now: Instant, from: Option<SocketAddr>, data: &[u8]) {
+        match rtcp::parse(data) {
+            Some(fb) => {
+                if let Some((ssrc, ntp)) = fb.sender_report {
+                    if self.ssrc.map_or(true, |s| s == ssrc) {
+                        self.rtcp_to = Some(from);
+                        self.reception.on_sender_report(now, ntp);
+                        self.report_due = self.ssrc.is_some();
+                    }
+                }
+            }
+            None => self.stats.dropped.malformed += 1,
+        }
+    }
+
+    fn on_packet(&mut self, now: Instant, from: Option<SocketAddr>, data: &[u8]) {
+        self.stats.datagrams += 1;
+        self.stats.bytes += data.len() as u64;
+        if rtcp::is_rtcp(data) {
+            self.on_rtcp(now, from, data);
+            return;
+        }
+        let packet = match RtpPacket::parse(data) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::trace!(?from, error = %e, "malformed RTP packet");
+                self.stats.dropped.malformed += 1;
+                return;
+            }
+        };
+        if packet.payload_type() != self.config.payload_type {
+            tracing::trace!(
+                ?from,
+                pt = packet.payload_type(),
+                "RTP packet of another payload type"
+            );
+            self.stats.dropped.malformed += 1;
+            return;
+        }
+        let ssrc = packet.ssrc();
+        if self.ssrc != Some(ssrc) {
+            let idle = self.last_heard.map_or(true, |t| {
+                now.saturating_duration_since(t) >= self.config.session_idle
+            });
+            if !idle {
+                self.stats.dropped.other_sender += 1;
+                return;
+            }
+            self.new_stream(now, from, ssrc);
+        }
+        self.last_heard = Some(now);
+        self.stats.peer = from;
+        if self.config.rtcp_mux && self.rtcp_to.is_none() {
+            self.rtcp_to = Some(from);
+        }
+        let seq = packet.sequence_number();
+        let arrival = self.reorder.push(now, seq, data);
+        match arrival {
+            Arrival::Stale => {
+                self.stats.repair.retransmits_unneeded += 1;
+                return;
+            }
+            Arrival::Filled {
+                since_nack: Some(took),
+            } => {
+                // Smoothed as RFC 6298 smooths RTT: 7/8 old, 1/8 new.
+                self.repair_time = (self.repair_time * 7 + took) / 8;
+                self.answered += 1;
+                self.stats.repair.packets_retransmitted += 1;
+                self.stats.repair.retransmit_bytes += data.len() as u64;
+            }
+            Arrival::Discontinuity => {
+                tracing::debug!(?from, seq, "RTP sequence jump: a new start, not a gap");
+            }
+            Arrival::New | Arrival::Filled { since_nack: None } => {}
+        }
+        self.stats.repair.packets_received += 1;
+        if let Some(highest) = self.reorder.highest() {
+            // The packet's extended number: within the span, so the nearest with its
+            // low 16 bits below or at the highest.
+            let ext = highest - u64::from((highest as u16).wrapping_sub(seq));
+            let timing = !matches!(
+                arrival,
+                Arrival::Filled {
+                    since_nack: Some(_)
+                }
+            );
+            self.reception
+                .on_packet(now, ext, packet.timestamp(), timing);
+        }
+        self.release(now);
+    }
+
+    /// Passes what the reorder buffer lets go to the depacketizer, and finished frames
+    /// on.
+    fn release(&mut self, now: Instant) {
+        while let Some((seq, data)) = self.reorder.pop() {
+            let Ok(packet) = RtpPacket::parse(&data) else {
+                // It parsed when it came in; the bytes are ours and unchanged.
+                continue;
+            };
+            if let Err(e) = self.depacketizer.push(
+                seq,
+                packet.timestamp(),
+                packet.marker_bit(),
+                packet.payload(),
+            ) {
+                tracing::trace!(peer = ?self.stats.peer, error = %e, "RTP packet refused");
+            }
+        }
+        while let Some(f) = self.depacketizer.pull() {
+            self.stats.frames_complete += 1;
+            if self.ready.len() >= MAX_READY {
+                self.ready.pop_front();
+                self.stats.dropped.queue_full += 1;
+                self.depacketizer.wait_keyframe();
+                continue;
+            }
+            let number = self.next_number;
+            self.next_number = self.next_number.wrapping_add(1);
+            self.ready.push_back(ReceivedFrame {
+                number,
+                session: self.ssrc.unwrap_or(0),
+                frame: EncodedFrame {
+                    data: Bytes::from(f.data),
+                    // RTP carries no wall clock per frame; latency comes from the stamp
+                    // in the pixels, never from this.
+                    capture_us: 0,
+                    keyframe: f.keyframe,
+                },
+                arrived: now,
+            });
+        }
+        if self.depacketizer.waiting_keyframe() && self.retry_due(now) {
+            self.pli_due = true;
+        }
+    }
+
+    /// Time passed: gaps waited for long enough are given up; the sender is judged on
+    /// whether it answers NACKs.
+    fn on_time(&mut self, now: Instant) {
+        self.reorder.expire(now);
+        if !self.nacks_unanswered && self.nacked >= UNANSWERED_NACKS && self.answered == 0 {
+            tracing::info!(
+                nacked = self.nacked,
+                "the RTP sender does not answer NACKs: gaps are no longer waited for"
+            );
+            self.nacks_unanswered = true;
+            self.reorder.set_wait(self.wait());
+            self.reorder.expire(now);
+        }
+        self.release(now);
+    }
+
+    fn retry_due(&self, now: Instant) -> bool {
+        self.last_pli.map_or(true, |t| {
+            now.saturating_duration_since(t) >= self.config.keyframe_retry
+        })
+    }
+
+    fn report_interval_passed(&self, now: Instant) -> bool {
+        self.ssrc.is_some()
+            && self.last_report.map_or(true, |t| {
+                now.saturating_duration_since(t) >= self.config.report_interval
+            })
+    }
+
+    /// Writes a receiver report into `buf`, with the NACKs due when there are any.
+    fn write_report(&mut self, now: Instant, buf: &mut Vec<u8>, nacks: bool) {
+        let Some(media) = self.ssrc else { return };
+        let block = self
+            .reorder
+            .highest()
+            .map(|h| self.reception.report_block(now, media, h));
+        let list = nacks.then_some((media, self.nack_list.as_slice()));
+        rtcp::receiver_report(buf, self.config.ssrc, block, list);
+        self.last_report = Some(now);
+        self.report_due = false;
+    }
+}
+
+impl Machine for RtpReceiver {
+    type Input<'a> = ReceiverInput<'a>;
+    type Event = ReceiverEvent;
+
+    fn handle_input(&mut self, now: Instant, input: ReceiverInput<'_>) {
+        match input {
+            ReceiverInput::Packet { from, data } => self.on_packet(now, from, data),
+            ReceiverInput::Timeout => {
+                self.on_time(now);
+                if self.depacketizer.waiting_keyframe() && self.retry_due(now) {
+                    self.pli_due = true;
+                }
+            }
+            ReceiverInput::RequestKeyframe | ReceiverInput::DownstreamFull => {
+                if matches!(input, ReceiverInput::DownstreamFull) {
+                    self.stats.dropped.queue_full += 1;
+                }
+                self.depacketizer.wait_keyframe();
+                self.pli_due = true;
+            }
+            ReceiverInput::Close => {}
+        }
+    }
+
+    fn poll_output(&mut self, now: Instant, buf: &mut Vec<u8>) -> Output<ReceiverEvent> {
+        if let Some(f) = self.ready.pop_front() {
+            self.stats.frames_emitted += 1;
+            return Output::Event(ReceiverEvent::Frame(f));
+        }
+        let Some(to) = self.rtcp_to else {
+            return Output::Timeout(self.timer(now));
+        };
+        if self.pli_due {
+            self.pli_due = false;
+            if let Some(media) = self.ssrc {
+                rtcp::picture_loss(buf, self.config.ssrc, media);
+                self.last_pli = Some(now);
+                self.stats.keyframe_requests += 1;
+                return Output::Transmit(Transmit { to });
+            }
+        }
+        if self.nacking() {
+            let (delay, retry) = (self.config.reorder_wait, self.nack_retry());
+            let mut list = std::mem::take(&mut self.nack_list);
+            self.reorder.nacks_due(now, delay, retry, &mut list);
+            self.nack_list = list;
+            if !self.nack_list.is_empty() {
+                self.nacked += self.nack_list.len() as u64;
+                self.stats.repair.nacks_sent += 1;
+                self.stats.repair.packets_requested += self.nack_list.len() as u64;
+                self.write_report(now, buf, true);
+                return Output::Transmit(Transmit { to });
+            }
+        }
+        if self.report_due || self.report_interval_passed(now) {
+            self.write_report(now, buf, false);
+            if !buf.is_empty() {
+                return Output::Transmit(Transmit { to });
+            }
+        }
+        Output::Timeout(self.timer(now))
+    }
+}
+
+impl RtpReceiver {
+    /// The next moment something is due: a gap's NACK or end of wait, a PLI retry, a
+    /// receiver report. None while the stream is quiet and nothing is held.
+    fn timer(&self, now: Instant) -> Option<Instant> {
+        let quiet = self
+            .last_heard
+            .is_some_and(|t| now.saturating_duration_since(t) >= self.config.session_idle);
+        let gaps =
+            self.reorder
+                .next_timeout(self.config.reorder_wait, self.nack_retry(), self.nacking());
+        let pli =
+            (self.depacketizer.waiting_keyframe() && self.rtcp_to.is_some() && !quiet).then(|| {
+                self.last_pli
+                    .map_or(now, |t| t + self.config.keyframe_retry)
+            });
+        let report = (self.rtcp_to.is_some() && self.ssrc.is_some() && !quiet).then(|| {
+            self.last_report
+                .map_or(now, |t| t + self.config.report_interval)
+        });
+        [gaps, pli, report]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|t| t.max(now + Duration::from_millis(1)))
+    }
+}
+
+#[cfg(test)]
+mod tests;

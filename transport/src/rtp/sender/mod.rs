@@ -1,0 +1,531 @@
+//! The RTP sender: access units in, RTP (RFC 6184) and RTCP sender reports out; PLI/FIR
+//! become keyframe requests for the encoder, generic NACKs retransmissions from a bounded
+//! history, receiver reports a bitrate that follows the peer's loss and queueing.
+//!
+//! The jam guard, where RTP allows it: with [`RtpSenderConfig::jam_guard`] set, a frame's
+//! packets are paced (a keyframe does not burst into a router queue), a frame still
+//! unsent `max_queue_delay` after it arrived is dropped whole and a keyframe asked for,
+//! and receiver reports drive the bitrate ([`rate`]). Sequence numbers are given as
+//! packets leave, so a frame dropped here leaves no gap: the peer sees a shorter stream,
+//! and the next frame it gets is a keyframe.
+//!
+//! It has the crate's [`Machine`] shape with the native sender's input and event types,
+//! so `bin` drives either through the same hooks. Call order: after every `handle_input`,
+//! drain `poll_output` until it returns [`Output::Timeout`].
+//!
+//! Every packet, RTP and RTCP, is handed out with `to: None`; a driver that keeps RTCP on
+//! its own port (RFC 3550's port + 1) tells them apart with [`super::is_rtcp`].
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use media::annexb::{AccessUnit, ParameterSets};
+use rtp_types::RtpPacketBuilder;
+
+use super::{h264, rtcp};
+use crate::machine::{Machine, Output, Transmit};
+use crate::send::pacing::{frame_rate_bps, Pacer};
+use crate::{JamGuardConfig, SenderEvent, SenderInput, SenderStats};
+
+mod rate;
+
+use rate::{RateConfig, RateController, Reception};
+
+/// The RTP header picam writes: 12 bytes (no CSRC, no extension).
+pub const RTP_HEADER: usize = 12;
+
+/// Knobs of the RTP sender.
+#[derive(Clone, Debug)]
+pub struct RtpSenderConfig {
+    /// RTP payload type (dynamic, 96..=127; 96 is what GStreamer and ffmpeg use).
+    pub payload_type: u8,
+    /// RTP clock rate, Hz (90 kHz for video).
+    pub clock_rate: u32,
+    /// Largest RTP packet, header included.
+    pub max_packet: usize,
+    /// Synchronisation source: random per run, so a restarted sender is a new stream.
+    pub ssrc: u32,
+    /// First sequence number and timestamp offset: random (RFC 3550 §5.1).
+    pub initial_seq: u16,
+    /// Added to every timestamp.
+    pub timestamp_offset: u32,
+    /// Send RTCP sender reports (off over TCP, where peers such as GStreamer's
+    /// `rtpstreamdepay ! rtph264depay` take every message for RTP).
+    pub rtcp: bool,
+    /// Interval between sender reports. With the jam guard they are also the probe whose
+    /// round trip measures the path's queue, so they go more often (every 200 ms).
+    pub report_interval: Duration,
+    /// RTP packets kept for retransmission on NACK (a ring: the oldest is forgotten).
+    pub history_packets: usize,
+    /// Retransmissions queued at most; more NACKed packets are refused (counted).
+    pub max_resend_queue: usize,
+    /// Keyframe requests closer together than this are answered once.
+    pub keyframe_interval: Duration,
+    /// Frames waiting to leave, at most; the oldest unstarted one is dropped for a new
+    /// one beyond that.
+    pub max_pending_frames: usize,
+    /// Pacing, the stale-frame deadline and the report-driven bitrate (see the module
+    /// documentation); `None` hands packets out as fast as they are polled.
+    pub jam_guard: Option<JamGuardConfig>,
+}
+
+impl Default for RtpSenderConfig {
+    fn default() -> Self {
+        let r = crate::random_session_id();
+        Self {
+            payload_type: 96,
+            clock_rate: 90_000,
+            max_packet: 1400,
+            ssrc: r,
+            initial_seq: (r >> 7) as u16 ^ 0x5a5a,
+            timestamp_offset: r.rotate_left(13),
+            rtcp: true,
+            report_interval: Duration::from_secs(1),
+            history_packets: 1024,
+            max_resend_queue: 512,
+            keyframe_interval: Duration::from_millis(100),
+            max_pending_frames: 8,
+            jam_guard: None,
+        }
+    }
+}
+
+/// A frame packetized and waiting to leave.
+#[derive(Debug)]
+struct Pending {
+    arrived: Instant,
+    timestamp: u32,
+    /// Payloads and their marker bits; sequence numbers are given as they leave.
+    packets: VecDeque<(Vec<u8>, bool)>,
+    /// Some of its packets have left: it is finished, never dropped half-way.
+    started: bool,
+    /// Pacing rate for its packets, bits/s.
+    rate_bps: f64,
+}
+
+/// Sender reports remembered for the round trip of receiver reports that echo them.
+const SENT_REPORTS: usize = 16;
+
+/// RFC 6184 sender. See the module documentation.
+#[derive(Debug)]
+pub struct RtpSender {
+    config: RtpSenderConfig,
+    seq: u16,
+    pending: VecDeque<Pending>,
+    resend: VecDeque<u16>,
+    /// Sent RTP packets by `seq % len`, for retransmission.
+    history: Vec<Option<(u16, Vec<u8>)>>,
+    events: VecDeque<SenderEvent>,
+    params: ParameterSets,
+    /// Frames were skipped or dropped before leaving: nothing may go until a keyframe
+    /// (the peer would decode against a missing reference).
+    need_keyframe: bool,
+    last_keyframe_request: Option<Instant>,
+    next_report: Option<Instant>,
+    /// Recent sender reports: the middle of their NTP time, and when they left.
+    sent_reports: VecDeque<(u32, Instant)>,
+    pacer: Pacer,
+    rate: Option<RateController>,
+    rtp_packets: u32,
+    rtp_octets: u32,
+    stats: SenderStats,
+}
+
+impl RtpSender {
+    /// A sender; nothing is sent before the first frame.
+    pub fn new(mut config: RtpSenderConfig) -> Self {
+        let history = vec![None; config.history_packets.max(1)];
+        config.max_pending_frames = config.max_pending_frames.max(1);
+        let rate = config.jam_guard.as_ref().map(|g| {
+            RateController::new(RateConfig {
+                max_bitrate: g.congestion.max_bitrate,
+                min_bitrate: g.congestion.min_bitrate,
+                overuse_queue: Duration::from_millis(30),
+                clear_queue: Duration::from_millis(10),
+                hold: Duration::from_millis(500),
+            })
+        });
+        if config.jam_guard.is_some() {
+            config.report_interval = config.report_interval.min(Duration::from_millis(200));
+        }
+        let target = rate.as_ref().map_or(0, RateController::bitrate);
+        Self {
+            seq: config.initial_seq,
+            config,
+            pending: VecDeque::new(),
+            resend: VecDeque::new(),
+            history,
+            events: VecDeque::new(),
+            params: ParameterSets::default(),
+            need_keyframe: false,
+            last_keyframe_request: None,
+            next_report: None,
+            sent_reports: VecDeque::new(),
+            pacer: Pacer::new(Duration::ZERO),
+            rate,
+            rtp_packets: 0,
+            rtp_octets: 0,
+            stats: SenderStats {
+                target_bitrate: target,
+                ..Default::default()
+            },
+        }
+    }
+
+    /// The stream's SSRC.
+    pub fn ssrc(&self) -> u32 {
+        self.config.ssrc
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> SenderStats {
+        self.stats
+    }
+
+    /// Packets waiting to be handed out.
+    pub fn queued_packets(&self) -> usize {
+        self.pending.iter().map(|f| f.packets.len()).sum::<usize>() + self.resend.len()
+    }
+
+    /// Panics if an internal bound is broken.
+    pub fn check_invariants(&self) {
+        assert!(self.resend.len() <= self.config.max_resend_queue);
+        assert!(self.history.len() == self.config.history_packets.max(1));
+        assert!(self.pending.len() <= self.config.max_pending_frames);
+        assert!(self.sent_reports.len() <= SENT_REPORTS);
+        assert!(self.pending.iter().all(|f| !f.packets.is_empty()));
+    }
+
+    fn force_keyframe(&mut self, now: Instant) {
+        if self
+            .last_keyframe_request
+            .is_some_and(|t| now.saturating_duration_since(t) < self.config.keyframe_interval)
+        {
+            return;
+        }
+        self.last_keyframe_request = Some(now);
+        self.stats.keyframes_forced += 1;
+        self.events.push_back(SenderEvent::ForceKeyframe);
+    }
+
+    /// A frame that will not leave: the ones after it reference it.
+    fn drop_frame(&mut self, now: Instant) {
+        self.stats.frames_dropped += 1;
+        self.need_keyframe = true;
+        self.force_keyframe(now);
+    }
+
+    fn on_frame(&mut self, now: Instant, frame: crate::SourceFrame) {
+        self.stats.frames_in += 1;
+        if frame.skipped_before > 0 {
+            self.stats.frames_skipped_at_source += u64::from(frame.skipped_before);
+            self.need_keyframe = true;
+        }
+        let au = self.params.complete(AccessUnit {
+            data: frame.frame.data.to_vec(),
+            keyframe: frame.frame.keyframe,
+        });
+        if self.need_keyframe && !(au.keyframe && self.params.known()) {
+            self.drop_frame(now);
+            return;
+        }
+        if au.keyframe {
+            // A keyframe replaces whatever waits and has not started: nothing older is
+            // needed to decode it, and the viewer gets the newest picture sooner.
+            let before = self.pending.len();
+            self.pending.retain(|f| f.started);
+            self.stats.frames_dropped += (before - self.pending.len()) as u64;
+        }
+        self.need_keyframe = false;
+        // The RTP timestamp is the capture time on a 90 kHz clock (plus a random
+        // offset): a timing hint for players, never used for latency (the stamp in the
+        // pixels is).
+        let ticks =
+            u128::from(frame.frame.capture_us) * u128::from(self.config.clock_rate) / 1_000_000;
+        let timestamp = (ticks as u32).wrapping_add(self.config.timestamp_offset);
+        let max_payload = self.config.max_packet.saturating_sub(RTP_HEADER).max(3);
+        let mut packets = VecDeque::new();
+        h264::packetize(&au.data, max_payload, |payload, marker| {
+            packets.push_back((payload.to_vec(), marker));
+        });
+        if packets.is_empty() {
+            return;
+        }
+        let rate_bps = match (&self.config.jam_guard, &self.rate) {
+            (Some(g), Some(r)) => frame_rate_bps(
+                au.data.len(),
+                f64::from(r.bitrate()),
+                g.congestion.max_fps,
+                g.pacing_gain,
+                g.pacing_spread,
+            ),
+            _ => f64::INFINITY,
+        };
+        if self.pending.len() >= self.config.max_pending_frames {
+            // Full: the oldest frame not yet started goes (a started one finishes).
+            if let Some(i) = self.pending.iter().position(|f| !f.started) {
+                self.pending.remove(i);
+                self.drop_frame(now);
+                if !au.keyframe {
+                    // This frame references the one just dropped.
+                    self.stats.frames_dropped += 1;
+                    return;
+                }
+                self.need_keyframe = false;
+            } else {
+                self.drop_frame(now);
+                return;
+            }
+        }
+        self.pending.push_back(Pending {
+            arrived: now,
+            timestamp,
+            packets,
+            started: false,
+            rate_bps,
+        });
+        if self.config.rtcp && self.next_report.is_none() {
+            self.next_report = Some(now);
+        }
+    }
+
+    /// Drops frames that waited past the budget without starting, and everything after
+    /// them up to the next keyframe (which the encoder is asked for).
+    fn drop_stale(&mut self, now: Instant) {
+        let Some(budget) = self.config.jam_guard.as_ref().map(|g| g.max_queue_delay) else {
+            return;
+        };
+        let Some(front) = self.pending.front() else {
+            return;
+        };
+        self.stats.queue_delay_us = now.saturating_duration_since(front.arrived).as_micros() as u64;
+        let stale = |f: &Pending| !f.started && now.saturating_duration_since(f.arrived) > budget;
+        if !self.pending.iter().any(stale) {
+            return;
+        }
+        let before = self.pending.len();
+        // Keep what has started; everything else goes, since what follows a dropped
+        // frame cannot be decoded without it.
+        self.pending.retain(|f| f.started);
+        let dropped = (before - self.pending.len()) as u64;
+        self.stats.frames_late += dropped;
+        self.stats.frames_dropped += dropped.saturating_sub(1);
+        self.drop_frame(now);
+    }
+
+    /// Builds the next RTP packet of the oldest pending frame into `buf`.
+    fn next_packet(&mut self, now: Instant, buf: &mut Vec<u8>) -> bool {
+        let Some(frame) = self.pending.front_mut() else {
+            return false;
+        };
+        let Some((payload, marker)) = frame.packets.pop_front() else {
+            // Frames are pushed with packets and popped when empty; should one ever be
+            // empty, it is simply done.
+            self.pending.pop_front();
+            return false;
+        };
+        frame.started = true;
+        let (timestamp, rate_bps, finished) =
+            (frame.timestamp, frame.rate_bps, frame.packets.is_empty());
+        if finished {
+            self.pending.pop_front();
+            self.stats.frames_sent += 1;
+        }
+        let builder = RtpPacketBuilder::<&[u8], &[u8]>::new()
+            .payload_type(self.config.payload_type)
+            .sequence_number(self.seq)
+            .timestamp(timestamp)
+            .ssrc(self.config.ssrc)
+            .marker_bit(marker)
+            .payload(payload.as_slice());
+        buf.clear();
+        if builder.write_into_vec(buf).is_err() {
+            // Only an oversized payload fails, which packetize never makes.
+            return false;
+        }
+        let slot = usize::from(self.seq) % self.history.len();
+        self.history[slot] = Some((self.seq, buf.clone()));
+        self.seq = self.seq.wrapping_add(1);
+        self.rtp_packets = self.rtp_packets.wrapping_add(1);
+        self.rtp_octets = self.rtp_octets.wrapping_add(payload.len() as u32);
+        if rate_bps.is_finite() {
+            self.pacer.set_rate(rate_bps, 2 * self.config.max_packet);
+            self.pacer.on_sent(now, buf.len());
+        }
+        true
+    }
+
+    fn on_packet(&mut self, now: Instant, data: &[u8]) {
+        if !rtcp::is_rtcp(data) {
+            self.stats.feedback_ignored += 1;
+            return;
+        }
+        let Some(fb) = rtcp::parse(data) else {
+            self.stats.feedback_ignored += 1;
+            tracing::trace!(len = data.len(), "unparseable RTCP ignored");
+            return;
+        };
+        if fb.keyframe {
+            self.stats.keyframe_requests += 1;
+            self.force_keyframe(now);
+        }
+        if !fb.nacks.is_empty() {
+            self.stats.nacks_received += 1;
+        }
+        for seq in fb.nacks {
+            self.stats.nack_requests += 1;
+            let slot = usize::from(seq) % self.history.len();
+            let known = matches!(&self.history[slot], Some((s, _)) if *s == seq);
+            if !known {
+                self.stats.nack_unknown += 1;
+                continue;
+            }
+            if self.resend.len() >= self.config.max_resend_queue {
+                self.stats.nack_over_budget += 1;
+                continue;
+            }
+            if !self.resend.contains(&seq) {
+                self.resend.push_back(seq);
+            }
+        }
+        if let Some(block) = fb.reception {
+            if block.media_ssrc != self.config.ssrc {
+                // A report on some other stream (a restarted sender's old SSRC).
+                return;
+            }
+            self.stats.reports += 1;
+            self.stats.loss_permille = u32::from(block.fraction_lost) * 1000 / 256;
+            let rtt = self.report_rtt(now, block);
+            if let Some(rtt) = rtt {
+                self.stats.queue_delay_us = self
+                    .rate
+                    .as_ref()
+                    .map_or(0, |r| r.queue_delay().as_micros() as u64);
+                tracing::trace!(rtt_us = rtt.as_micros() as u64, "RTCP round trip");
+            }
+            let report = Reception {
+                loss: f64::from(block.fraction_lost) / 256.0,
+                rtt,
+            };
+            if let Some(next) = self.rate.as_mut().and_then(|r| r.on_report(now, report)) {
+                self.stats.target_bitrate = next;
+                self.events.push_back(SenderEvent::SetBitrate(next));
+            }
+        }
+    }
+
+    /// The round trip of the sender report a receiver report echoes (RFC 3550 §6.4.1:
+    /// now − LSR − DLSR), if it echoes one of ours.
+    fn report_rtt(&self, now: Instant, block: rtcp::ReportInfo) -> Option<Duration> {
+        if block.lsr == 0 {
+            return None;
+        }
+        let &(_, sent) = self.sent_reports.iter().find(|(m, _)| *m == block.lsr)?;
+        let held = Duration::from_secs_f64(f64::from(block.dlsr) / 65_536.0);
+        now.saturating_duration_since(sent).checked_sub(held)
+    }
+
+    fn sender_report(&mut self, now: Instant, buf: &mut Vec<u8>) {
+        let wall_us = media::clock::process().us_at(now);
+        let ticks = u128::from(wall_us) * u128::from(self.config.clock_rate) / 1_000_000;
+        let ntp = rtcp::ntp_from_unix_us(wall_us);
+        rtcp::sender_report(
+            buf,
+            self.config.ssrc,
+            ntp,
+            (ticks as u32).wrapping_add(self.config.timestamp_offset),
+            self.rtp_packets,
+            self.rtp_octets,
+        );
+        if self.sent_reports.len() == SENT_REPORTS {
+            self.sent_reports.pop_front();
+        }
+        self.sent_reports.push_back((rtcp::ntp_middle(ntp), now));
+    }
+
+    fn count_out(&mut self, buf: &[u8]) -> Output<SenderEvent> {
+        self.stats.datagrams += 1;
+        self.stats.bytes += buf.len() as u64;
+        Output::Transmit(Transmit { to: None })
+    }
+}
+
+impl Machine for RtpSender {
+    type Input<'a> = SenderInput<'a>;
+    type Event = SenderEvent;
+
+    fn handle_input(&mut self, now: Instant, input: SenderInput<'_>) {
+        match input {
+            SenderInput::Frame(frame) => self.on_frame(now, frame),
+            SenderInput::Packet(data) => self.on_packet(now, data),
+            SenderInput::Timeout => {}
+            // A new TCP client starts decoding at a keyframe.
+            SenderInput::NewReceiver => {
+                self.need_keyframe = true;
+                self.last_keyframe_request = None;
+                self.force_keyframe(now);
+            }
+            SenderInput::Disconnected => {
+                self.pending.clear();
+                self.resend.clear();
+            }
+        }
+    }
+
+    fn poll_output(&mut self, now: Instant, buf: &mut Vec<u8>) -> Output<SenderEvent> {
+        if let Some(event) = self.events.pop_front() {
+            return Output::Event(event);
+        }
+        self.drop_stale(now);
+        if let Some(event) = self.events.pop_front() {
+            return Output::Event(event);
+        }
+        // Retransmissions go first: the frame they complete is older than any waiting.
+        while let Some(seq) = self.resend.pop_front() {
+            let slot = usize::from(seq) % self.history.len();
+            if let Some((s, packet)) = &self.history[slot] {
+                if *s == seq {
+                    buf.clear();
+                    buf.extend_from_slice(packet);
+                    self.stats.packets_retransmitted += 1;
+                    self.stats.retransmit_bytes += buf.len() as u64;
+                    return self.count_out(buf);
+                }
+            }
+        }
+        let paced_until = self
+            .pacer
+            .next_send(now)
+            .filter(|_| !self.pending.is_empty());
+        // Each call takes a packet (or an empty frame) off the queue: the loop ends.
+        while paced_until.is_none() && !self.pending.is_empty() {
+            if self.next_packet(now, buf) {
+                return self.count_out(buf);
+            }
+        }
+        if let Some(at) = self.next_report {
+            if now >= at {
+                self.sender_report(now, buf);
+                self.next_report = Some(now + self.config.report_interval);
+                if !buf.is_empty() {
+                    return self.count_out(buf);
+                }
+            }
+        }
+        // Wake for the next paced packet, the next report, or a waiting frame's deadline.
+        let deadline = self.config.jam_guard.as_ref().and_then(|g| {
+            self.pending
+                .iter()
+                .find(|f| !f.started)
+                .map(|f| f.arrived + g.max_queue_delay + Duration::from_millis(1))
+        });
+        let wake = [paced_until, self.next_report, deadline]
+            .into_iter()
+            .flatten()
+            .min();
+        Output::Timeout(wake)
+    }
+}
+
+#[cfg(test)]
+mod tests;

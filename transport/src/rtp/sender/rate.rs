@@ -1,0 +1,168 @@
+//! The RTP sender's bitrate controller, driven by RTCP receiver reports.
+//!
+//! An RTP peer tells the sender only what RFC 3550 report blocks carry: the fraction of
+//! packets lost, the interarrival jitter, and (through LSR/DLSR) the round-trip time of
+//! the sender reports. picam's own wire measures every frame's one-way delay instead;
+//! here the round-trip time of sender reports is the delay signal. Sender reports travel
+//! the same path and queue as the media, so a router queue that fills shows as an RTT
+//! above the smallest one seen, before the router drops anything.
+//!
+//! Policy (AIMD, like the native controller but coarser, as reports are sparse): back
+//! off to 85 % on a queue over `overuse_queue` or loss over 5 %, then hold for
+//! `hold` so the queue can drain; probe up 4 % on each clean report (queue under
+//! `clear_queue`, loss under 2 %). Never above the ceiling, never below the floor.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+/// What one receiver report says, as the controller needs it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Reception {
+    /// Fraction of packets lost since the previous report, 0..=1.
+    pub loss: f64,
+    /// The round-trip time of a sender report, when the report echoes one.
+    pub rtt: Option<Duration>,
+}
+
+/// The controller's knobs.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RateConfig {
+    pub max_bitrate: u32,
+    pub min_bitrate: u32,
+    /// Queueing (RTT over the smallest seen) that means the bottleneck is saturated.
+    pub overuse_queue: Duration,
+    /// Queueing under which probing up may go on.
+    pub clear_queue: Duration,
+    /// After a back-off, how long no further change is made.
+    pub hold: Duration,
+}
+
+/// RTT samples kept for the base (smallest) RTT: about 10 s at 4 reports per second.
+const RTT_WINDOW: usize = 40;
+
+/// AIMD bitrate controller over receiver reports. See the module documentation.
+#[derive(Debug)]
+pub(crate) struct RateController {
+    config: RateConfig,
+    bitrate: u32,
+    rtts: VecDeque<Duration>,
+    hold_until: Option<Instant>,
+}
+
+impl RateController {
+    pub fn new(config: RateConfig) -> Self {
+        Self {
+            bitrate: config.max_bitrate,
+            config,
+            rtts: VecDeque::new(),
+            hold_until: None,
+        }
+    }
+
+    pub fn bitrate(&self) -> u32 {
+        self.bitrate
+    }
+
+    /// Queueing delay of the newest RTT sample over the smallest in the window.
+    pub fn queue_delay(&self) -> Duration {
+        match (self.rtts.back(), self.rtts.iter().min()) {
+            (Some(&last), Some(&base)) => last.saturating_sub(base),
+            _ => Duration::ZERO,
+        }
+    }
+
+    /// Takes one report; returns the new bitrate when it changed.
+    pub fn on_report(&mut self, now: Instant, report: Reception) -> Option<u32> {
+        if let Some(rtt) = report.rtt {
+            if self.rtts.len() == RTT_WINDOW {
+                self.rtts.pop_front();
+            }
+            self.rtts.push_back(rtt);
+        }
+        let queue = report.rtt.map(|_| self.queue_delay());
+        let congested = report.loss > 0.05 || queue.is_some_and(|q| q > self.config.overuse_queue);
+        let clear = report.loss < 0.02 && queue.map_or(true, |q| q < self.config.clear_queue);
+        let held = self.hold_until.is_some_and(|t| now < t);
+        let next = if congested && !held {
+            self.hold_until = Some(now + self.config.hold);
+            (u64::from(self.bitrate) * 85 / 100) as u32
+        } else if clear && !held {
+            (u64::from(self.bitrate) * 104 / 100) as u32
+        } else {
+            self.bitrate
+        }
+        .clamp(self.config.min_bitrate, self.config.max_bitrate);
+        (next != self.bitrate).then(|| {
+            self.bitrate = next;
+            next
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn controller() -> RateController {
+        RateController::new(RateConfig {
+            max_bitrate: 4_000_000,
+            min_bitrate: 500_000,
+            overuse_queue: Duration::from_millis(30),
+            clear_queue: Duration::from_millis(10),
+            hold: Duration::from_millis(500),
+        })
+    }
+
+    fn report(loss: f64, rtt_ms: u64) -> Reception {
+        Reception {
+            loss,
+            rtt: Some(Duration::from_millis(rtt_ms)),
+        }
+    }
+
+    #[test]
+    fn a_growing_queue_backs_off_then_holds_then_probes_up() {
+        let t0 = Instant::now();
+        let mut c = controller();
+        assert_eq!(c.on_report(t0, report(0.0, 2)), None, "at the ceiling");
+        // RTT 50 ms over a 2 ms base: the queue is 48 ms.
+        assert_eq!(c.on_report(t0, report(0.0, 50)), Some(3_400_000));
+        // Still queued, but within the hold: no second cut for the same queue.
+        let t1 = t0 + Duration::from_millis(250);
+        assert_eq!(c.on_report(t1, report(0.0, 60)), None);
+        // After the hold, still congested: cut again.
+        let t2 = t0 + Duration::from_millis(600);
+        assert_eq!(c.on_report(t2, report(0.0, 60)), Some(2_890_000));
+        // The queue drained: probe up.
+        let t3 = t2 + Duration::from_millis(600);
+        assert_eq!(c.on_report(t3, report(0.0, 3)), Some(3_005_600));
+    }
+
+    #[test]
+    fn loss_backs_off_and_the_floor_holds() {
+        let t0 = Instant::now();
+        let mut c = controller();
+        for i in 0..100 {
+            c.on_report(
+                t0 + Duration::from_secs(i),
+                Reception {
+                    loss: 0.2,
+                    rtt: None,
+                },
+            );
+        }
+        assert_eq!(c.bitrate(), 500_000);
+    }
+
+    #[test]
+    fn moderate_loss_without_queueing_neither_cuts_nor_probes() {
+        let t0 = Instant::now();
+        let mut c = controller();
+        c.on_report(t0, report(0.0, 2));
+        c.on_report(t0, report(0.3, 2));
+        let after_cut = c.bitrate();
+        let t1 = t0 + Duration::from_secs(1);
+        assert_eq!(c.on_report(t1, report(0.03, 2)), None);
+        assert_eq!(c.bitrate(), after_cut);
+    }
+}

@@ -1,0 +1,259 @@
+//! The RTP sender's unit tests.
+
+use super::*;
+use crate::rtp::{RtpReceiver, RtpReceiverConfig};
+use crate::{drain, ReceiverEvent, ReceiverInput, SourceFrame};
+use bytes::Bytes;
+use media::EncodedFrame;
+
+fn frame(keyframe: bool, len: usize, us: u64) -> SourceFrame {
+    let mut data = Vec::new();
+    if keyframe {
+        data.extend_from_slice(&[
+            0, 0, 0, 1, 0x67, 0x42, 0xc0, 0x1f, 0, 0, 0, 1, 0x68, 0xce, 0x3c, 0x80,
+        ]);
+    }
+    data.extend_from_slice(&[0, 0, 0, 1, if keyframe { 0x65 } else { 0x41 }, 0x88]);
+    data.extend((0..len).map(|i| (i % 251) as u8 | 1));
+    SourceFrame {
+        frame: EncodedFrame {
+            data: Bytes::from(data),
+            capture_us: us,
+            keyframe,
+        },
+        skipped_before: 0,
+    }
+}
+
+#[test]
+fn frames_cross_a_lossless_link_and_a_pli_forces_a_keyframe() {
+    let t0 = Instant::now();
+    let mut tx = RtpSender::new(RtpSenderConfig {
+        initial_seq: 65_500,
+        ..Default::default()
+    });
+    let mut rx = RtpReceiver::new(RtpReceiverConfig {
+        rtcp_mux: true,
+        ..Default::default()
+    });
+    let peer = Some("127.0.0.1:5000".parse().unwrap());
+    let mut got = Vec::new();
+    for i in 0..40u64 {
+        let now = t0 + Duration::from_millis(33 * i);
+        tx.handle_input(
+            now,
+            SenderInput::Frame(frame(i % 10 == 0, 5000, 1_000_000 + i * 33_333)),
+        );
+        let d = drain(&mut tx, now);
+        for (_, p) in &d.transmits {
+            rx.handle_input(
+                now,
+                ReceiverInput::Packet {
+                    from: peer,
+                    data: p,
+                },
+            );
+            for e in drain(&mut rx, now).events {
+                let ReceiverEvent::Frame(f) = e;
+                got.push(f.frame.keyframe);
+            }
+        }
+        tx.check_invariants();
+        rx.check_invariants();
+    }
+    assert_eq!(got.len(), 40);
+    // A PLI from the receiver reaches the encoder as ForceKeyframe.
+    rx.handle_input(t0, ReceiverInput::RequestKeyframe);
+    let d = drain(&mut rx, t0);
+    assert_eq!(d.transmits.len(), 1, "one PLI");
+    tx.handle_input(
+        t0 + Duration::from_secs(5),
+        SenderInput::Packet(&d.transmits[0].1),
+    );
+    let events = drain(&mut tx, t0 + Duration::from_secs(5)).events;
+    assert!(events.contains(&SenderEvent::ForceKeyframe), "{events:?}");
+}
+
+#[test]
+fn nacked_packets_are_resent_from_history_and_unknown_ones_refused() {
+    let t0 = Instant::now();
+    let mut tx = RtpSender::new(RtpSenderConfig {
+        initial_seq: 10,
+        rtcp: false,
+        ..Default::default()
+    });
+    tx.handle_input(t0, SenderInput::Frame(frame(true, 5000, 0)));
+    let sent = drain(&mut tx, t0).transmits;
+    let mut nack = Vec::new();
+    rtcp::nack(&mut nack, 1, tx.ssrc(), &[11, 12, 9000]);
+    tx.handle_input(t0, SenderInput::Packet(&nack));
+    let again = drain(&mut tx, t0).transmits;
+    assert_eq!(again.len(), 2);
+    assert_eq!(again[0].1, sent[1].1);
+    assert_eq!(again[1].1, sent[2].1);
+    assert_eq!(tx.stats().nack_unknown, 1);
+}
+
+#[test]
+fn a_nack_flood_stays_bounded() {
+    let t0 = Instant::now();
+    let mut tx = RtpSender::new(RtpSenderConfig {
+        rtcp: false,
+        initial_seq: 0,
+        ..Default::default()
+    });
+    for i in 0..20 {
+        tx.handle_input(t0, SenderInput::Frame(frame(i == 0, 60_000, i)));
+    }
+    let _ = drain(&mut tx, t0);
+    let seqs: Vec<u16> = (0..1024).collect();
+    let mut nack = Vec::new();
+    rtcp::nack(&mut nack, 1, tx.ssrc(), &seqs);
+    for _ in 0..10 {
+        tx.handle_input(t0, SenderInput::Packet(&nack));
+        tx.check_invariants();
+    }
+    assert!(tx.queued_packets() <= 512);
+}
+
+#[test]
+fn after_frames_skipped_at_the_source_only_a_keyframe_goes() {
+    let t0 = Instant::now();
+    let mut tx = RtpSender::new(RtpSenderConfig::default());
+    tx.handle_input(t0, SenderInput::Frame(frame(true, 100, 0)));
+    let _ = drain(&mut tx, t0);
+    let mut f = frame(false, 100, 1);
+    f.skipped_before = 1;
+    tx.handle_input(t0, SenderInput::Frame(f));
+    let d = drain(&mut tx, t0);
+    assert!(d.events.contains(&SenderEvent::ForceKeyframe));
+    assert!(d.transmits.iter().all(|(_, p)| rtcp::is_rtcp(p)));
+    tx.handle_input(t0, SenderInput::Frame(frame(true, 100, 2)));
+    assert!(!drain(&mut tx, t0).transmits.is_empty());
+}
+
+#[test]
+fn keyframes_carry_parameter_sets_even_when_the_encoder_left_them_out() {
+    let t0 = Instant::now();
+    let mut tx = RtpSender::new(RtpSenderConfig {
+        rtcp: false,
+        ..Default::default()
+    });
+    tx.handle_input(t0, SenderInput::Frame(frame(true, 100, 0)));
+    let _ = drain(&mut tx, t0);
+    let mut bare = frame(false, 100, 1);
+    bare.frame.keyframe = true;
+    bare.frame.data = Bytes::from(vec![0, 0, 0, 1, 0x65, 0x88, 1, 2, 3]);
+    tx.handle_input(t0, SenderInput::Frame(bare));
+    let d = drain(&mut tx, t0);
+    // STAP-A (SPS + PPS), then the IDR slice.
+    assert_eq!(d.transmits.len(), 2);
+    assert_eq!(d.transmits[0].1[RTP_HEADER] & 0x1f, h264::STAP_A);
+}
+
+fn guarded() -> RtpSenderConfig {
+    RtpSenderConfig {
+        initial_seq: 100,
+        jam_guard: Some(JamGuardConfig::for_stream(4_000_000, 30)),
+        ..Default::default()
+    }
+}
+
+/// Hands out everything due up to `until`, stepping 1 ms; the RTP sequence numbers.
+fn run_until(tx: &mut RtpSender, from: Instant, until: Instant) -> (Vec<u16>, Vec<SenderEvent>) {
+    let (mut seqs, mut events) = (Vec::new(), Vec::new());
+    let mut now = from;
+    while now <= until {
+        tx.handle_input(now, SenderInput::Timeout);
+        let d = drain(tx, now);
+        events.extend(d.events);
+        seqs.extend(
+            d.transmits
+                .iter()
+                .filter(|(_, p)| !rtcp::is_rtcp(p))
+                .map(|(_, p)| u16::from_be_bytes([p[2], p[3]])),
+        );
+        tx.check_invariants();
+        now += Duration::from_millis(1);
+    }
+    (seqs, events)
+}
+
+#[test]
+fn frames_that_waited_past_the_budget_go_whole_and_leave_no_sequence_gap() {
+    let t0 = Instant::now();
+    let mut tx = RtpSender::new(guarded());
+    // The first frame leaves.
+    tx.handle_input(t0, SenderInput::Frame(frame(true, 3000, 0)));
+    let (first, _) = run_until(&mut tx, t0, t0 + Duration::from_millis(30));
+    // Then nobody polls for 150 ms (a blocked socket) while frames pile up.
+    for i in 1..5u64 {
+        let at = t0 + Duration::from_millis(30 + 10 * i);
+        tx.handle_input(at, SenderInput::Frame(frame(false, 3000, i)));
+    }
+    let late = t0 + Duration::from_millis(200);
+    let (after, events) = run_until(&mut tx, late, late);
+    assert!(after.is_empty(), "stale frames must not leave: {after:?}");
+    assert!(events.contains(&SenderEvent::ForceKeyframe), "{events:?}");
+    assert_eq!(tx.stats().frames_late, 4);
+    // A P-frame before the keyframe is refused; the keyframe leaves and continues the
+    // sequence without a gap.
+    tx.handle_input(late, SenderInput::Frame(frame(false, 3000, 5)));
+    tx.handle_input(late, SenderInput::Frame(frame(true, 3000, 6)));
+    let (next, _) = run_until(&mut tx, late, late + Duration::from_millis(30));
+    assert_eq!(next.first(), Some(&first.last().unwrap().wrapping_add(1)));
+    assert_eq!(tx.stats().frames_sent, 2);
+}
+
+#[test]
+fn a_keyframe_is_paced_over_part_of_a_frame_interval_not_burst() {
+    let t0 = Instant::now();
+    let mut tx = RtpSender::new(guarded());
+    tx.handle_input(t0, SenderInput::Frame(frame(true, 60_000, 0)));
+    let at_once = drain(&mut tx, t0).transmits.len();
+    let (rest, _) = run_until(&mut tx, t0, t0 + Duration::from_millis(33));
+    let total = at_once + rest.len();
+    assert!(
+        total >= 44,
+        "all {total} packets leave within the frame interval"
+    );
+    assert!(at_once <= 4, "{at_once} packets went at once");
+}
+
+#[test]
+fn receiver_reports_echoing_a_growing_round_trip_cut_the_bitrate() {
+    let t0 = Instant::now();
+    let mut tx = RtpSender::new(guarded());
+    let mut now = t0;
+    let mut bitrates = Vec::new();
+    for i in 0..40u64 {
+        tx.handle_input(now, SenderInput::Frame(frame(i == 0, 2000, i)));
+        let d = drain(&mut tx, now);
+        let sr = d
+            .transmits
+            .iter()
+            .find_map(|(_, p)| rtcp::parse(p).and_then(|f| f.sender_report));
+        // The queue grows by 10 ms a report after the first few.
+        let rtt = Duration::from_millis(2 + 10 * i.saturating_sub(5));
+        if let Some((ssrc, ntp)) = sr {
+            let mut rr = Vec::new();
+            let block = rtcp::ReportBlockFields {
+                media_ssrc: ssrc,
+                lsr: rtcp::ntp_middle(ntp),
+                ..Default::default()
+            };
+            rtcp::receiver_report(&mut rr, 9, Some(block), None);
+            let back = now + rtt;
+            tx.handle_input(back, SenderInput::Packet(&rr));
+            for e in drain(&mut tx, back).events {
+                if let SenderEvent::SetBitrate(b) = e {
+                    bitrates.push(b);
+                }
+            }
+        }
+        now += Duration::from_millis(200);
+    }
+    assert!(tx.stats().reports >= 30, "{:?}", tx.stats());
+    let last = *bitrates.last().expect("the bitrate changed");
+    assert!(last < 4_000_000 / 2, "{bitrates:?}");
+}
