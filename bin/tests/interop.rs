@@ -496,3 +496,174 @@ fn rtp_over_tcp_with_gstreamer_both_ways() {
         30,
     );
 }
+
+/// The ffmpeg arguments that encode the stamped pattern in `raw` as x264 would on a Pi,
+/// in real time, to raw H.264 at `url`.
+fn ffmpeg_h264_to(raw: &std::path::Path, url: &str) -> Vec<String> {
+    let size = format!("{W}x{H}");
+    [
+        "-loglevel",
+        "error",
+        "-re",
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "yuv420p",
+        "-s",
+        &size,
+        "-r",
+        "30",
+        "-i",
+        raw.to_str().unwrap(),
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-tune",
+        "zerolatency",
+        "-g",
+        "30",
+        "-f",
+        "h264",
+        url,
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// `rpicam-vid --listen -o tcp://0.0.0.0:PORT` serves raw H.264 to one TCP client; here
+/// ffmpeg plays that server (`tcp://…?listen=1`) and `picam recv --wire h264 --protocol
+/// tcp --remote` is the client.
+#[test]
+fn raw_h264_from_a_listening_tcp_server_to_picam_recv() {
+    if !have("ffmpeg") {
+        return;
+    }
+    let _serial = serial();
+    let scratch = Scratch::new("interop-h264-tcp-client");
+    let raw = scratch.path("src.i420");
+    raw_pattern(&raw, 150);
+    let port = free_port().to_string();
+    let args = ffmpeg_h264_to(&raw, &format!("tcp://127.0.0.1:{port}?listen=1"));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let _ff = peer("ffmpeg", &args);
+    let pictures = picam_recv(
+        &scratch,
+        &[
+            "--wire",
+            "h264",
+            "--protocol",
+            "tcp",
+            "--remote",
+            "127.0.0.1",
+            "--port",
+            &port,
+        ],
+        "6",
+        || {},
+    );
+    check_pictures(
+        "ffmpeg -f h264 tcp://?listen=1 (as rpicam-vid --listen) -> picam recv --wire h264 tcp",
+        &pictures,
+        40,
+    );
+}
+
+/// ffmpeg reading raw H.264 (as `ffplay` would, same demuxer and decoder) from `input`,
+/// its pictures written raw to `out`.
+fn ffmpeg_h264_reader(input: &str, out: &std::path::Path) -> Peer {
+    peer(
+        "ffmpeg",
+        &[
+            "-loglevel",
+            "error",
+            // As the README tells ffplay users: probe only a little (a short stream
+            // would otherwise be spent probing) and do not buffer.
+            "-probesize",
+            "32768",
+            "-fflags",
+            "nobuffer",
+            "-flags",
+            "low_delay",
+            "-f",
+            "h264",
+            "-i",
+            input,
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "yuv420p",
+            "-y",
+            out.to_str().unwrap(),
+        ],
+    )
+}
+
+/// `picam send --wire h264` is what `rpicam-vid -o udp://` sends: ffmpeg (ffplay's
+/// demuxer and decoder) reads it from UDP.
+#[test]
+fn picam_raw_h264_over_udp_to_ffmpeg() {
+    if !have("ffmpeg") {
+        return;
+    }
+    let _serial = serial();
+    let scratch = Scratch::new("interop-picam-h264-udp");
+    let port = free_port().to_string();
+    let out = scratch.path("ff.i420");
+    let ff = ffmpeg_h264_reader(&format!("udp://127.0.0.1:{port}"), &out);
+    std::thread::sleep(Duration::from_millis(800));
+    let send = picam_send(
+        &scratch,
+        &[
+            "--wire", "h264", "--remote", "127.0.0.1", "--port", &port, "--intra", "30",
+        ],
+        "4",
+    );
+    let (ok, _, err) = send.wait(Duration::from_secs(30));
+    assert!(ok, "picam send failed: {err}");
+    std::thread::sleep(Duration::from_millis(800));
+    drop(ff);
+    check_pictures(
+        "picam send --wire h264 udp -> ffmpeg -f h264 -i udp://",
+        &read_i420(&out),
+        45,
+    );
+}
+
+/// `picam send --wire h264 --protocol tcp` serves like `rpicam-vid --listen`: ffmpeg
+/// connects as a client.
+#[test]
+fn picam_raw_h264_tcp_server_to_ffmpeg() {
+    if !have("ffmpeg") {
+        return;
+    }
+    let _serial = serial();
+    let scratch = Scratch::new("interop-picam-h264-tcp");
+    let port = free_port().to_string();
+    let out = scratch.path("ff-tcp.i420");
+    let send = picam_send(
+        &scratch,
+        &[
+            "--wire",
+            "h264",
+            "--protocol",
+            "tcp",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            &port,
+        ],
+        "5",
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let ff = ffmpeg_h264_reader(&format!("tcp://127.0.0.1:{port}"), &out);
+    let (ok, _, err) = send.wait(Duration::from_secs(30));
+    assert!(ok, "picam send failed: {err}");
+    std::thread::sleep(Duration::from_millis(800));
+    drop(ff);
+    check_pictures(
+        "picam send --wire h264 tcp (as rpicam-vid --listen) -> ffmpeg -i tcp://",
+        &read_i420(&out),
+        30,
+    );
+}
