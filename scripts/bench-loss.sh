@@ -4,16 +4,19 @@
 # clean, 0.5% / 2% / 5% at random, and 2% in runs of 5 (5 of every 250 packets). Each
 # condition runs picam with loss repair, with --no-repair, and (if gst-launch-1.0 is
 # installed) the original GStreamer RTP pipeline as a reference, one after the other.
+# With --rtp, each condition also runs `--wire rtp` (NACKs and retransmission, in the
+# clear) with and without NACKs.
 # Needs root, iproute2, nftables and python3. Prints a Markdown table; with --write it
 # also replaces (or appends) the "## Loss repair" section of docs/BENCHMARKS.md.
-# Usage: scripts/bench-loss.sh [SECONDS_PER_RUN] [--write]   (default 20)
+# Usage: scripts/bench-loss.sh [SECONDS_PER_RUN] [--rtp] [--write]   (default 20)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-secs=20 write=0
+secs=20 write=0 rtp=0
 for arg in "$@"; do
   case "$arg" in
     --write) write=1 ;;
-    *[!0-9]* | "") echo "usage: $0 [SECONDS] [--write]" >&2; exit 2 ;;
+    --rtp) rtp=1 ;;
+    *[!0-9]* | "") echo "usage: $0 [SECONDS] [--rtp] [--write]" >&2; exit 2 ;;
     *) secs="$arg" ;;
   esac
 done
@@ -72,10 +75,14 @@ counters() {
 results="$work/results.jsonl"
 port=5000
 
-picam_run() { # condition rule repair(on|off)
-  local cond="$1" rule="$2" mode="$3" flags=()
+picam_run() { # condition rule repair(on|off) [wire]
+  local cond="$1" rule="$2" mode="$3" wire="${4:-picam}" flags=() label
   [[ "$mode" == on ]] || flags=(--no-repair)
-  flags+=(--key "$work/k")
+  if [[ "$wire" == rtp ]]; then
+    flags+=(--wire rtp) label="picam RTP NACK $mode"
+  else
+    flags+=(--key "$work/k") label="picam repair $mode"
+  fi
   set_loss "$rule"
   ip netns exec "$rcv" timeout -k 2 $((secs + 30)) "$picam" recv --headless \
     --bind 10.214.2.2 --port $port --protocol udp --stats json --duration $((secs + 2)) \
@@ -87,7 +94,7 @@ picam_run() { # condition rule repair(on|off)
     --bitrate 4000000 --intra 60 --stats json --duration "$secs" "${flags[@]}" \
     > "$work/send.json" 2> "$work/send.err" || echo "picam send failed ($cond, repair $mode)" >&2
   wait $recv || echo "picam recv failed ($cond, repair $mode)" >&2
-  python3 - "$cond" "picam repair $mode" "$work/recv.json" "$work/send.json" $(counters) \
+  python3 - "$cond" "$label" "$work/recv.json" "$work/send.json" $(counters) \
     >> "$results" <<'PY'
 import json, sys
 cond, mode, recv, send, fwd, drop = sys.argv[1:7]
@@ -142,6 +149,10 @@ for c in "${conditions[@]}"; do
   echo "running: $cond (${secs} s per run)" >&2
   picam_run "$cond" "$rule" on
   picam_run "$cond" "$rule" off
+  if ((rtp)); then
+    picam_run "$cond" "$rule" on rtp
+    picam_run "$cond" "$rule" off rtp
+  fi
   if ((gst)); then gst_run "$cond" "$rule"; fi
 done
 

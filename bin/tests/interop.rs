@@ -615,7 +615,14 @@ fn picam_raw_h264_over_udp_to_ffmpeg() {
     let send = picam_send(
         &scratch,
         &[
-            "--wire", "h264", "--remote", "127.0.0.1", "--port", &port, "--intra", "30",
+            "--wire",
+            "h264",
+            "--remote",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--intra",
+            "30",
         ],
         "4",
     );

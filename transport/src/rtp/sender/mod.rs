@@ -406,6 +406,9 @@ impl RtpSender {
             let report = Reception {
                 loss: f64::from(block.fraction_lost) / 256.0,
                 rtt,
+                jitter: Duration::from_secs_f64(
+                    f64::from(block.jitter) / f64::from(self.config.clock_rate.max(1)),
+                ),
             };
             if let Some(next) = self.rate.as_mut().and_then(|r| r.on_report(now, report)) {
                 self.stats.target_bitrate = next;

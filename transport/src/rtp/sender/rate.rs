@@ -8,7 +8,7 @@
 //! above the smallest one seen, before the router drops anything.
 //!
 //! Policy (AIMD, like the native controller but coarser, as reports are sparse): back
-//! off to 85 % on a queue over `overuse_queue` or loss over 5 %, then hold for
+//! off to 85 % on a queue (or a jitter) over `overuse_queue` or loss over 5 %, then hold for
 //! `hold` so the queue can drain; probe up 4 % on each clean report (queue under
 //! `clear_queue`, loss under 2 %). Never above the ceiling, never below the floor.
 
@@ -22,6 +22,8 @@ pub(crate) struct Reception {
     pub loss: f64,
     /// The round-trip time of a sender report, when the report echoes one.
     pub rtt: Option<Duration>,
+    /// Interarrival jitter (RFC 3550 §6.4.1) as time.
+    pub jitter: Duration,
 }
 
 /// The controller's knobs.
@@ -80,8 +82,14 @@ impl RateController {
             self.rtts.push_back(rtt);
         }
         let queue = report.rtt.map(|_| self.queue_delay());
-        let congested = report.loss > 0.05 || queue.is_some_and(|q| q > self.config.overuse_queue);
-        let clear = report.loss < 0.02 && queue.map_or(true, |q| q < self.config.clear_queue);
+        // Jitter is the fallback delay signal for peers whose reports echo no sender
+        // report: a queue that fills and drains shows as arrival times that wander.
+        let congested = report.loss > 0.05
+            || queue.is_some_and(|q| q > self.config.overuse_queue)
+            || report.jitter > self.config.overuse_queue;
+        let clear = report.loss < 0.02
+            && queue.map_or(true, |q| q < self.config.clear_queue)
+            && report.jitter < self.config.overuse_queue / 2;
         let held = self.hold_until.is_some_and(|t| now < t);
         let next = if congested && !held {
             self.hold_until = Some(now + self.config.hold);
@@ -117,6 +125,7 @@ mod tests {
         Reception {
             loss,
             rtt: Some(Duration::from_millis(rtt_ms)),
+            jitter: Duration::ZERO,
         }
     }
 
@@ -148,10 +157,23 @@ mod tests {
                 Reception {
                     loss: 0.2,
                     rtt: None,
+                    jitter: Duration::ZERO,
                 },
             );
         }
         assert_eq!(c.bitrate(), 500_000);
+    }
+
+    #[test]
+    fn jitter_alone_backs_off_for_peers_that_echo_no_sender_report() {
+        let t0 = Instant::now();
+        let mut c = controller();
+        let jittery = Reception {
+            loss: 0.0,
+            rtt: None,
+            jitter: Duration::from_millis(40),
+        };
+        assert_eq!(c.on_report(t0, jittery), Some(3_400_000));
     }
 
     #[test]
