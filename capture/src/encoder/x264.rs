@@ -6,7 +6,7 @@ use ffmpeg::{codec, format::Pixel, frame, picture, Dictionary, Packet, Rational}
 use ffmpeg_next as ffmpeg;
 use media::{EncodedFrame, Picture};
 
-use crate::{CaptureError, EncoderSettings};
+use crate::{CaptureError, EncoderSettings, StridedI420};
 
 /// An open libx264 encoder; one picture in, one access unit out.
 pub struct X264Encoder {
@@ -101,6 +101,17 @@ impl X264Encoder {
         capture_us: u64,
         keyframe: bool,
     ) -> Result<Option<EncodedFrame>, CaptureError> {
+        self.encode_i420(StridedI420::from_picture(picture), capture_us, keyframe)
+    }
+
+    /// Encodes a picture whose rows may be padded (a camera buffer read as is): each
+    /// row is copied once, straight into the encoder's frame.
+    pub fn encode_i420(
+        &mut self,
+        picture: StridedI420<'_>,
+        capture_us: u64,
+        keyframe: bool,
+    ) -> Result<Option<EncodedFrame>, CaptureError> {
         if (picture.width, picture.height) != (self.settings.width, self.settings.height) {
             return Err(CaptureError::Setting {
                 key: "picture size",
@@ -108,9 +119,18 @@ impl X264Encoder {
                 allowed: "the size the encoder was opened with",
             });
         }
-        copy_plane(&mut self.frame, 0, &picture.y, picture.width as usize);
-        copy_plane(&mut self.frame, 1, &picture.u, picture.chroma_width());
-        copy_plane(&mut self.frame, 2, &picture.v, picture.chroma_width());
+        if !picture.is_complete() {
+            return Err(CaptureError::Setting {
+                key: "picture bytes",
+                value: picture.y.len() as u64,
+                allowed: "all rows of the planes at their strides",
+            });
+        }
+        let (w, h) = (picture.width as usize, picture.height as usize);
+        let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
+        copy_plane(&mut self.frame, 0, picture.y, w, picture.y_stride, h);
+        copy_plane(&mut self.frame, 1, picture.u, cw, picture.c_stride, ch);
+        copy_plane(&mut self.frame, 2, picture.v, cw, picture.c_stride, ch);
         self.frame.set_pts(Some(self.pts));
         self.pts += 1;
         self.frame.set_kind(if keyframe {
@@ -151,10 +171,19 @@ fn set_vbv(ctx: &mut ffmpeg::codec::Context, settings: EncoderSettings) {
     }
 }
 
-fn copy_plane(frame: &mut frame::Video, plane: usize, src: &[u8], width: usize) {
+/// Copies `rows` rows of `width` bytes, `src_stride` apart, into a plane of `frame`.
+fn copy_plane(
+    frame: &mut frame::Video,
+    plane: usize,
+    src: &[u8],
+    width: usize,
+    src_stride: usize,
+    rows: usize,
+) {
     let stride = frame.stride(plane);
     let dst = frame.data_mut(plane);
-    for (row, line) in src.chunks_exact(width).enumerate() {
-        dst[row * stride..row * stride + width].copy_from_slice(line);
+    for row in 0..rows {
+        let from = row * src_stride;
+        dst[row * stride..row * stride + width].copy_from_slice(&src[from..from + width]);
     }
 }
