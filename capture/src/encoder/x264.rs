@@ -187,3 +187,65 @@ fn copy_plane(
         dst[row * stride..row * stride + width].copy_from_slice(&src[from..from + width]);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rpicam::{I420Layout, Isp};
+
+    fn settings(width: u32, height: u32) -> EncoderSettings {
+        EncoderSettings {
+            width,
+            height,
+            fps: 30,
+            bitrate: 1_000_000,
+            intra: 30,
+        }
+    }
+
+    /// A padded camera buffer encodes exactly as the same picture packed tight: the
+    /// padding is skipped, never taken for picture.
+    #[test]
+    fn padded_rows_encode_as_the_tight_picture() {
+        let (w, h) = (650, 96);
+        let pattern = media::pattern::TestPattern::new(w, h);
+        let layout = I420Layout::for_isp(Isp::Vc4, w, h).unwrap();
+        assert!(layout.is_padded());
+        let mut tight = X264Encoder::new(settings(w, h)).unwrap();
+        let mut strided = X264Encoder::new(settings(w, h)).unwrap();
+        let mut buf = Vec::new();
+        for n in 0..5 {
+            let picture = pattern.picture(n);
+            layout.pad_into(&picture, &mut buf);
+            // Garbage in the padding must not matter.
+            for row in 0..h as usize {
+                buf[row * layout.y_stride as usize + w as usize] = 0xAB;
+            }
+            let a = tight.encode(&picture, 0, n == 3).unwrap().unwrap();
+            let b = strided
+                .encode_i420(layout.view(&buf).unwrap(), 0, n == 3)
+                .unwrap()
+                .unwrap();
+            assert_eq!(a.data, b.data, "frame {n}");
+            assert_eq!(a.keyframe, n == 0 || n == 3, "frame {n}");
+        }
+    }
+
+    #[test]
+    fn planes_too_short_for_their_strides_are_refused() {
+        let mut enc = X264Encoder::new(settings(64, 32)).unwrap();
+        let y = vec![0u8; 64 * 32];
+        let c = vec![0u8; 32 * 16];
+        let short = StridedI420 {
+            width: 64,
+            height: 32,
+            y: &y,
+            u: &c,
+            v: &c[..100],
+            y_stride: 64,
+            c_stride: 32,
+        };
+        let err = enc.encode_i420(short, 0, false).unwrap_err().to_string();
+        assert!(err.contains("picture bytes"), "{err}");
+    }
+}
