@@ -16,7 +16,13 @@
 //! Options of the fake itself:
 //! - `--fake-isp vc4|pisp`: whose row padding rule to follow (default vc4);
 //! - `--fake-frames N`: exit (status 0) after N frames;
-//! - `--fake-log FILE`: append the command line to FILE.
+//! - `--fake-log FILE`: append the command line to FILE;
+//! - `--fake-report FILE`: every 30 frames, rewrite FILE with the frames written and
+//!   this process's CPU time (`frames=N cpu_ms=X`), for benchmarks (picam ends the fake
+//!   with SIGKILL, so the figure is at most a second old).
+
+#[path = "../cpu.rs"]
+mod cpu;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -35,6 +41,7 @@ struct Options {
     timeout_ms: u64,
     isp: Isp,
     frames: Option<u64>,
+    report: Option<String>,
 }
 
 fn number<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, String> {
@@ -56,6 +63,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
         timeout_ms: 5000,
         isp: Isp::Vc4,
         frames: None,
+        report: None,
     };
     let mut output = None;
     let mut words = args.iter().flat_map(|a| match a.split_once('=') {
@@ -89,6 +97,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
                 }
             }
             "--fake-frames" => o.frames = Some(number(&key, &value()?)?),
+            "--fake-report" => o.report = Some(value()?),
             "--fake-log" => {
                 let path = value()?;
                 let mut log = std::fs::OpenOptions::new()
@@ -184,6 +193,11 @@ fn run(o: &Options) -> Result<(), String> {
             return Ok(());
         }
         n = n.wrapping_add(1);
+        if let Some(path) = o.report.as_deref().filter(|_| n % 30 == 0) {
+            let cpu_ms = cpu::process_cpu_time().as_secs_f64() * 1e3;
+            std::fs::write(path, format!("frames={n} cpu_ms={cpu_ms:.1}\n"))
+                .map_err(|e| format!("--fake-report {path}: {e}"))?;
+        }
     }
 }
 
