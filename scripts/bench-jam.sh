@@ -13,4 +13,4 @@ mkdir -p target
 PICAM_JAM_SECONDS="${1:-30}" PICAM_JAM_REPORT="$out" \
   cargo test --release -q -p bin --test jam_netns -- --nocapture
 cat "$out"
-[ -f "$out.rpicam" ] && cat "$out.rpicam"
+if [ -f "$out.rpicam" ]; then cat "$out.rpicam"; fi
