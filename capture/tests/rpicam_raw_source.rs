@@ -5,7 +5,7 @@
 #![cfg(unix)]
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use capture::retry::Backoff;
@@ -25,7 +25,7 @@ fn script(name: &str, body: &str) -> PathBuf {
     path
 }
 
-fn options(program: &PathBuf) -> RawOptions {
+fn options(program: &Path) -> RawOptions {
     RawOptions {
         program: Some(program.display().to_string()),
         settings: EncoderSettings {
