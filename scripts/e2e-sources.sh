@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # End to end on loopback: each H.264 source (file:, stdin, rpicam with the fake
-# rpicam-vid that crashes and is restarted) streams into `picam recv`, which must
+# rpicam-vid that crashes and is restarted) and rpicam's raw path (the Rust fake,
+# target/debug/fake-rpicam-vid, 650 pixels wide: padded rows) streams into `picam recv`, which must
 # decode a minimum number of pictures (a 60-frame file: at least 55, since the sender
 # may stop before its last frame or two are through). Needs a built picam (PICAM=path, default
 # target/debug/picam). About 20 s.
@@ -9,6 +10,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PICAM=${PICAM:-$ROOT/target/debug/picam}
 FIXTURE=$ROOT/capture/fixtures/testsrc-320x240-60f.h264
 FAKE=$ROOT/capture/tests/fake-rpicam-vid
+FAKE_RAW=${FAKE_RAW:-$(dirname "$PICAM")/fake-rpicam-vid}
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 PORT=${PORT:-5731}
@@ -48,11 +50,12 @@ run() {
 run file 55 4 --source "file:$FIXTURE" --fps 30
 run file-loop 120 6 --source "file:$FIXTURE" --fps 60 --loop
 run stdin 55 4 --source - --fps 30 < "$FIXTURE"
-run rpicam-crash 60 7 --source "rpicam:$FAKE --fake-fixture $FIXTURE --fake-mode live-crash" --width 320 --height 240 --intra 30
+run rpicam-crash 60 7 --source "rpicam:$FAKE --fake-fixture $FIXTURE --fake-mode live-crash" --encoder rpicam --width 320 --height 240 --intra 30
 if grep -q "restarting" "$WORK/rpicam-crash.send.log"; then
     echo "ok   rpicam-crash: restarts reported"; pass=$((pass + 1))
 else
     echo "FAIL rpicam-crash: no restart reported"; fail=$((fail + 1))
 fi
+run rpicam-raw 90 5 --source "rpicam:$FAKE_RAW" --width 650 --height 480 --intra 300
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

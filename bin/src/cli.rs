@@ -149,8 +149,9 @@ pub struct SendArgs {
 #[derive(Debug, Args, Default, Clone)]
 pub struct CaptureArgs {
     /// Encoder for a raw camera: `auto` (the V4L2 hardware encoder if there is one,
-    /// else libx264), `x264`, or an encoder device such as `/dev/video11`.
-    #[arg(long, value_name = "auto|x264|/dev/videoM")]
+    /// else libx264), `x264`, or an encoder device such as `/dev/video11`. With
+    /// `--source rpicam`, `rpicam` keeps rpicam-vid's own H.264 (no run-time control).
+    #[arg(long, value_name = "auto|x264|rpicam|/dev/videoM")]
     pub encoder: Option<String>,
     /// Start an H.264 file again at its end (`file:` sources).
     #[arg(long = "loop")]

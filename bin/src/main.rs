@@ -14,6 +14,7 @@ mod latest;
 mod recv;
 mod recv_stats;
 mod report;
+mod rpicam_choice;
 mod security;
 mod send;
 mod send_stats;

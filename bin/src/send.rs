@@ -7,9 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use capture::{
-    Control, H264FileSource, RpicamSource, Source, StreamOptions, TestPatternSource, Y4mSource,
-};
+use capture::{Control, H264FileSource, Source, StreamOptions, TestPatternSource, Y4mSource};
 use tokio::sync::{mpsc, watch};
 use transport::{
     Protocol, Sender, SenderConfig, SenderEvent, SenderHooks, SenderStats, SourceFrame,
@@ -54,10 +52,18 @@ pub fn open_source(settings: &Settings, args: &SendArgs) -> Result<Box<dyn Sourc
                     .with_context(|| format!("opening source {spec}"))?,
             )
         }
-        SourceSpec::Rpicam { program, extra } => Box::new(
-            RpicamSource::start(program.as_deref(), settings.encoder, extra)
-                .with_context(|| format!("opening source {spec}"))?,
-        ),
+        SourceSpec::Rpicam {
+            program,
+            extra,
+            stride,
+        } => crate::rpicam_choice::open(
+            &spec.to_string(),
+            program.as_deref(),
+            extra,
+            *stride,
+            settings.encoder,
+            crate::rpicam_choice::parse_encoder(flags.encoder.as_deref())?,
+        )?,
         SourceSpec::V4l2(_) | SourceSpec::Auto => open_camera(settings, args, spec)?,
     };
     Ok(source)

@@ -6,7 +6,8 @@ use std::str::FromStr;
 
 /// Every form `source` takes, as said in errors.
 pub const ALLOWED: &str = "\"auto\", \"v4l2:/dev/videoN\", \"rpicam\", \"libcamera\", \
-    \"rpicam:PROGRAM\" (rpicam forms may be followed by options for it, e.g. \"rpicam --hflip\"), \
+    \"rpicam:PROGRAM\" (rpicam forms may be followed by options for it, e.g. \"rpicam --hflip\", \
+    and picam's own \"stride=BYTES\" for the rows of its raw frames), \
     \"file:PATH\", \"-\", \"test\", \"y4m:FILE\" or \"y4m:-\"";
 
 /// A parsed `source`.
@@ -24,6 +25,9 @@ pub enum SourceSpec {
         program: Option<String>,
         /// The user's options, passed on last.
         extra: Vec<String>,
+        /// `stride=BYTES`: the luma row stride of rpicam-vid's raw frames, overriding
+        /// the ISP's rule (`capture::rpicam::layout`); not passed to the program.
+        stride: Option<u32>,
     },
     /// `v4l2:DEVICE`: a V4L2 camera.
     V4l2(String),
@@ -66,7 +70,7 @@ impl FromStr for SourceSpec {
         }
         let mut words = spec.split_whitespace();
         let head = words.next().unwrap_or_default();
-        let extra: Vec<String> = words.map(str::to_string).collect();
+        let mut extra: Vec<String> = words.map(str::to_string).collect();
         let program = match head {
             "rpicam" => Some(None),
             "libcamera" => Some(Some("libcamera-vid".to_string())),
@@ -76,7 +80,25 @@ impl FromStr for SourceSpec {
             if program.as_deref() == Some("") {
                 return Err(BadSource("`rpicam:` names no program".into()));
             }
-            return Ok(Self::Rpicam { program, extra });
+            let mut stride = None;
+            for word in std::mem::take(&mut extra) {
+                match word.strip_prefix("stride=") {
+                    Some(value) => {
+                        let bytes = value.parse::<u32>().ok().filter(|&b| b > 0);
+                        stride = Some(bytes.ok_or_else(|| {
+                            BadSource(format!(
+                                "`{word}`: the stride is a number of bytes per row, e.g. stride=1344"
+                            ))
+                        })?);
+                    }
+                    None => extra.push(word),
+                }
+            }
+            return Ok(Self::Rpicam {
+                program,
+                extra,
+                stride,
+            });
         }
         if !extra.is_empty() {
             return Err(BadSource("only rpicam takes options after its name".into()));
@@ -101,11 +123,18 @@ impl fmt::Display for SourceSpec {
             Self::H264File(path) if path == "-" => write!(f, "-"),
             Self::H264File(path) => write!(f, "file:{path}"),
             Self::V4l2(dev) => write!(f, "v4l2:{dev}"),
-            Self::Rpicam { program, extra } => {
+            Self::Rpicam {
+                program,
+                extra,
+                stride,
+            } => {
                 match program.as_deref() {
                     None => write!(f, "rpicam")?,
                     Some("libcamera-vid") => write!(f, "libcamera")?,
                     Some(p) => write!(f, "rpicam:{p}")?,
+                }
+                if let Some(bytes) = stride {
+                    write!(f, " stride={bytes}")?;
                 }
                 extra.iter().try_for_each(|word| write!(f, " {word}"))
             }
@@ -147,6 +176,7 @@ mod tests {
         let rpicam = |program: Option<&str>, extra: &[&str]| SourceSpec::Rpicam {
             program: program.map(str::to_string),
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            stride: None,
         };
         let cases: Vec<(&str, SourceSpec, &str)> = vec![
             ("test", SourceSpec::Test, "test"),
@@ -183,6 +213,15 @@ mod tests {
             ),
             ("libcamera", rpicam(Some("libcamera-vid"), &[]), "libcamera"),
             (
+                "rpicam --hflip stride=1344",
+                SourceSpec::Rpicam {
+                    program: None,
+                    extra: vec!["--hflip".into()],
+                    stride: Some(1344),
+                },
+                "rpicam stride=1344 --hflip",
+            ),
+            (
                 "rpicam:/opt/vid -n",
                 rpicam(Some("/opt/vid"), &["-n"]),
                 "rpicam:/opt/vid -n",
@@ -211,6 +250,12 @@ mod tests {
             ("file:", "`file:` names no file"),
             ("v4l2:", "`v4l2:` names no file"),
             ("rpicam:", "names no program"),
+            (
+                "rpicam stride=wide",
+                "`stride=wide`: the stride is a number of bytes",
+            ),
+            ("rpicam stride=0", "`stride=0`"),
+            ("rpicam stride=-64", "`stride=-64`"),
             ("test --fast", "only rpicam takes options"),
             ("v4l2:/dev/video0 --hflip", "only rpicam takes options"),
         ];

@@ -90,6 +90,18 @@ pub enum CaptureError {
         /// What is wrong with it.
         what: String,
     },
+    /// A raw frame layout (size and row stride) that cannot be read.
+    #[error("raw I420 frames {width}x{height} with {stride}-byte rows: {what}")]
+    RawLayout {
+        /// Picture width, pixels.
+        width: u32,
+        /// Picture height, pixels.
+        height: u32,
+        /// Bytes per luma row.
+        stride: u32,
+        /// What is wrong.
+        what: &'static str,
+    },
     /// No usable camera was found (`--source auto`).
     #[error("no camera found: {0}")]
     NoCamera(String),

@@ -26,12 +26,12 @@ mod y4m_source;
 
 pub use control::Control;
 pub use decimate::Decimator;
-pub use encoder::{EncoderSettings, X264Encoder};
+pub use encoder::{EncoderSettings, StridedI420, X264Encoder};
 pub use error::CaptureError;
 pub use file_source::{H264FileSource, StreamOptions};
 pub use pacer::Pacer;
 pub use raw_encode::RawEncoder;
-pub use rpicam::{rpicam_args, RpicamSource};
+pub use rpicam::{rpicam_args, RpicamRawSource, RpicamSource};
 pub use source::Source;
 pub use stop::Stop;
 pub use test_pattern::TestPatternSource;

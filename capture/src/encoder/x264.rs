@@ -6,7 +6,7 @@ use ffmpeg::{codec, format::Pixel, frame, picture, Dictionary, Packet, Rational}
 use ffmpeg_next as ffmpeg;
 use media::{EncodedFrame, Picture};
 
-use crate::{CaptureError, EncoderSettings};
+use crate::{CaptureError, EncoderSettings, StridedI420};
 
 /// An open libx264 encoder; one picture in, one access unit out.
 pub struct X264Encoder {
@@ -101,6 +101,17 @@ impl X264Encoder {
         capture_us: u64,
         keyframe: bool,
     ) -> Result<Option<EncodedFrame>, CaptureError> {
+        self.encode_i420(StridedI420::from_picture(picture), capture_us, keyframe)
+    }
+
+    /// Encodes a picture whose rows may be padded (a camera buffer read as is): each
+    /// row is copied once, straight into the encoder's frame.
+    pub fn encode_i420(
+        &mut self,
+        picture: StridedI420<'_>,
+        capture_us: u64,
+        keyframe: bool,
+    ) -> Result<Option<EncodedFrame>, CaptureError> {
         if (picture.width, picture.height) != (self.settings.width, self.settings.height) {
             return Err(CaptureError::Setting {
                 key: "picture size",
@@ -108,9 +119,18 @@ impl X264Encoder {
                 allowed: "the size the encoder was opened with",
             });
         }
-        copy_plane(&mut self.frame, 0, &picture.y, picture.width as usize);
-        copy_plane(&mut self.frame, 1, &picture.u, picture.chroma_width());
-        copy_plane(&mut self.frame, 2, &picture.v, picture.chroma_width());
+        if !picture.is_complete() {
+            return Err(CaptureError::Setting {
+                key: "picture bytes",
+                value: picture.y.len() as u64,
+                allowed: "all rows of the planes at their strides",
+            });
+        }
+        let (w, h) = (picture.width as usize, picture.height as usize);
+        let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
+        copy_plane(&mut self.frame, 0, picture.y, w, picture.y_stride, h);
+        copy_plane(&mut self.frame, 1, picture.u, cw, picture.c_stride, ch);
+        copy_plane(&mut self.frame, 2, picture.v, cw, picture.c_stride, ch);
         self.frame.set_pts(Some(self.pts));
         self.pts += 1;
         self.frame.set_kind(if keyframe {
@@ -151,10 +171,81 @@ fn set_vbv(ctx: &mut ffmpeg::codec::Context, settings: EncoderSettings) {
     }
 }
 
-fn copy_plane(frame: &mut frame::Video, plane: usize, src: &[u8], width: usize) {
+/// Copies `rows` rows of `width` bytes, `src_stride` apart, into a plane of `frame`.
+fn copy_plane(
+    frame: &mut frame::Video,
+    plane: usize,
+    src: &[u8],
+    width: usize,
+    src_stride: usize,
+    rows: usize,
+) {
     let stride = frame.stride(plane);
     let dst = frame.data_mut(plane);
-    for (row, line) in src.chunks_exact(width).enumerate() {
-        dst[row * stride..row * stride + width].copy_from_slice(line);
+    for row in 0..rows {
+        let from = row * src_stride;
+        dst[row * stride..row * stride + width].copy_from_slice(&src[from..from + width]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rpicam::{I420Layout, Isp};
+
+    fn settings(width: u32, height: u32) -> EncoderSettings {
+        EncoderSettings {
+            width,
+            height,
+            fps: 30,
+            bitrate: 1_000_000,
+            intra: 30,
+        }
+    }
+
+    /// A padded camera buffer encodes exactly as the same picture packed tight: the
+    /// padding is skipped, never taken for picture.
+    #[test]
+    fn padded_rows_encode_as_the_tight_picture() {
+        let (w, h) = (650, 96);
+        let pattern = media::pattern::TestPattern::new(w, h);
+        let layout = I420Layout::for_isp(Isp::Vc4, w, h).unwrap();
+        assert!(layout.is_padded());
+        let mut tight = X264Encoder::new(settings(w, h)).unwrap();
+        let mut strided = X264Encoder::new(settings(w, h)).unwrap();
+        let mut buf = Vec::new();
+        for n in 0..5 {
+            let picture = pattern.picture(n);
+            layout.pad_into(&picture, &mut buf);
+            // Garbage in the padding must not matter.
+            for row in 0..h as usize {
+                buf[row * layout.y_stride as usize + w as usize] = 0xAB;
+            }
+            let a = tight.encode(&picture, 0, n == 3).unwrap().unwrap();
+            let b = strided
+                .encode_i420(layout.view(&buf).unwrap(), 0, n == 3)
+                .unwrap()
+                .unwrap();
+            assert_eq!(a.data, b.data, "frame {n}");
+            assert_eq!(a.keyframe, n == 0 || n == 3, "frame {n}");
+        }
+    }
+
+    #[test]
+    fn planes_too_short_for_their_strides_are_refused() {
+        let mut enc = X264Encoder::new(settings(64, 32)).unwrap();
+        let y = vec![0u8; 64 * 32];
+        let c = vec![0u8; 32 * 16];
+        let short = StridedI420 {
+            width: 64,
+            height: 32,
+            y: &y,
+            u: &c,
+            v: &c[..100],
+            y_stride: 64,
+            c_stride: 32,
+        };
+        let err = enc.encode_i420(short, 0, false).unwrap_err().to_string();
+        assert!(err.contains("picture bytes"), "{err}");
     }
 }
