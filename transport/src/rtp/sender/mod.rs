@@ -349,7 +349,16 @@ impl RtpSender {
         self.rtp_packets = self.rtp_packets.wrapping_add(1);
         self.rtp_octets = self.rtp_octets.wrapping_add(payload.len() as u32);
         if rate_bps.is_finite() {
-            self.pacer.set_rate(rate_bps, 2 * self.config.max_packet);
+            // As the native sender does: an average frame goes out at once; only what is
+            // beyond it (a keyframe's bulk) is spread.
+            let average = match (&self.config.jam_guard, &self.rate) {
+                (Some(g), Some(r)) => {
+                    (u64::from(r.bitrate()) / 8 / u64::from(g.congestion.max_fps.max(1))) as usize
+                }
+                _ => 0,
+            };
+            self.pacer
+                .set_rate(rate_bps, average.max(2 * self.config.max_packet));
             self.pacer.on_sent(now, buf.len());
         }
         true

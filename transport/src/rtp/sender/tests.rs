@@ -217,7 +217,12 @@ fn a_keyframe_is_paced_over_part_of_a_frame_interval_not_burst() {
         total >= 44,
         "all {total} packets leave within the frame interval"
     );
-    assert!(at_once <= 4, "{at_once} packets went at once");
+    // An average frame's worth (4 Mbit/s at 30 fps: 16.7 kB, 12-13 packets) goes at
+    // once; the rest of the keyframe is spread.
+    assert!(
+        (10..=16).contains(&at_once),
+        "{at_once} of {total} packets went at once"
+    );
 }
 
 #[test]
