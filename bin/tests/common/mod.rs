@@ -42,6 +42,11 @@ impl Scratch {
 
 impl Drop for Scratch {
     fn drop(&mut self) {
+        // PICAM_KEEP_SCRATCH=1 keeps the processes' output for a look after a run.
+        if std::env::var_os("PICAM_KEEP_SCRATCH").is_some() {
+            eprintln!("kept {}", self.0.display());
+            return;
+        }
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }

@@ -136,10 +136,13 @@ impl RtpSender {
     pub fn new(mut config: RtpSenderConfig) -> Self {
         let history = vec![None; config.history_packets.max(1)];
         config.max_pending_frames = config.max_pending_frames.max(1);
-        let rate = config.jam_guard.as_ref().map(|g| {
+        // Without RTCP (over TCP) no report can come: the bitrate stays the user's.
+        let rate = config.jam_guard.as_ref().filter(|_| config.rtcp).map(|g| {
             RateController::new(RateConfig {
                 max_bitrate: g.congestion.max_bitrate,
                 min_bitrate: g.congestion.min_bitrate,
+                start_bitrate: g.congestion.start_bitrate,
+                probe_interval: Duration::from_millis(500),
                 overuse_queue: Duration::from_millis(30),
                 clear_queue: Duration::from_millis(10),
                 hold: Duration::from_millis(500),
@@ -286,6 +289,11 @@ impl RtpSender {
         });
         if self.config.rtcp && self.next_report.is_none() {
             self.next_report = Some(now);
+            // The encoder starts at the configured bitrate; the controller starts below
+            // it: tell the encoder once, before the link fills.
+            if let Some(r) = &self.rate {
+                self.events.push_back(SenderEvent::SetBitrate(r.bitrate()));
+            }
         }
     }
 
