@@ -112,6 +112,7 @@ pub struct M2mEncoder<Io: EncoderIo = V4l2EncoderIo> {
     force_key: bool,
     params: ParameterSets,
     settings: EncoderSettings,
+    last_sequence: Option<u32>,
 }
 
 impl M2mEncoder<V4l2EncoderIo> {
@@ -199,6 +200,7 @@ impl<Io: EncoderIo> M2mEncoder<Io> {
             force_key: false,
             params: ParameterSets::default(),
             settings,
+            last_sequence: None,
         })
     }
 
@@ -210,6 +212,16 @@ impl<Io: EncoderIo> M2mEncoder<Io> {
     /// The settings in force.
     pub fn settings(&self) -> EncoderSettings {
         self.settings
+    }
+
+    /// The device side (for checks: which API, which device).
+    pub fn io(&self) -> &Io {
+        &self.io
+    }
+
+    /// The driver's sequence number of the last coded frame.
+    pub fn last_sequence(&self) -> Option<u32> {
+        self.last_sequence
     }
 
     /// The input layout the encoder settled on.
@@ -326,6 +338,7 @@ impl<Io: EncoderIo> M2mEncoder<Io> {
             .dequeue_coded(ENCODE_TIMEOUT)
             .map_err(|e| err(&self.path, "VIDIOC_DQBUF (coded)", e))?
             .ok_or(CaptureError::NoOutput { frame: 0 })?;
+        self.last_sequence = Some(coded.sequence);
         let au = if self.coded == PixelFormat::H264 {
             self.params.complete(AccessUnit {
                 keyframe: coded.keyframe
@@ -334,9 +347,11 @@ impl<Io: EncoderIo> M2mEncoder<Io> {
                 data: coded.data,
             })
         } else {
-            // Not H.264: no parameter sets to keep; the driver's flag is all there is.
+            // Not H.264: no parameter sets to keep. vicodec's encoder does not set the
+            // buffer's keyframe flag (only its decoder does): read FWHT's own header.
             AccessUnit {
-                keyframe: coded.keyframe,
+                keyframe: coded.keyframe
+                    || (self.coded == PixelFormat::FWHT && fwht_is_intra(&coded.data)),
                 data: coded.data,
             }
         };
@@ -351,6 +366,19 @@ impl<Io: EncoderIo> M2mEncoder<Io> {
             capture_us,
             keyframe: au.keyframe,
         })
+    }
+}
+
+/// True when `data` starts with an FWHT frame header (vicodec's `fwht_cframe_hdr`:
+/// two magic words, then big-endian version, width, height, flags) whose flags mark
+/// an intra frame (`V4L2_FWHT_FL_I_FRAME`).
+fn fwht_is_intra(data: &[u8]) -> bool {
+    const I_FRAME: u32 = 1 << 10;
+    match data.get(..24) {
+        Some(h) if h[..8] == [0x4f, 0x4f, 0x4f, 0x4f, 0xff, 0xff, 0xff, 0xff] => {
+            u32::from_be_bytes([h[20], h[21], h[22], h[23]]) & I_FRAME != 0
+        }
+        _ => false,
     }
 }
 

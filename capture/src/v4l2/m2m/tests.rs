@@ -266,3 +266,19 @@ fn a_non_h264_encoder_keeps_its_bytes_and_gets_its_own_controls() {
     assert_eq!(&out.data[..], &[0, 0, 0, 1, 0x41, 0x9a]);
     assert_eq!(out.capture_us, 5);
 }
+
+#[test]
+fn fwht_intra_frames_are_read_from_the_header() {
+    let mut h = vec![0x4f, 0x4f, 0x4f, 0x4f, 0xff, 0xff, 0xff, 0xff];
+    h.extend_from_slice(&[0, 0, 0, 3, 0, 0, 2, 0x80, 0, 0, 1, 0xe0]);
+    let mut intra = h.clone();
+    intra.extend_from_slice(&(1u32 << 10 | 0xa0000).to_be_bytes());
+    let mut inter = h.clone();
+    inter.extend_from_slice(&0xa0000u32.to_be_bytes());
+    assert!(fwht_is_intra(&intra));
+    assert!(!fwht_is_intra(&inter));
+    assert!(!fwht_is_intra(&intra[..20]), "short");
+    let mut bad = intra.clone();
+    bad[0] = 0;
+    assert!(!fwht_is_intra(&bad), "no magic");
+}
