@@ -5,13 +5,17 @@
 //!
 //! ```text
 //! m2m_check [--device /dev/videoN] [--frames N] [--width W] [--height H]
+//!           [--dmabuf-from /dev/videoC] [--dmabuf-frames N]
 //! ```
 //! Without `--device` it takes the first memory-to-memory FWHT encoder. It encodes N
 //! test-pattern frames, drains with STOP, restarts (STREAMOFF/STREAMON), encodes N/2
 //! more and drains again, closes and reopens the device and encodes N/2 more. Each coded
 //! buffer must start with an FWHT header (magic, version, the asked size, a payload
 //! that fits the buffer), come back with its input's timestamp, carry the next driver
-//! sequence number, and agree with the header on key/inter frame. It prints one
+//! sequence number, and agree with the header on key/inter frame. With `--dmabuf-from`
+//! it then captures from that camera (YU12 at the same size), hands each camera buffer
+//! to a third encoder as DMABUF (no copy) and the same frame, copied, to a fourth: the
+//! coded bytes must be identical. It prints one
 //! `key=value` line per step and `result=pass` last; any failed check prints
 //! `result=fail: <why>` and exits 1.
 
@@ -20,10 +24,13 @@
 use std::time::Instant;
 
 use capture::v4l2::convert::Layout;
+use capture::v4l2::device::CaptureQueue;
 use capture::v4l2::formats::PixelFormat;
+use capture::v4l2::ioctl::QueueType;
 use capture::v4l2::m2m::M2mEncoder;
 use capture::v4l2::{device_paths, Device};
 use capture::EncoderSettings;
+use std::os::fd::AsFd;
 
 /// The FWHT header (`struct fwht_cframe_hdr`): two magic words, then big-endian
 /// version, width, height, flags, colour fields (4) and payload size: 44 bytes.
@@ -36,6 +43,8 @@ const FL_I_FRAME: u32 = 1 << 10;
 
 struct Args {
     device: Option<String>,
+    dmabuf_from: Option<String>,
+    dmabuf_frames: u32,
     frames: u32,
     width: u32,
     height: u32,
@@ -44,6 +53,8 @@ struct Args {
 fn parse_args() -> Result<Args, String> {
     let mut a = Args {
         device: None,
+        dmabuf_from: None,
+        dmabuf_frames: 20,
         frames: 60,
         width: 640,
         height: 480,
@@ -54,6 +65,8 @@ fn parse_args() -> Result<Args, String> {
         let num = || v.parse::<u32>().map_err(|e| format!("{k} {v}: {e}"));
         match k.as_str() {
             "--device" => a.device = Some(v.clone()),
+            "--dmabuf-from" => a.dmabuf_from = Some(v.clone()),
+            "--dmabuf-frames" => a.dmabuf_frames = num()?.clamp(1, 10_000),
             "--frames" => a.frames = num()?.clamp(2, 10_000),
             "--width" => a.width = num()?,
             "--height" => a.height = num()?,
@@ -228,14 +241,18 @@ fn drain(enc: &mut M2mEncoder, name: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn open(path: &str, args: &Args) -> Result<M2mEncoder, String> {
-    let settings = EncoderSettings {
+fn settings(args: &Args) -> EncoderSettings {
+    EncoderSettings {
         width: args.width,
         height: args.height,
         fps: 30,
         bitrate: 2_000_000,
         intra: 30,
-    };
+    }
+}
+
+fn open(path: &str, args: &Args) -> Result<M2mEncoder, String> {
+    let settings = settings(args);
     let camera = Layout {
         format: PixelFormat::Yuv420,
         width: args.width,
@@ -288,6 +305,96 @@ fn run(args: &Args) -> Result<(), String> {
     let r = encode_run(&mut enc, args, args.frames / 2, 20_000_000)?;
     print_run("run3_after_reopen", &r);
     drain(&mut enc, "drain3")?;
+    drop(enc);
+    if let Some(camera) = &args.dmabuf_from {
+        dmabuf_run(&path, camera, args)?;
+    }
+    Ok(())
+}
+
+/// Camera buffers into the encoder as DMABUF, checked against the copying path.
+fn dmabuf_run(path: &str, camera: &str, args: &Args) -> Result<(), String> {
+    let cam = Device::open(camera).map_err(|e| e.to_string())?;
+    let pix = cam
+        .set_capture_format(PixelFormat::Yuv420, args.width, args.height)
+        .map_err(|e| e.to_string())?;
+    if (
+        pix.width,
+        pix.height,
+        PixelFormat::from_fourcc(pix.pixelformat),
+    ) != (args.width, args.height, PixelFormat::Yuv420)
+    {
+        return Err(format!(
+            "{camera} gave {pix:?}, not YU12 {}x{}",
+            args.width, args.height
+        ));
+    }
+    cam.set_capture_rate(QueueType::VideoCapture, 25.0);
+    let layout = Layout {
+        format: PixelFormat::Yuv420,
+        width: pix.width,
+        height: pix.height,
+        stride: pix.bytesperline.max(pix.width),
+    };
+    let mut queue = CaptureQueue::start(&cam).map_err(|e| e.to_string())?;
+    let fds = queue.export(&cam).map_err(|e| e.to_string())?;
+    let (s, n) = (settings(args), fds.len() as u32);
+    let mut zero_copy = M2mEncoder::open_coded_dmabuf(path, PixelFormat::FWHT, s, layout, n)
+        .map_err(|e| e.to_string())?;
+    let mut copying =
+        M2mEncoder::open_coded(path, PixelFormat::FWHT, s, layout).map_err(|e| e.to_string())?;
+    let enc_layout = zero_copy.input_layout();
+    if enc_layout.stride != layout.stride || fds.iter().any(|(_, len)| *len < enc_layout.size) {
+        return Err(format!(
+            "camera layout {layout:?} does not fit the encoder's {enc_layout:?}: no DMABUF"
+        ));
+    }
+    let (mut identical, mut bytes, mut keyframes) = (0u32, 0usize, 0u32);
+    let deadline = Instant::now() + std::time::Duration::from_secs(60);
+    for n in 0..args.dmabuf_frames {
+        if Instant::now() > deadline {
+            return Err(format!("dmabuf: only {n} frames in 60 s"));
+        }
+        let ts = 30_000_000 + u64::from(n) * 40_000 + 1;
+        let got = queue
+            .next(&cam, std::time::Duration::from_secs(3), |data, meta| {
+                let (fd, len) = &fds[meta.index as usize];
+                let a = zero_copy.encode_dmabuf(fd.as_fd(), meta.bytesused, *len, ts);
+                let b = copying.encode_raw(data, ts);
+                (a, b)
+            })
+            .map_err(|e| e.to_string())?;
+        let Some((a, b)) = got else {
+            return Err(format!("dmabuf: no frame {n} from {camera} in 3 s"));
+        };
+        let a = a.map_err(|e| format!("dmabuf frame {n}: {e}"))?;
+        let b = b.map_err(|e| format!("copied frame {n}: {e}"))?;
+        check_frame(
+            &a.data,
+            args.width,
+            args.height,
+            a.keyframe,
+            a.capture_us,
+            ts,
+        )
+        .map_err(|e| format!("dmabuf frame {n}: {e}"))?;
+        identical += u32::from(a.data == b.data);
+        bytes += a.data.len();
+        keyframes += u32::from(a.keyframe);
+    }
+    queue.stop(&cam);
+    println!(
+        "dmabuf camera={camera} driver={} frames={} identical_to_copy={identical} keyframes={keyframes} bytes_avg={}",
+        cam.driver(),
+        args.dmabuf_frames,
+        bytes / args.dmabuf_frames.max(1) as usize
+    );
+    if identical != args.dmabuf_frames {
+        return Err(format!(
+            "dmabuf: {identical} of {} frames coded identically to the copied ones",
+            args.dmabuf_frames
+        ));
+    }
     Ok(())
 }
 

@@ -16,7 +16,8 @@
 #      setup.sh), once with the single-planar API (multiplanar=0) and once, after a
 #      module reload, with the multi-planar one: M2M_FRAMES frames, each buffer's FWHT
 #      header, size, timestamp and sequence checked, drain (STOP -> LAST), restart
-#      (STREAMOFF/ON), reopen.
+#      (STREAMOFF/ON), reopen; then vivid's capture buffers go into vicodec as DMABUF
+#      (no copy) and must code byte-for-byte as the same frames copied.
 # Results land in a host directory shared read-write; this script checks them.
 #
 # Usage: scripts/qemu-v4l2/run.sh            (builds picam in debug unless PICAM is set)
@@ -29,6 +30,7 @@ ROOT=$(cd "$HERE/../.." && pwd)
 TIMEOUT=${TIMEOUT:-240}
 MIN_FRAMES=${MIN_FRAMES:-150}
 M2M_FRAMES=${M2M_FRAMES:-60}
+DMABUF_FRAMES=${DMABUF_FRAMES:-20}
 
 KDIR=$(bash "$HERE/setup.sh" | tail -n 1)
 KV=$(ls "$KDIR/lib/modules")
@@ -116,7 +118,7 @@ for mp in 0 1; do
     insmod \$OUT/vicodec.ko multiplanar=\$mp > \$OUT/m2m-\$mp.txt 2>&1
     \$PICAM devices > \$OUT/m2m-devices-\$mp.txt 2>&1
     v4l2-ctl -d /dev/video1 --all > \$OUT/m2m-ctl-\$mp.txt 2>&1
-    \$OUT/m2m_check --frames $M2M_FRAMES >> \$OUT/m2m-\$mp.txt 2>&1; echo "exit \$?" >> \$OUT/m2m-\$mp.txt
+    \$OUT/m2m_check --frames $M2M_FRAMES --dmabuf-from /dev/video0 --dmabuf-frames $DMABUF_FRAMES >> \$OUT/m2m-\$mp.txt 2>&1; echo "exit \$?" >> \$OUT/m2m-\$mp.txt
     echo "seconds \$(( \$(date +%s) - t0 ))" >> \$OUT/m2m-\$mp.txt
     rmmod vicodec >> \$OUT/m2m-\$mp.txt 2>&1
 done
@@ -172,6 +174,8 @@ for mp in 0 1; do
          && grep -q '^run3_after_reopen frames=$((M2M_FRAMES / 2)) ' '$f'"
     check "vicodec ($api): every drain ended on a LAST buffer with the EOS event" \
         "[ \$(grep -c '^drain[123] .*last_flag=1 eos_event=1' '$f') -eq 3 ]"
+    check "vicodec ($api): $DMABUF_FRAMES vivid buffers encoded from DMABUF, identical to copies" \
+        "grep -q '^dmabuf camera=/dev/video0 driver=vivid frames=$DMABUF_FRAMES identical_to_copy=$DMABUF_FRAMES ' '$f'"
     check "vicodec ($api): GOP size and FWHT QPs set, H.264 controls named absent" \
         "grep -q '^controls set=.*video_gop_size.*fwht_i_frame_qp' '$f' && grep -q '^controls .*missing=.*h264_profile' '$f'"
 done

@@ -322,6 +322,8 @@ impl ControlDevice for Device {
 /// One dequeued frame.
 #[derive(Clone, Copy, Debug)]
 pub struct FrameMeta {
+    /// The buffer's index in the queue (its DMABUF in [`CaptureQueue::export`]).
+    pub index: u32,
     /// Driver's sequence number.
     pub sequence: u32,
     /// Bytes of data.
@@ -421,6 +423,7 @@ impl CaptureQueue {
         let used = (*b.get_first_plane().bytesused as usize).min(map.len());
         let flags = b.flags();
         let meta = FrameMeta {
+            index,
             sequence: b.sequence(),
             bytesused: used,
             keyframe: flags.contains(ioctl::BufferFlags::KEYFRAME),
@@ -434,6 +437,19 @@ impl CaptureQueue {
         )
         .map_err(|e| dev.err("VIDIOC_QBUF", e))?;
         Ok(Some(r))
+    }
+
+    /// Each buffer as a DMABUF descriptor (`VIDIOC_EXPBUF`), in index order, with its
+    /// length: for handing frames to an encoder without a copy. The descriptors keep
+    /// the memory alive past [`Self::stop`]; drop them to free it.
+    pub fn export(&self, dev: &Device) -> Result<Vec<(std::os::fd::OwnedFd, usize)>, CaptureError> {
+        (0..self.maps.len() as u32)
+            .map(|i| {
+                ioctl::expbuf(&dev.file, self.queue, i, 0)
+                    .map(|fd| (fd, self.maps[i as usize].len()))
+                    .map_err(|e| dev.err(format!("VIDIOC_EXPBUF (buffer {i})"), e))
+            })
+            .collect()
     }
 
     /// Stops streaming and frees the buffers.

@@ -18,7 +18,7 @@
 
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use v4l2r::bindings;
 use v4l2r::ioctl::{self as v, CtrlId, IntoErrno, QueryCtrlFlags};
@@ -479,6 +479,36 @@ pub fn buffer(
     let p = b.get_first_plane_mut();
     *p.bytesused = bytesused as u32;
     *p.length = length as u32;
+    b
+}
+
+/// A DMABUF buffer of `queue` to queue at slot `index`: the memory is `fd`'s (another
+/// device's buffer, exported with [`expbuf`]), `bytesused` of it hold the frame.
+pub fn dmabuf_buffer(
+    queue: QueueType,
+    index: u32,
+    fd: BorrowedFd<'_>,
+    bytesused: usize,
+    length: usize,
+    timestamp_us: u64,
+) -> V4l2Buffer {
+    let mut b = buffer(
+        queue,
+        MemoryType::DmaBuf,
+        index,
+        bytesused,
+        length,
+        timestamp_us,
+    );
+    if let v4l2r::ioctl::V4l2PlanesWithBackingMut::DmaBuf(mut planes) =
+        b.planes_with_backing_iter_mut()
+    {
+        if let Some(mut p) = planes.next() {
+            // The raw descriptor is only read by the kernel during QBUF, while `fd` is
+            // borrowed by the caller.
+            p.set_fd(fd.as_raw_fd());
+        }
+    }
     b
 }
 

@@ -28,6 +28,8 @@ pub struct V4l2EncoderIo {
     coded: Vec<PlaneMapping>,
     /// `V4L2_EVENT_EOS` could be subscribed (drain then also waits for it).
     eos_events: bool,
+    /// Input slots imported as DMABUF (0: MMAP input buffers).
+    dmabuf_slots: u32,
 }
 
 impl V4l2EncoderIo {
@@ -69,6 +71,7 @@ impl V4l2EncoderIo {
             input_queued: Vec::new(),
             coded: Vec::new(),
             eos_events,
+            dmabuf_slots: 0,
         })
     }
 
@@ -134,7 +137,7 @@ impl V4l2EncoderIo {
     }
 
     fn start_queues(&mut self) -> std::io::Result<()> {
-        self.input_queued = vec![false; self.inputs.len()];
+        self.input_queued.iter_mut().for_each(|q| *q = false);
         for i in 0..self.coded.len() as u32 {
             self.queue_coded(i)?;
         }
@@ -192,9 +195,62 @@ impl EncoderIo for V4l2EncoderIo {
     }
 
     fn start(&mut self) -> std::io::Result<()> {
-        self.inputs = self.alloc(self.input_queue)?;
+        if self.dmabuf_slots > 0 {
+            // No memory of our own on the input side: slots only.
+            let n = ioctl::reqbufs(
+                &self.dev.file,
+                self.input_queue,
+                MemoryType::DmaBuf,
+                self.dmabuf_slots,
+            )?;
+            if n == 0 {
+                return Err(std::io::Error::other(
+                    "the driver gave no DMABUF input slots",
+                ));
+            }
+            self.inputs.clear();
+            self.input_queued = vec![false; n as usize];
+        } else {
+            self.inputs = self.alloc(self.input_queue)?;
+            self.input_queued = vec![false; self.inputs.len()];
+        }
         self.coded = self.alloc(self.coded_queue)?;
         self.start_queues()
+    }
+
+    fn use_dmabuf_input(&mut self, count: u32) -> std::io::Result<()> {
+        self.dmabuf_slots = count.max(1);
+        Ok(())
+    }
+
+    fn queue_input_dmabuf(
+        &mut self,
+        index: usize,
+        fd: std::os::fd::BorrowedFd<'_>,
+        bytes: usize,
+        length: usize,
+        timestamp_us: u64,
+    ) -> std::io::Result<()> {
+        if self.dmabuf_slots == 0 {
+            return Err(std::io::Error::other(
+                "the encoder's input was set up for MMAP, not DMABUF",
+            ));
+        }
+        ioctl::qbuf(
+            &self.dev.file,
+            ioctl::dmabuf_buffer(
+                self.input_queue,
+                index as u32,
+                fd,
+                bytes,
+                length,
+                timestamp_us,
+            ),
+        )?;
+        if let Some(q) = self.input_queued.get_mut(index) {
+            *q = true;
+        }
+        Ok(())
     }
 
     fn free_input(&mut self) -> std::io::Result<Option<usize>> {

@@ -93,6 +93,18 @@ pub trait EncoderIo: Send {
         -> std::io::Result<()>;
     /// Waits up to `timeout` for a coded frame.
     fn dequeue_coded(&mut self, timeout: Duration) -> std::io::Result<Option<Coded>>;
+    /// Sets up the input queue for DMABUF import (`count` slots) instead of MMAP: the
+    /// frames then stay in the camera's buffers. Call before [`EncoderIo::start`].
+    fn use_dmabuf_input(&mut self, count: u32) -> std::io::Result<()>;
+    /// Queues the frame held by DMABUF `fd` (`bytes` used of `length`) at slot `index`.
+    fn queue_input_dmabuf(
+        &mut self,
+        index: usize,
+        fd: std::os::fd::BorrowedFd<'_>,
+        bytes: usize,
+        length: usize,
+        timestamp_us: u64,
+    ) -> std::io::Result<()>;
     /// Asks the encoder to finish (`VIDIOC_ENCODER_CMD` STOP) and collects what it
     /// still gives, up to the buffer marked last; waits at most `timeout`.
     fn drain(&mut self, timeout: Duration) -> std::io::Result<Drained>;
@@ -134,6 +146,25 @@ impl M2mEncoder<V4l2EncoderIo> {
         camera: Layout,
     ) -> Result<Self, CaptureError> {
         let io = V4l2EncoderIo::open(path, coded)?;
+        Self::with_io_coded(io, path, coded, settings, camera)
+    }
+
+    /// As [`Self::open_coded`], with the input queue importing DMABUF frames (`slots`
+    /// of them, usually the camera's buffer count) for [`Self::encode_dmabuf`].
+    pub fn open_coded_dmabuf(
+        path: &str,
+        coded: PixelFormat,
+        settings: EncoderSettings,
+        camera: Layout,
+        slots: u32,
+    ) -> Result<Self, CaptureError> {
+        let mut io = V4l2EncoderIo::open(path, coded)?;
+        io.use_dmabuf_input(slots)
+            .map_err(|source| CaptureError::Device {
+                device: path.to_string(),
+                action: "asking DMABUF input buffers".into(),
+                source,
+            })?;
         Self::with_io_coded(io, path, coded, settings, camera)
     }
 }
@@ -294,6 +325,23 @@ impl<Io: EncoderIo> M2mEncoder<Io> {
         self.encode_with(capture_us, |buf| copy_frame(data, cam, buf, input))
     }
 
+    /// Encodes a frame that stays in another device's buffer, imported as DMABUF `fd`
+    /// (no copy: the encoder reads the camera's memory). The encoder must have been
+    /// opened with [`M2mEncoder::open_coded_dmabuf`], and the frame laid out as the
+    /// encoder's input (same format and stride): the caller checks
+    /// [`Self::input_layout`] against the camera's.
+    pub fn encode_dmabuf(
+        &mut self,
+        fd: std::os::fd::BorrowedFd<'_>,
+        bytes: usize,
+        length: usize,
+        capture_us: u64,
+    ) -> Result<EncodedFrame, CaptureError> {
+        self.encode_queued(capture_us, |io, index| {
+            io.queue_input_dmabuf(index, fd, bytes, length, capture_us)
+        })
+    }
+
     /// Encodes a decoded picture (the encoder was set up for YU12).
     pub fn encode_picture(
         &mut self,
@@ -308,6 +356,19 @@ impl<Io: EncoderIo> M2mEncoder<Io> {
         &mut self,
         capture_us: u64,
         fill: impl FnOnce(&mut [u8]) -> usize,
+    ) -> Result<EncodedFrame, CaptureError> {
+        self.encode_queued(capture_us, |io, index| {
+            let bytes = fill(io.input_mut(index));
+            io.queue_input(index, bytes, capture_us)
+        })
+    }
+
+    /// One frame through the encoder: `queue` puts the frame into free input slot
+    /// `index` and queues it; the coded frame comes back.
+    fn encode_queued(
+        &mut self,
+        capture_us: u64,
+        queue: impl FnOnce(&mut Io, usize) -> std::io::Result<()>,
     ) -> Result<EncodedFrame, CaptureError> {
         let err = |path: &str, action: &str, source| CaptureError::Device {
             device: path.into(),
@@ -329,10 +390,7 @@ impl<Io: EncoderIo> M2mEncoder<Io> {
                     std::io::Error::other("all are queued"),
                 )
             })?;
-        let bytes = fill(self.io.input_mut(index));
-        self.io
-            .queue_input(index, bytes, capture_us)
-            .map_err(|e| err(&self.path, "VIDIOC_QBUF (input)", e))?;
+        queue(&mut self.io, index).map_err(|e| err(&self.path, "VIDIOC_QBUF (input)", e))?;
         let coded = self
             .io
             .dequeue_coded(ENCODE_TIMEOUT)

@@ -108,6 +108,23 @@ impl EncoderIo for FakeIo {
             ..Default::default()
         }))
     }
+    fn use_dmabuf_input(&mut self, count: u32) -> std::io::Result<()> {
+        self.log.push(format!("dmabuf {count}"));
+        Ok(())
+    }
+    fn queue_input_dmabuf(
+        &mut self,
+        index: usize,
+        _fd: std::os::fd::BorrowedFd<'_>,
+        bytes: usize,
+        _length: usize,
+        ts: u64,
+    ) -> std::io::Result<()> {
+        self.log.push(format!("queue dmabuf {index} {bytes}"));
+        self.queued[index] = true;
+        self.pending.push((ts, false));
+        Ok(())
+    }
     fn drain(&mut self, _timeout: Duration) -> std::io::Result<Drained> {
         self.log.push("stop".into());
         self.drained = true;
@@ -281,4 +298,15 @@ fn fwht_intra_frames_are_read_from_the_header() {
     let mut bad = intra.clone();
     bad[0] = 0;
     assert!(!fwht_is_intra(&bad), "no magic");
+}
+
+#[test]
+fn a_dmabuf_frame_is_queued_without_touching_the_encoders_memory() {
+    let mut enc = open(PixelFormat::Nv12, 64);
+    let file = std::fs::File::open("/dev/null").unwrap();
+    use std::os::fd::AsFd;
+    let out = enc.encode_dmabuf(file.as_fd(), 3840, 4096, 7).unwrap();
+    assert_eq!(out.capture_us, 7);
+    assert_eq!(enc.io.log.last().unwrap(), "queue dmabuf 0 3840");
+    assert!(enc.io.inputs[0].iter().all(|&b| b == 0), "nothing copied");
 }
