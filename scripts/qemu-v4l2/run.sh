@@ -16,7 +16,8 @@
 #      setup.sh), once with the single-planar API (multiplanar=0) and once, after a
 #      module reload, with the multi-planar one: M2M_FRAMES frames, each buffer's FWHT
 #      header, size, timestamp and sequence checked, drain (STOP -> LAST), restart
-#      (STREAMOFF/ON), reopen; then vivid's capture buffers go into vicodec as DMABUF
+#      (STREAMOFF/ON), reopen; 10 frames through vicodec's decoder and back (luma PSNR
+#      >= 30 dB, checked by m2m_check); then vivid's capture buffers go into vicodec as DMABUF
 #      (no copy) and must code byte-for-byte as the same frames copied.
 # Results land in a host directory shared read-write; this script checks them.
 #
@@ -174,6 +175,8 @@ for mp in 0 1; do
          && grep -q '^run3_after_reopen frames=$((M2M_FRAMES / 2)) ' '$f'"
     check "vicodec ($api): every drain ended on a LAST buffer with the EOS event" \
         "[ \$(grep -c '^drain[123] .*last_flag=1 eos_event=1' '$f') -eq 3 ]"
+    check "vicodec ($api): frames decoded back by vicodec's decoder (after SOURCE_CHANGE) at >= 30 dB" \
+        "grep -q '^roundtrip decoder=/dev/video[0-9]* frames=10 source_change=1 psnr_min=' '$f'"
     check "vicodec ($api): $DMABUF_FRAMES vivid buffers encoded from DMABUF, identical to copies" \
         "grep -q '^dmabuf camera=/dev/video0 driver=vivid frames=$DMABUF_FRAMES identical_to_copy=$DMABUF_FRAMES ' '$f'"
     check "vicodec ($api): GOP size and FWHT QPs set, H.264 controls named absent" \

@@ -97,6 +97,12 @@ impl Device {
         })
     }
 
+    /// The open descriptor, for [`super::ioctl`] calls this type does not wrap (the
+    /// qemu check's decoder).
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
     /// The node's capabilities.
     pub fn caps(&self) -> Capabilities {
         self.caps

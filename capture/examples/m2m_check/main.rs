@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! m2m_check [--device /dev/videoN] [--frames N] [--width W] [--height H]
-//!           [--dmabuf-from /dev/videoC] [--dmabuf-frames N]
+//!           [--dmabuf-from /dev/videoC] [--dmabuf-frames N] [--roundtrip-frames N]
 //! ```
 //! Without `--device` it takes the first memory-to-memory FWHT encoder. It encodes N
 //! test-pattern frames, drains with STOP, restarts (STREAMOFF/STREAMON), encodes N/2
@@ -15,11 +15,15 @@
 //! sequence number, and agree with the header on key/inter frame. With `--dmabuf-from`
 //! it then captures from that camera (YU12 at the same size), hands each camera buffer
 //! to a third encoder as DMABUF (no copy) and the same frame, copied, to a fourth: the
-//! coded bytes must be identical. It prints one
+//! coded bytes must be identical. Before that, `--roundtrip-frames` frames go through
+//! vicodec's decoder and back (SOURCE_CHANGE handled), and their luma PSNR against the
+//! pictures sent must be at least 30 dB. It prints one
 //! `key=value` line per step and `result=pass` last; any failed check prints
 //! `result=fail: <why>` and exits 1.
 
 #![forbid(unsafe_code)]
+
+mod roundtrip;
 
 use std::time::Instant;
 
@@ -45,6 +49,7 @@ struct Args {
     device: Option<String>,
     dmabuf_from: Option<String>,
     dmabuf_frames: u32,
+    roundtrip_frames: u32,
     frames: u32,
     width: u32,
     height: u32,
@@ -55,6 +60,7 @@ fn parse_args() -> Result<Args, String> {
         device: None,
         dmabuf_from: None,
         dmabuf_frames: 20,
+        roundtrip_frames: 10,
         frames: 60,
         width: 640,
         height: 480,
@@ -67,6 +73,7 @@ fn parse_args() -> Result<Args, String> {
             "--device" => a.device = Some(v.clone()),
             "--dmabuf-from" => a.dmabuf_from = Some(v.clone()),
             "--dmabuf-frames" => a.dmabuf_frames = num()?.clamp(1, 10_000),
+            "--roundtrip-frames" => a.roundtrip_frames = num()?.min(10_000),
             "--frames" => a.frames = num()?.clamp(2, 10_000),
             "--width" => a.width = num()?,
             "--height" => a.height = num()?,
@@ -306,8 +313,51 @@ fn run(args: &Args) -> Result<(), String> {
     print_run("run3_after_reopen", &r);
     drain(&mut enc, "drain3")?;
     drop(enc);
+    if args.roundtrip_frames > 0 {
+        roundtrip_run(&path, args)?;
+    }
     if let Some(camera) = &args.dmabuf_from {
         dmabuf_run(&path, camera, args)?;
+    }
+    Ok(())
+}
+
+/// Lowest acceptable luma PSNR after encode + decode at QP 20: vicodec gave 35.4-35.7
+/// dB on this pattern (2026-11-29); a wrong stride, plane or frame gives well under 20.
+const MIN_PSNR_DB: f64 = 30.0;
+
+/// Encoder -> vicodec's decoder -> compare with what went in.
+fn roundtrip_run(path: &str, args: &Args) -> Result<(), String> {
+    let dec_path = roundtrip::find_decoder().ok_or("no FWHT decoder beside the encoder")?;
+    let mut enc = open(path, args)?;
+    let mut dec = roundtrip::Decoder::open(&dec_path, args.width, args.height)?;
+    let (w, h) = (args.width as usize, args.height as usize);
+    let base = base_pattern(w, h);
+    let (mut min, mut sum) = (f64::MAX, 0.0);
+    for n in 0..args.roundtrip_frames {
+        let frame = pattern(&base, w, h, n as usize);
+        let ts = 40_000_000 + u64::from(n) * 33_333 + 1;
+        let coded = enc
+            .encode_raw(&frame, ts)
+            .map_err(|e| format!("roundtrip frame {n}: {e}"))?;
+        let luma = dec
+            .decode(&coded.data, ts)
+            .map_err(|e| format!("roundtrip frame {n}: {e}"))?;
+        let db = roundtrip::psnr(&frame[..w * h], &luma);
+        min = min.min(db);
+        sum += db;
+    }
+    let frames = args.roundtrip_frames;
+    println!(
+        "roundtrip decoder={dec_path} frames={frames} source_change={} psnr_min={min:.1} psnr_avg={:.1}",
+        u8::from(dec.source_change_seen),
+        sum / f64::from(frames.max(1))
+    );
+    if !dec.source_change_seen || min < MIN_PSNR_DB {
+        return Err(format!(
+            "roundtrip: source change {}, PSNR min {min:.1} dB (needs {MIN_PSNR_DB})",
+            dec.source_change_seen
+        ));
     }
     Ok(())
 }
