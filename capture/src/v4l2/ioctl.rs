@@ -538,4 +538,21 @@ mod tests {
             assert_eq!(timestamp_us(&b), 3_000_005);
         }
     }
+
+    #[test]
+    fn a_dmabuf_buffer_carries_the_descriptor_in_both_apis() {
+        let file = File::open("/dev/null").unwrap();
+        for q in [QueueType::VideoOutput, QueueType::VideoOutputMplane] {
+            let b = dmabuf_buffer(q, 2, file.as_fd(), 10, 20, 0);
+            assert_eq!(b.memory(), MemoryType::DmaBuf);
+            let v4l2r::ioctl::V4l2PlanesWithBacking::DmaBuf(mut planes) =
+                b.planes_with_backing_iter()
+            else {
+                panic!("{q:?}: not a DMABUF buffer");
+            };
+            let p = planes.next().unwrap();
+            assert_eq!(p.fd(), file.as_raw_fd());
+            assert_eq!((*p.bytesused, *p.length), (10, 20));
+        }
+    }
 }
