@@ -185,40 +185,36 @@ pub struct PixFormat {
 /// `VIDIOC_S_FMT` on `queue` (single- or multi-planar, by the queue's type, progressive
 /// field order); returns what the driver settled on.
 pub fn s_fmt(fd: &File, queue: QueueType, f: PixFormat) -> io::Result<PixFormat> {
-    let fmt = if queue.is_multiplanar() {
+    // Zeroed whole (bindgen's Default for the union: the kernel reads all of it), then
+    // the member for this queue's API is written (writing a union field is safe).
+    let mut fmt = bindings::v4l2_format {
+        type_: queue as u32,
+        ..Default::default()
+    };
+    if queue.is_multiplanar() {
         let mut plane_fmt: [bindings::v4l2_plane_pix_format; 8] = Default::default();
         plane_fmt[0].bytesperline = f.bytesperline;
         plane_fmt[0].sizeimage = f.sizeimage;
-        bindings::v4l2_format {
-            type_: queue as u32,
-            fmt: bindings::v4l2_format__bindgen_ty_1 {
-                pix_mp: bindings::v4l2_pix_format_mplane {
-                    width: f.width,
-                    height: f.height,
-                    pixelformat: f.pixelformat,
-                    field: bindings::v4l2_field_V4L2_FIELD_NONE,
-                    num_planes: 1,
-                    plane_fmt,
-                    ..Default::default()
-                },
-            },
-        }
+        fmt.fmt.pix_mp = bindings::v4l2_pix_format_mplane {
+            width: f.width,
+            height: f.height,
+            pixelformat: f.pixelformat,
+            field: bindings::v4l2_field_V4L2_FIELD_NONE,
+            num_planes: 1,
+            plane_fmt,
+            ..Default::default()
+        };
     } else {
-        bindings::v4l2_format {
-            type_: queue as u32,
-            fmt: bindings::v4l2_format__bindgen_ty_1 {
-                pix: bindings::v4l2_pix_format {
-                    width: f.width,
-                    height: f.height,
-                    pixelformat: f.pixelformat,
-                    field: bindings::v4l2_field_V4L2_FIELD_NONE,
-                    bytesperline: f.bytesperline,
-                    sizeimage: f.sizeimage,
-                    ..Default::default()
-                },
-            },
-        }
-    };
+        fmt.fmt.pix = bindings::v4l2_pix_format {
+            width: f.width,
+            height: f.height,
+            pixelformat: f.pixelformat,
+            field: bindings::v4l2_field_V4L2_FIELD_NONE,
+            bytesperline: f.bytesperline,
+            sizeimage: f.sizeimage,
+            ..Default::default()
+        };
+    }
     let got: v4l2r::Format = v::s_fmt(&mut fd.as_fd(), fmt).map_err(errno)?;
     let plane = got.plane_fmt.first().cloned().unwrap_or_default();
     Ok(PixFormat {
@@ -242,33 +238,29 @@ pub fn s_parm_timeperframe(
         numerator: num,
         denominator: den,
     };
-    // Capture and output parameters share their layout up to `timeperframe`'s place, but
-    // the kernel reads the member named by the queue's direction: build that one.
-    let parm = if queue.direction() == v4l2r::QueueDirection::Capture {
-        bindings::v4l2_streamparm__bindgen_ty_1 {
-            capture: bindings::v4l2_captureparm {
-                timeperframe: interval,
-                ..Default::default()
-            },
-        }
-    } else {
-        bindings::v4l2_streamparm__bindgen_ty_1 {
-            output: bindings::v4l2_outputparm {
-                timeperframe: interval,
-                ..Default::default()
-            },
-        }
-    };
-    let sp = bindings::v4l2_streamparm {
+    // Zeroed whole (bindgen's Default for the union), then the member the kernel reads
+    // for this queue's direction is written (writing a union field is safe).
+    let mut sp = bindings::v4l2_streamparm {
         type_: queue as u32,
-        parm,
+        ..Default::default()
     };
+    if queue.direction() == v4l2r::QueueDirection::Capture {
+        sp.parm.capture = bindings::v4l2_captureparm {
+            timeperframe: interval,
+            ..Default::default()
+        };
+    } else {
+        sp.parm.output = bindings::v4l2_outputparm {
+            timeperframe: interval,
+            ..Default::default()
+        };
+    }
     let got: bindings::v4l2_streamparm = v::s_parm(fd, sp).map_err(errno)?;
     // `v4l2_captureparm` and `v4l2_outputparm` both start with `capability`, then a mode
     // word, then `timeperframe`: reading the capture view is right for either direction.
     #[allow(unsafe_code)]
-    // SAFETY: the union is plain integers (any bit pattern valid), fully initialised by
-    // us and then written by the kernel; reading one member reads initialised memory.
+    // SAFETY: the union holds plain integers only (any bit pattern is valid) and all
+    // its bytes were initialised (zeroed, then written by us and by the kernel).
     let c = unsafe { got.parm.capture };
     if c.capability & bindings::V4L2_CAP_TIMEPERFRAME == 0 {
         return Ok(None);
