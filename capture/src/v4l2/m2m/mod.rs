@@ -9,9 +9,11 @@
 //! [`EncoderIo`] seam, unit-tested with a fake. [`V4l2EncoderIo`] is the kernel side.
 //!
 //! Copies: a camera frame in a format the encoder takes (YUYV, NV12, YU12) is copied
-//! once, camera buffer to encoder buffer, row by row only if the strides differ. The
-//! DMABUF import that would avoid that copy is not done: see `docs/CAMERAS.md` for the
-//! seam and what each kernel allows.
+//! once, camera buffer to encoder buffer, row by row only if the strides differ.
+//! [`M2mEncoder::encode_dmabuf`] avoids that copy by importing the camera's buffer
+//! (checked vivid -> vicodec under qemu); `picam send` does not use it yet: it needs the
+//! camera's layout to equal the encoder's and a kernel that imports between the two
+//! drivers (see `docs/CAMERAS.md`).
 
 #![forbid(unsafe_code)]
 
