@@ -4,8 +4,10 @@
 # Usage: scripts/install-deps.sh [--test]   (--test adds what only the test suite uses)
 set -euo pipefail
 
+# clang/libclang: bindgen, for ffmpeg-sys-next and for v4l2r (which also reads
+# <linux/videodev2.h> from linux-libc-dev: Debian 12's 6.1 headers suit v4l2r 0.0.6).
 packages=(
-  pkg-config clang libclang-dev
+  pkg-config clang libclang-dev linux-libc-dev
   libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libavdevice-dev
   libavfilter-dev libswresample-dev
   libsdl2-dev libsdl2-ttf-dev fonts-dejavu-core

@@ -9,17 +9,29 @@
 #      -> I420 -> libx264) streams on the guest's loopback into `picam recv`, which must
 #      decode at least MIN_FRAMES pictures;
 #   4. vivid is "unplugged" mid-stream (its disconnect control, then module reload) and
-#      the sender must reopen it and go on (frames after the return are counted).
+#      the sender must reopen it and go on (frames after the return are counted);
+#   5. before that, picam's memory-to-memory encoder plumbing (capture/examples/
+#      m2m_check/: M2mEncoder over V4l2EncoderIo, as for a Pi 4's H.264 encoder)
+#      runs against vicodec, the kernel's virtual FWHT encoder (built out of tree by
+#      setup.sh), once with the single-planar API (multiplanar=0) and once, after a
+#      module reload, with the multi-planar one: M2M_FRAMES frames, each buffer's FWHT
+#      header, size, timestamp and sequence checked, drain (STOP -> LAST), restart
+#      (STREAMOFF/ON), reopen; 10 frames through vicodec's decoder and back (luma PSNR
+#      >= 30 dB, checked by m2m_check); then vivid's capture buffers go into vicodec as DMABUF
+#      (no copy) and must code byte-for-byte as the same frames copied.
 # Results land in a host directory shared read-write; this script checks them.
 #
 # Usage: scripts/qemu-v4l2/run.sh            (builds picam in debug unless PICAM is set)
-# Env:   PICAM=path  TIMEOUT=secs (default 240)  KEEP=1 (keep the work directory)
+# Env:   PICAM=path  M2M_CHECK=path (the m2m_check example; built unless set)
+#        M2M_FRAMES=n (default 120)  TIMEOUT=secs (default 240)  KEEP=1 (keep the work dir)
 # Takes about 30 s here (2 cores, TCG; kernel download once, ~70 MB); see docs/CAMERAS.md.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 TIMEOUT=${TIMEOUT:-240}
 MIN_FRAMES=${MIN_FRAMES:-150}
+M2M_FRAMES=${M2M_FRAMES:-120}
+DMABUF_FRAMES=${DMABUF_FRAMES:-20}
 
 KDIR=$(bash "$HERE/setup.sh" | tail -n 1)
 KV=$(ls "$KDIR/lib/modules")
@@ -31,6 +43,12 @@ if [ -z "${PICAM:-}" ]; then
 fi
 PICAM=$(readlink -f "$PICAM")
 [ -x "$PICAM" ] || { echo "no picam binary at $PICAM" >&2; exit 1; }
+if [ -z "${M2M_CHECK:-}" ]; then
+    (cd "$ROOT" && cargo build -q -p capture --example m2m_check)
+    M2M_CHECK=${CARGO_TARGET_DIR:-$ROOT/target}/debug/examples/m2m_check
+fi
+M2M_CHECK=$(readlink -f "$M2M_CHECK")
+[ -x "$M2M_CHECK" ] || { echo "no m2m_check binary at $M2M_CHECK" >&2; exit 1; }
 
 WORK=$(mktemp -d /tmp/picam-qemu.XXXXXX)
 OUT=$WORK/out
@@ -48,10 +66,12 @@ for a in sh mount mkdir insmod rmmod sleep cat echo ls poweroff ip chroot umount
     ln -sf busybox "$WORK/initrd/bin/$a"
 done
 : > "$WORK/initrd/modules.list"
-for m in virtio_pci 9pnet_virtio 9p vivid; do
+for m in virtio_pci 9pnet_virtio 9p vivid vicodec; do
     modprobe -d "$KDIR" -S "$KV" --show-depends "$m" | awk '{print $2}'
 done | awk '!seen[$0]++' | while read -r ko; do
     cp "$ko" "$WORK/initrd/lib/modules/"
+    # vicodec is loaded (twice, with each API) by the guest script, from $OUT.
+    case "$ko" in */vicodec.ko) continue ;; esac
     echo "/lib/modules/$(basename "$ko")" >> "$WORK/initrd/modules.list"
 done
 
@@ -79,6 +99,8 @@ chmod +x "$WORK/initrd/init"
 # The binary travels in the shared output directory: the guest mounts a fresh tmpfs on
 # /tmp, which would hide a binary built in a checkout under /tmp (as CI's may be).
 cp "$PICAM" "$OUT/picam"
+cp "$M2M_CHECK" "$OUT/m2m_check"
+cp "$KDIR/lib/modules/$KV/extra/vicodec.ko" "$OUT/vicodec.ko"
 # One key for both sides (the default, encrypted path), made here and shared with the
 # guest through the same directory (9p passes its mode 0600 through).
 "$PICAM" keygen --out "$OUT/k" 2>/dev/null
@@ -91,6 +113,16 @@ PICAM=$OUT/picam
 export PICAM_LOG=info HOME=/tmp PICAM_CONFIG_DIR=/tmp/picam PATH=/usr/bin:/bin:/usr/sbin:/sbin
 cd /tmp
 \$PICAM devices > \$OUT/devices.txt 2>&1; echo "devices exit \$?" >> \$OUT/devices.txt
+# The m2m encoder plumbing against vicodec, single-planar then multi-planar.
+for mp in 0 1; do
+    t0=\$(date +%s)
+    insmod \$OUT/vicodec.ko multiplanar=\$mp > \$OUT/m2m-\$mp.txt 2>&1
+    \$PICAM devices > \$OUT/m2m-devices-\$mp.txt 2>&1
+    v4l2-ctl -d /dev/video1 --all > \$OUT/m2m-ctl-\$mp.txt 2>&1
+    \$OUT/m2m_check --frames $M2M_FRAMES --dmabuf-from /dev/video0 --dmabuf-frames $DMABUF_FRAMES >> \$OUT/m2m-\$mp.txt 2>&1; echo "exit \$?" >> \$OUT/m2m-\$mp.txt
+    echo "seconds \$(( \$(date +%s) - t0 ))" >> \$OUT/m2m-\$mp.txt
+    rmmod vicodec >> \$OUT/m2m-\$mp.txt 2>&1
+done
 \$PICAM send --key \$OUT/k --source v4l2:/dev/video0 --width 1000 --height 1000 --duration 2 > \$OUT/refuse.txt 2>&1
 echo "refuse exit \$?" >> \$OUT/refuse.txt
 # Stream for 14 s; unplug at 6 s, plug back at 8 s.
@@ -133,6 +165,27 @@ echo "--- guest.log"; show "$OUT/guest.log"
 echo "--- devices.txt"; show "$OUT/devices.txt" 40
 check "picam devices lists vivid as a raw camera" "grep -q '/dev/video0: .*vivid.*camera, raw' '$OUT/devices.txt'"
 check "picam devices gives the --source for it" "grep -q 'use: --source v4l2:/dev/video0' '$OUT/devices.txt'"
+for mp in 0 1; do
+    f="$OUT/m2m-$mp.txt"; api=$([ $mp = 1 ] && echo mplane || echo single)
+    echo "--- m2m-$mp.txt (vicodec multiplanar=$mp)"; show "$f" 20
+    check "vicodec ($api): m2m_check passed" "grep -q '^result=pass' '$f' && grep -q '^exit 0' '$f'"
+    check "vicodec ($api): the encoder uses the $api API" "grep -q '^device .*driver=vicodec api=$api ' '$f'"
+    check "vicodec ($api): $M2M_FRAMES frames, then $((M2M_FRAMES / 2)) after restart and after reopen" \
+        "grep -q '^run1 frames=$M2M_FRAMES ' '$f' && grep -q '^run2_after_restart frames=$((M2M_FRAMES / 2)) ' '$f' \
+         && grep -q '^run3_after_reopen frames=$((M2M_FRAMES / 2)) ' '$f'"
+    check "vicodec ($api): intra frames exactly where the device's GOP puts them (checked per run)" \
+        "grep -q '^gop size=[0-9]' '$f' && grep -q '^result=pass' '$f'"
+    check "vicodec ($api): every drain ended on a LAST buffer with the EOS event" \
+        "[ \$(grep -c '^drain[123] .*last_flag=1 eos_event=1' '$f') -eq 3 ]"
+    check "vicodec ($api): frames decoded back by vicodec's decoder (after SOURCE_CHANGE) at >= 30 dB" \
+        "grep -q '^roundtrip decoder=/dev/video[0-9]* frames=10 source_change=1 psnr_min=' '$f'"
+    check "vicodec ($api): $DMABUF_FRAMES vivid buffers encoded from DMABUF, identical to copies" \
+        "grep -q '^dmabuf camera=/dev/video0 driver=vivid frames=$DMABUF_FRAMES identical_to_copy=$DMABUF_FRAMES ' '$f'"
+    check "vicodec ($api): GOP size and FWHT QPs set, H.264 controls named absent" \
+        "grep -q '^controls set=.*video_gop_size.*fwht_i_frame_qp' '$f' && grep -q '^controls .*missing=.*h264_profile' '$f'"
+done
+check "picam devices lists vicodec's nodes as not for picam (FWHT is not H.264)" \
+    "grep -q '^/dev/video1: vicodec .* - not a camera picam uses' '$OUT/m2m-devices-0.txt'"
 echo "--- refuse.txt"; show "$OUT/refuse.txt" 3
 check "an impossible size is refused naming the device and its sizes" \
     "grep -q '/dev/video0 cannot capture 1000x1000 at 30 fps; it supports: .*YUYV: .*640x480' '$OUT/refuse.txt'"

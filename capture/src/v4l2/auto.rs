@@ -3,6 +3,8 @@
 //! then a raw camera with libx264; with no V4L2 camera, rpicam-vid if installed (the
 //! Pi's libcamera cameras, which a Pi 5 only has that way).
 
+#![forbid(unsafe_code)]
+
 use super::device::{DeviceInfo, Kind};
 
 /// What `auto` picked.
@@ -73,7 +75,7 @@ mod tests {
             driver: "drv".into(),
             card: "card".into(),
             bus: String::new(),
-            caps: 0,
+            caps: crate::v4l2::ioctl::Capabilities::empty(),
             kind,
             formats: formats
                 .iter()

@@ -4,9 +4,12 @@
 //! The device sits behind [`ControlDevice`], so the mapping is tested without one; a
 //! device lacking a control is told once, by name, and keeps working without it.
 
+#![forbid(unsafe_code)]
+
 use crate::{Control, EncoderSettings};
 
-use super::sys;
+use super::formats::PixelFormat;
+use super::ioctl;
 
 /// The narrow view of a device that control mapping needs.
 pub trait ControlDevice {
@@ -27,49 +30,62 @@ pub struct Cid {
 
 /// Target bitrate.
 pub const BITRATE: Cid = Cid {
-    id: sys::CID_BITRATE,
+    id: ioctl::CID_BITRATE,
     name: "video_bitrate",
 };
 /// Constant bitrate mode.
 pub const BITRATE_MODE: Cid = Cid {
-    id: sys::CID_BITRATE_MODE,
+    id: ioctl::CID_BITRATE_MODE,
     name: "video_bitrate_mode",
 };
 /// Keyframe period (H.264-specific control).
 pub const I_PERIOD: Cid = Cid {
-    id: sys::CID_H264_I_PERIOD,
+    id: ioctl::CID_H264_I_PERIOD,
     name: "h264_i_frame_period",
 };
 /// Keyframe period (generic GOP size).
 pub const GOP_SIZE: Cid = Cid {
-    id: sys::CID_GOP_SIZE,
+    id: ioctl::CID_GOP_SIZE,
     name: "video_gop_size",
 };
 /// SPS/PPS before every IDR (Raspberry Pi encoders).
 pub const REPEAT_SEQ_HEADER: Cid = Cid {
-    id: sys::CID_REPEAT_SEQ_HEADER,
+    id: ioctl::CID_REPEAT_SEQ_HEADER,
     name: "repeat_sequence_header",
 };
 /// SPS/PPS before every IDR (stateful encoders in general).
 pub const PREPEND_SPSPPS: Cid = Cid {
-    id: sys::CID_PREPEND_SPSPPS_TO_IDR,
+    id: ioctl::CID_PREPEND_SPSPPS_TO_IDR,
     name: "prepend_sps_pps_to_idr",
 };
 /// H.264 profile.
 pub const PROFILE: Cid = Cid {
-    id: sys::CID_H264_PROFILE,
+    id: ioctl::CID_H264_PROFILE,
     name: "h264_profile",
 };
 /// H.264 level.
 pub const LEVEL: Cid = Cid {
-    id: sys::CID_H264_LEVEL,
+    id: ioctl::CID_H264_LEVEL,
     name: "h264_level",
 };
 /// Make the next frame a keyframe (a button control).
 pub const FORCE_KEY_FRAME: Cid = Cid {
-    id: sys::CID_FORCE_KEY_FRAME,
+    id: ioctl::CID_FORCE_KEY_FRAME,
     name: "force_key_frame",
 };
+
+/// FWHT intra-frame quantiser (vicodec; 1..31, lower is finer).
+pub const FWHT_I_QP: Cid = Cid {
+    id: ioctl::CID_FWHT_I_FRAME_QP,
+    name: "fwht_i_frame_qp",
+};
+/// FWHT inter-frame quantiser.
+pub const FWHT_P_QP: Cid = Cid {
+    id: ioctl::CID_FWHT_P_FRAME_QP,
+    name: "fwht_p_frame_qp",
+};
+/// The FWHT quantiser picam asks: vicodec's default, a picture close to the source.
+const FWHT_QP: i64 = 20;
 
 /// `V4L2_MPEG_VIDEO_H264_PROFILE_HIGH`.
 const PROFILE_HIGH: i64 = 4;
@@ -97,6 +113,18 @@ pub fn startup(settings: EncoderSettings) -> Vec<(Cid, i64)> {
         (PROFILE, PROFILE_HIGH),
         (LEVEL, level),
     ]
+}
+
+/// The controls to set before streaming an encoder that emits `coded`: for H.264,
+/// [`startup`]; for FWHT (vicodec, the kernel's virtual encoder used to check the
+/// plumbing) the same list, so that the device names the H.264 ones as absent, and its
+/// own quantisers.
+pub fn startup_for(coded: PixelFormat, settings: EncoderSettings) -> Vec<(Cid, i64)> {
+    let mut list = startup(settings);
+    if coded == PixelFormat::FWHT {
+        list.extend([(FWHT_I_QP, FWHT_QP), (FWHT_P_QP, FWHT_QP)]);
+    }
+    list
 }
 
 /// The controls a command maps to; empty for a command no control carries (frame rate:

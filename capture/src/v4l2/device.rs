@@ -1,6 +1,8 @@
 //! An open V4L2 device: what it is, what it offers, its controls, and a streaming
 //! capture queue of mmapped buffers.
 
+#![forbid(unsafe_code)]
+
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
@@ -8,7 +10,7 @@ use std::time::Duration;
 
 use super::controls::ControlDevice;
 use super::formats::{FormatInfo, Interval, PixelFormat, Rates, Sizes};
-use super::sys::{self, Buffer, Mmap};
+use super::ioctl::{self, Capabilities, MemoryType, PlaneMapping, QueueType};
 use crate::CaptureError;
 
 /// What kind of device this is, for picam.
@@ -34,8 +36,8 @@ pub struct DeviceInfo {
     pub card: String,
     /// Bus.
     pub bus: String,
-    /// The device's capabilities bits.
-    pub caps: u32,
+    /// The node's capabilities.
+    pub caps: Capabilities,
     /// What it is.
     pub kind: Kind,
     /// Capture formats (a camera's output; an encoder's coded side).
@@ -56,17 +58,12 @@ impl DeviceInfo {
     }
 }
 
-fn cstr(bytes: &[u8]) -> String {
-    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
-    String::from_utf8_lossy(&bytes[..end]).trim().to_string()
-}
-
 /// An open device.
 pub struct Device {
     /// Path, for messages.
     pub path: String,
     pub(crate) file: File,
-    caps: u32,
+    caps: Capabilities,
     driver: String,
     card: String,
     bus: String,
@@ -85,28 +82,29 @@ impl Device {
                 action: open_action(path),
                 source,
             })?;
-        let cap = sys::querycap(&file).map_err(|source| CaptureError::Device {
+        let cap = ioctl::querycap(&file).map_err(|source| CaptureError::Device {
             device: path.into(),
             action: "VIDIOC_QUERYCAP (is it a V4L2 device?)".into(),
             source,
         })?;
-        let caps = if cap.capabilities & sys::CAP_DEVICE_CAPS != 0 {
-            cap.device_caps
-        } else {
-            cap.capabilities
-        };
         Ok(Self {
             path: path.to_string(),
             file,
-            caps,
-            driver: cstr(&cap.driver),
-            card: cstr(&cap.card),
-            bus: cstr(&cap.bus_info),
+            caps: cap.caps,
+            driver: cap.driver,
+            card: cap.card,
+            bus: cap.bus,
         })
     }
 
-    /// The device's capability bits.
-    pub fn caps(&self) -> u32 {
+    /// The open descriptor, for [`super::ioctl`] calls this type does not wrap (the
+    /// qemu check's decoder).
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// The node's capabilities.
+    pub fn caps(&self) -> Capabilities {
         self.caps
     }
 
@@ -117,39 +115,55 @@ impl Device {
 
     /// Camera, encoder or other.
     pub fn kind(&self) -> Kind {
+        if self.is_m2m() {
+            return if self.is_m2m_encoder_of(PixelFormat::H264) {
+                Kind::Encoder
+            } else {
+                Kind::Other
+            };
+        }
         let c = self.caps;
-        if c & sys::CAP_STREAMING == 0 {
+        if !c.contains(Capabilities::STREAMING) {
             return Kind::Other;
         }
-        let m2m = c & (sys::CAP_VIDEO_M2M | sys::CAP_VIDEO_M2M_MPLANE) != 0
-            || (c & (sys::CAP_VIDEO_OUTPUT | sys::CAP_VIDEO_OUTPUT_MPLANE) != 0
-                && c & (sys::CAP_VIDEO_CAPTURE | sys::CAP_VIDEO_CAPTURE_MPLANE) != 0);
-        if m2m {
-            let coded_type = self.m2m_types().1;
-            let h264_out = self
-                .formats(coded_type)
-                .iter()
-                .any(|f| f.format == PixelFormat::H264);
-            return if h264_out { Kind::Encoder } else { Kind::Other };
-        }
-        if c & sys::CAP_VIDEO_CAPTURE != 0 {
+        if c.contains(Capabilities::VIDEO_CAPTURE) {
             Kind::Camera
         } else {
             Kind::Other
         }
     }
 
-    /// For an m2m device: (raw input queue type, coded output queue type).
-    pub fn m2m_types(&self) -> (u32, u32) {
-        if self.caps & sys::CAP_VIDEO_M2M_MPLANE != 0
-            || self.caps & sys::CAP_VIDEO_CAPTURE_MPLANE != 0
+    /// True for a streaming memory-to-memory device (either API).
+    pub fn is_m2m(&self) -> bool {
+        let c = self.caps;
+        c.contains(Capabilities::STREAMING)
+            && (c.intersects(Capabilities::VIDEO_M2M | Capabilities::VIDEO_M2M_MPLANE)
+                || (c.intersects(Capabilities::VIDEO_OUTPUT | Capabilities::VIDEO_OUTPUT_MPLANE)
+                    && c.intersects(
+                        Capabilities::VIDEO_CAPTURE | Capabilities::VIDEO_CAPTURE_MPLANE,
+                    )))
+    }
+
+    /// True for a memory-to-memory device whose coded (capture) side offers `coded`:
+    /// an encoder to that format. (A decoder offers raw formats there.)
+    pub fn is_m2m_encoder_of(&self, coded: PixelFormat) -> bool {
+        self.is_m2m()
+            && self
+                .formats(self.m2m_types().1)
+                .iter()
+                .any(|f| f.format == coded)
+    }
+
+    /// For an m2m device: (raw input queue, coded output queue), multi-planar where the
+    /// device has the multi-planar API.
+    pub fn m2m_types(&self) -> (QueueType, QueueType) {
+        if self
+            .caps
+            .intersects(Capabilities::VIDEO_M2M_MPLANE | Capabilities::VIDEO_CAPTURE_MPLANE)
         {
-            (
-                sys::BUF_TYPE_VIDEO_OUTPUT_MPLANE,
-                sys::BUF_TYPE_VIDEO_CAPTURE_MPLANE,
-            )
+            (QueueType::VideoOutputMplane, QueueType::VideoCaptureMplane)
         } else {
-            (sys::BUF_TYPE_VIDEO_OUTPUT, sys::BUF_TYPE_VIDEO_CAPTURE)
+            (QueueType::VideoOutput, QueueType::VideoCapture)
         }
     }
 
@@ -161,7 +175,7 @@ impl Device {
                 let (input, coded) = self.m2m_types();
                 (self.formats(coded), self.formats(input))
             }
-            Kind::Camera => (self.formats(sys::BUF_TYPE_VIDEO_CAPTURE), Vec::new()),
+            Kind::Camera => (self.formats(QueueType::VideoCapture), Vec::new()),
             Kind::Other => (Vec::new(), Vec::new()),
         };
         DeviceInfo {
@@ -178,17 +192,17 @@ impl Device {
 
     /// The formats of queue `type_`, with sizes and rates. Enumeration errors end the
     /// list (a device without ENUM_FRAMESIZES still lists its formats).
-    pub fn formats(&self, type_: u32) -> Vec<FormatInfo> {
+    pub fn formats(&self, queue: QueueType) -> Vec<FormatInfo> {
         let mut out = Vec::new();
         for index in 0..64 {
-            let Ok(Some(d)) = sys::enum_fmt(&self.file, type_, index) else {
+            let Ok(Some(d)) = ioctl::enum_fmt(&self.file, queue, index) else {
                 break;
             };
-            let format = PixelFormat::from_fourcc(d.pixelformat);
+            let fourcc = u32::from(d.pixelformat);
             out.push(FormatInfo {
-                format,
-                description: cstr(&d.description),
-                sizes: self.sizes(d.pixelformat),
+                format: PixelFormat::from_fourcc(fourcc),
+                description: d.description.trim().to_string(),
+                sizes: self.sizes(fourcc),
             });
         }
         out
@@ -197,33 +211,30 @@ impl Device {
     fn sizes(&self, fourcc: u32) -> Sizes {
         let mut list = Vec::new();
         for index in 0..256 {
-            let Ok(Some(s)) = sys::enum_framesizes(&self.file, fourcc, index) else {
+            let Ok(Some(s)) = ioctl::enum_framesizes(&self.file, fourcc, index) else {
                 break;
             };
-            match s.type_ {
-                sys::FRMSIZE_TYPE_DISCRETE => {
-                    let (w, h) = (s.size[0], s.size[1]);
-                    list.push((w, h, self.rates(fourcc, w, h)));
+            match s {
+                ioctl::FrameSize::Discrete { width, height } => {
+                    list.push((width, height, self.rates(fourcc, width, height)));
                 }
-                _ => {
-                    let z = s.size;
+                ioctl::FrameSize::Stepwise {
+                    min_w,
+                    max_w,
+                    step_w,
+                    min_h,
+                    max_h,
+                    step_h,
+                } => {
                     // Rates at the largest size are what limits; ask there.
                     return Sizes::Stepwise {
-                        min_w: z[0],
-                        max_w: z[1],
-                        step_w: if s.type_ == sys::FRMSIZE_TYPE_CONTINUOUS {
-                            1
-                        } else {
-                            z[2]
-                        },
-                        min_h: z[3],
-                        max_h: z[4],
-                        step_h: if s.type_ == sys::FRMSIZE_TYPE_CONTINUOUS {
-                            1
-                        } else {
-                            z[5]
-                        },
-                        rates: self.rates(fourcc, z[1], z[4]),
+                        min_w,
+                        max_w,
+                        step_w,
+                        min_h,
+                        max_h,
+                        step_h,
+                        rates: self.rates(fourcc, max_w, max_h),
                     };
                 }
             }
@@ -235,32 +246,19 @@ impl Device {
     pub fn rates(&self, fourcc: u32, w: u32, h: u32) -> Rates {
         let mut list = Vec::new();
         for index in 0..64 {
-            let Ok(Some(i)) = sys::enum_frameintervals(&self.file, fourcc, w, h, index) else {
+            let Ok(Some(i)) = ioctl::enum_frameintervals(&self.file, fourcc, w, h, index) else {
                 break;
             };
-            if i.type_ == sys::FRMIVAL_TYPE_DISCRETE {
-                list.push(Interval {
-                    num: i.interval[0],
-                    den: i.interval[1],
-                });
-            } else {
-                // min interval = max rate.
-                let max = Interval {
-                    num: i.interval[0],
-                    den: i.interval[1],
+            match i {
+                ioctl::FrameInterval::Discrete(num, den) => list.push(Interval { num, den }),
+                ioctl::FrameInterval::Range { min, max } => {
+                    // The shortest interval is the highest rate.
+                    let fps = |(num, den)| Interval { num, den }.fps().unwrap_or(0.0);
+                    return Rates::Range {
+                        min_fps: fps(max),
+                        max_fps: fps(min),
+                    };
                 }
-                .fps()
-                .unwrap_or(0.0);
-                let min = Interval {
-                    num: i.interval[2],
-                    den: i.interval[3],
-                }
-                .fps()
-                .unwrap_or(0.0);
-                return Rates::Range {
-                    min_fps: min,
-                    max_fps: max,
-                };
             }
         }
         if list.is_empty() {
@@ -276,40 +274,23 @@ impl Device {
         format: PixelFormat,
         width: u32,
         height: u32,
-    ) -> Result<sys::PixFormat, CaptureError> {
-        let mut f = sys::Format::new(sys::BUF_TYPE_VIDEO_CAPTURE);
-        {
-            let p = f.pix_mut();
-            p.width = width;
-            p.height = height;
-            p.pixelformat = format.fourcc();
-            p.field = sys::FIELD_NONE;
-        }
-        sys::s_fmt(&self.file, &mut f).map_err(|source| {
-            self.err(format!("VIDIOC_S_FMT {format} {width}x{height}"), source)
-        })?;
-        Ok(f.pix())
+    ) -> Result<ioctl::PixFormat, CaptureError> {
+        let asked = ioctl::PixFormat {
+            width,
+            height,
+            pixelformat: format.fourcc(),
+            ..Default::default()
+        };
+        ioctl::s_fmt(&self.file, QueueType::VideoCapture, asked)
+            .map_err(|source| self.err(format!("VIDIOC_S_FMT {format} {width}x{height}"), source))
     }
 
     /// Asks for `fps`; returns the rate the driver set (None if it has no rate control).
-    pub fn set_capture_rate(&self, type_: u32, fps: f64) -> Option<f64> {
-        let mut p = sys::StreamParm::new(type_);
-        sys::g_parm(&self.file, &mut p).ok()?;
-        if p.capture().capability & sys::CAP_TIMEPERFRAME == 0 {
-            return None;
-        }
+    pub fn set_capture_rate(&self, queue: QueueType, fps: f64) -> Option<f64> {
         // 1000/(fps*1000) keeps fractional rates such as 29.97.
-        p.set_timeperframe(sys::Fract {
-            numerator: 1000,
-            denominator: (fps * 1000.0).round() as u32,
-        });
-        sys::s_parm(&self.file, &mut p).ok()?;
-        let t = p.capture().timeperframe;
-        Interval {
-            num: t.numerator,
-            den: t.denominator,
-        }
-        .fps()
+        let den = (fps * 1000.0).round() as u32;
+        let (num, den) = ioctl::s_parm_timeperframe(&self.file, queue, 1000, den).ok()??;
+        Interval { num, den }.fps()
     }
 
     pub(crate) fn err(&self, action: impl Into<String>, source: std::io::Error) -> CaptureError {
@@ -331,12 +312,12 @@ fn open_action(path: &str) -> String {
 
 impl ControlDevice for Device {
     fn range(&mut self, id: u32) -> Option<(i64, i64)> {
-        let q = sys::queryctrl(&self.file, id).ok()??;
-        (q.flags & sys::CTRL_FLAG_DISABLED == 0).then_some((q.minimum as i64, q.maximum as i64))
+        let q = ioctl::queryctrl(&self.file, id).ok()??;
+        (!q.disabled).then_some((q.min, q.max))
     }
 
     fn set(&mut self, id: u32, value: i64) -> std::io::Result<()> {
-        sys::s_ctrl(
+        ioctl::s_ctrl(
             &self.file,
             id,
             value.clamp(i32::MIN as i64, i32::MAX as i64) as i32,
@@ -347,6 +328,8 @@ impl ControlDevice for Device {
 /// One dequeued frame.
 #[derive(Clone, Copy, Debug)]
 pub struct FrameMeta {
+    /// The buffer's index in the queue (its DMABUF in [`CaptureQueue::export`]).
+    pub index: u32,
     /// Driver's sequence number.
     pub sequence: u32,
     /// Bytes of data.
@@ -359,8 +342,8 @@ pub struct FrameMeta {
 
 /// A streaming single-planar capture queue of mmapped buffers.
 pub struct CaptureQueue {
-    maps: Vec<Mmap>,
-    type_: u32,
+    maps: Vec<PlaneMapping>,
+    queue: QueueType,
     streaming: bool,
 }
 
@@ -371,39 +354,43 @@ pub const CAPTURE_BUFFERS: u32 = 3;
 impl CaptureQueue {
     /// Allocates, maps and queues the buffers and starts streaming.
     pub fn start(dev: &Device) -> Result<Self, CaptureError> {
-        let type_ = sys::BUF_TYPE_VIDEO_CAPTURE;
-        let mut req = sys::RequestBuffers {
-            count: CAPTURE_BUFFERS,
-            type_,
-            memory: sys::MEMORY_MMAP,
-            ..Default::default()
-        };
-        sys::reqbufs(&dev.file, &mut req).map_err(|e| {
-            dev.err(
-                "VIDIOC_REQBUFS (is it busy? another program may be using it)",
-                e,
-            )
-        })?;
-        if req.count == 0 {
+        let queue = QueueType::VideoCapture;
+        let count =
+            ioctl::reqbufs(&dev.file, queue, MemoryType::Mmap, CAPTURE_BUFFERS).map_err(|e| {
+                dev.err(
+                    "VIDIOC_REQBUFS (is it busy? another program may be using it)",
+                    e,
+                )
+            })?;
+        if count == 0 {
             return Err(dev.err(
                 "VIDIOC_REQBUFS",
                 std::io::Error::other("the driver gave no buffers"),
             ));
         }
-        let mut maps = Vec::with_capacity(req.count as usize);
-        for index in 0..req.count {
-            let mut b = Buffer::new(type_, sys::MEMORY_MMAP, index);
-            sys::querybuf(&dev.file, &mut b, &mut []).map_err(|e| dev.err("VIDIOC_QUERYBUF", e))?;
-            maps.push(
-                Mmap::new(&dev.file, b.offset(), b.length as usize)
-                    .map_err(|e| dev.err("mmap", e))?,
-            );
-            sys::qbuf(&dev.file, &mut b, &mut []).map_err(|e| dev.err("VIDIOC_QBUF", e))?;
+        let mut maps = Vec::with_capacity(count as usize);
+        for index in 0..count {
+            let planes = ioctl::map_buffer(&dev.file, queue, index)
+                .map_err(|e| dev.err("VIDIOC_QUERYBUF + mmap", e))?;
+            let Some(map) = planes.into_iter().next() else {
+                return Err(dev.err(
+                    "VIDIOC_QUERYBUF",
+                    std::io::Error::other(format!("buffer {index} has no plane")),
+                ));
+            };
+            let len = map.len();
+            maps.push(map);
+            ioctl::qbuf(
+                &dev.file,
+                ioctl::buffer(queue, MemoryType::Mmap, index, 0, len, 0),
+            )
+            .map_err(|e| dev.err("VIDIOC_QBUF", e))?;
         }
-        sys::streamon(&dev.file, type_).map_err(|e| dev.err("VIDIOC_STREAMON (is it busy?)", e))?;
+        ioctl::streamon(&dev.file, queue)
+            .map_err(|e| dev.err("VIDIOC_STREAMON (is it busy?)", e))?;
         Ok(Self {
             maps,
-            type_,
+            queue,
             streaming: true,
         })
     }
@@ -416,59 +403,68 @@ impl CaptureQueue {
         timeout: Duration,
         f: impl FnOnce(&[u8], FrameMeta) -> R,
     ) -> Result<Option<R>, CaptureError> {
-        let events = sys::poll(
-            &dev.file,
-            sys::POLLIN,
-            timeout.as_millis().min(i32::MAX as u128) as i32,
-        )
-        .map_err(|e| dev.err("poll", e))?;
-        if events == 0 {
+        let ready = ioctl::poll(&dev.file, timeout.as_millis().min(u32::MAX as u128) as u32)
+            .map_err(|e| dev.err("poll", e))?;
+        if ready == ioctl::Ready::default() {
             return Ok(None);
         }
-        let mut b = Buffer::new(self.type_, sys::MEMORY_MMAP, 0);
-        match sys::dqbuf(&dev.file, &mut b, &mut []) {
-            Ok(()) => {}
-            Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => {
-                if events & sys::POLLERR != 0 {
-                    return Err(dev.err(
-                        "VIDIOC_DQBUF",
-                        std::io::Error::from_raw_os_error(libc::ENODEV),
-                    ));
-                }
-                return Ok(None);
+        let b = match ioctl::dqbuf(&dev.file, self.queue) {
+            Ok(Some(b)) => b,
+            Ok(None) if ready.error => {
+                return Err(dev.err(
+                    "VIDIOC_DQBUF",
+                    std::io::Error::from_raw_os_error(libc::ENODEV),
+                ))
             }
+            Ok(None) => return Ok(None),
             Err(e) => return Err(dev.err("VIDIOC_DQBUF", e)),
-        }
-        let Some(map) = self.maps.get(b.index as usize) else {
+        };
+        let index = b.index();
+        let Some(map) = self.maps.get(index as usize) else {
             return Err(dev.err(
                 "VIDIOC_DQBUF",
-                std::io::Error::other(format!("buffer index {} out of range", b.index)),
+                std::io::Error::other(format!("buffer index {index} out of range")),
             ));
         };
-        let used = (b.bytesused as usize).min(map.len());
+        let used = (*b.get_first_plane().bytesused as usize).min(map.len());
+        let flags = b.flags();
         let meta = FrameMeta {
-            sequence: b.sequence,
+            index,
+            sequence: b.sequence(),
             bytesused: used,
-            keyframe: b.flags & sys::BUF_FLAG_KEYFRAME != 0,
-            error: b.flags & sys::BUF_FLAG_ERROR != 0,
+            keyframe: flags.contains(ioctl::BufferFlags::KEYFRAME),
+            error: flags.contains(ioctl::BufferFlags::ERROR),
         };
-        let r = f(&map.as_slice()[..used], meta);
-        sys::qbuf(&dev.file, &mut b, &mut []).map_err(|e| dev.err("VIDIOC_QBUF", e))?;
+        let r = f(&map[..used], meta);
+        let len = map.len();
+        ioctl::qbuf(
+            &dev.file,
+            ioctl::buffer(self.queue, MemoryType::Mmap, index, 0, len, 0),
+        )
+        .map_err(|e| dev.err("VIDIOC_QBUF", e))?;
         Ok(Some(r))
+    }
+
+    /// Each buffer as a DMABUF descriptor (`VIDIOC_EXPBUF`), in index order, with its
+    /// length: for handing frames to an encoder without a copy. The descriptors keep
+    /// the memory alive past [`Self::stop`]; drop them to free it.
+    pub fn export(&self, dev: &Device) -> Result<Vec<(std::os::fd::OwnedFd, usize)>, CaptureError> {
+        (0..self.maps.len() as u32)
+            .map(|i| {
+                ioctl::expbuf(&dev.file, self.queue, i, 0)
+                    .map(|fd| (fd, self.maps[i as usize].len()))
+                    .map_err(|e| dev.err(format!("VIDIOC_EXPBUF (buffer {i})"), e))
+            })
+            .collect()
     }
 
     /// Stops streaming and frees the buffers.
     pub fn stop(&mut self, dev: &Device) {
         if self.streaming {
-            let _ = sys::streamoff(&dev.file, self.type_);
+            let _ = ioctl::streamoff(&dev.file, self.queue);
+            // Unmap before freeing: the kernel keeps mapped buffers alive otherwise.
             self.maps.clear();
-            let mut req = sys::RequestBuffers {
-                count: 0,
-                type_: self.type_,
-                memory: sys::MEMORY_MMAP,
-                ..Default::default()
-            };
-            let _ = sys::reqbufs(&dev.file, &mut req);
+            let _ = ioctl::reqbufs(&dev.file, self.queue, MemoryType::Mmap, 0);
             self.streaming = false;
         }
     }

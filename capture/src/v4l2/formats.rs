@@ -2,9 +2,11 @@
 //! them for the asked size and rate. Pure data and functions: unit-tested without a
 //! device, filled in by `device.rs` from the kernel.
 
+#![forbid(unsafe_code)]
+
 use std::fmt;
 
-use super::sys::fourcc;
+use super::ioctl::fourcc;
 
 /// Pixel formats picam can take from a camera.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -24,6 +26,9 @@ pub enum PixelFormat {
 }
 
 impl PixelFormat {
+    /// FWHT, the codec of the kernel's virtual encoder (vicodec).
+    pub const FWHT: Self = Self::Other(fourcc(b"FWHT"));
+
     /// From a V4L2 fourcc.
     pub fn from_fourcc(code: u32) -> Self {
         match code {

@@ -1,11 +1,11 @@
 //! V4L2 cameras and encoders (Linux only).
 //!
-//! - [`sys`]: the ioctls and structures, the one module with `unsafe`.
+//! - [`ioctl`]: the kernel interface: thin adapters over the `v4l2r` crate's ioctls.
 //! - [`formats`]: what a device offers and the choice for the asked size and rate.
 //! - [`device`]: opening, enumerating, controls, a streaming capture queue.
 //! - [`convert`]: raw buffers (YUYV, NV12, YU12, MJPEG) to I420 for libx264.
 //! - [`controls`]: H.264 encoder controls and the command mapping.
-//! - [`m2m`]: the memory-to-memory H.264 encoder (Raspberry Pi 4).
+//! - [`m2m`]: the memory-to-memory encoder (H.264 on a Raspberry Pi 4; FWHT on vicodec).
 //! - [`source`]: the `v4l2:/dev/videoN` source.
 //! - [`auto`]: `--source auto`: which camera and encoder to use, and why.
 
@@ -14,10 +14,9 @@ pub mod controls;
 pub mod convert;
 pub mod device;
 pub mod formats;
+pub mod ioctl;
 pub mod m2m;
 pub mod source;
-#[allow(unsafe_code)]
-pub mod sys;
 
 pub use device::{Device, DeviceInfo, Kind};
 pub use source::{EncoderChoice, V4l2Options, V4l2Source};

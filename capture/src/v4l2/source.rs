@@ -2,6 +2,8 @@
 //! (the V4L2 memory-to-memory encoder or libx264). A camera that disappears mid-stream
 //! (unplugged, driver reset) is waited for and reopened with the same format.
 
+#![forbid(unsafe_code)]
+
 use std::time::{Duration, Instant};
 
 use media::{wallclock_us, EncodedFrame, Picture};
@@ -280,7 +282,7 @@ fn start(dev: Device, choice: Choice) -> Result<(Device, CaptureQueue, Layout, f
         });
     }
     let fps = dev
-        .set_capture_rate(super::sys::BUF_TYPE_VIDEO_CAPTURE, choice.fps)
+        .set_capture_rate(super::ioctl::QueueType::VideoCapture, choice.fps)
         .unwrap_or(choice.fps);
     let stride = if pix.bytesperline > 0 {
         pix.bytesperline
@@ -379,7 +381,7 @@ impl Source for V4l2Source {
                 // Changing the rate while streaming works on many drivers; where it does
                 // not, the camera keeps its rate.
                 if let Some(got) =
-                    dev.set_capture_rate(super::sys::BUF_TYPE_VIDEO_CAPTURE, fps as f64)
+                    dev.set_capture_rate(super::ioctl::QueueType::VideoCapture, fps as f64)
                 {
                     self.fps = got;
                 }

@@ -1,32 +1,40 @@
-//! The V4L2 memory-to-memory H.264 encoder (a Raspberry Pi 4's `bcm2835-codec`, usually
+//! The V4L2 memory-to-memory encoder (a Raspberry Pi 4's `bcm2835-codec`, usually
 //! `/dev/video11`; other SoCs' stateful encoders alike): raw frames are written into the
-//! encoder's input ("output" queue) buffers, H.264 comes back on its "capture" queue.
+//! encoder's input ("output" queue) buffers, coded frames come back on its "capture"
+//! queue. H.264 is what picam streams; the coded format is a parameter so that the same
+//! plumbing runs against the kernel's virtual FWHT encoder (vicodec) in the qemu test.
 //!
 //! The logic (which buffer, when to ask for a keyframe, matching timestamps, copying
-//! with the encoder's strides) lives in [`M2mEncoder`] over the narrow [`EncoderIo`]
-//! seam, unit-tested with a fake. [`V4l2EncoderIo`] is the kernel side: multi-planar
-//! MMAP queues. NOT VERIFIED on a kernel device here (this machine's kernel has no V4L2
-//! and Debian's has no vicodec/vim2m-H.264): it is written to the V4L2 stateful encoder
-//! interface and needs a check on a Pi 4.
+//! with the encoder's strides, drain) lives in [`M2mEncoder`] over the narrow
+//! [`EncoderIo`] seam, unit-tested with a fake. [`V4l2EncoderIo`] is the kernel side.
 //!
 //! Copies: a camera frame in a format the encoder takes (YUYV, NV12, YU12) is copied
-//! once, camera buffer to encoder buffer, row by row only if the strides differ. The
-//! DMABUF import that would avoid that copy is not done yet.
+//! once, camera buffer to encoder buffer, row by row only if the strides differ.
+//! [`M2mEncoder::encode_dmabuf`] avoids that copy by importing the camera's buffer
+//! (checked vivid -> vicodec under qemu); `picam send` does not use it yet: it needs the
+//! camera's layout to equal the encoder's and a kernel that imports between the two
+//! drivers (see `docs/CAMERAS.md`).
+
+#![forbid(unsafe_code)]
 
 use std::time::Duration;
 
 use media::{EncodedFrame, Picture};
 
-use super::controls::{self, CommandMapper, ControlDevice};
+use super::controls::{self, Applied, CommandMapper, ControlDevice};
 use super::convert::Layout;
-use super::device::Device;
 use super::formats::PixelFormat;
-use super::sys::{self, Buffer, Mmap, Plane};
 use crate::annexb::{AccessUnit, ParameterSets};
 use crate::{CaptureError, Control, EncoderSettings};
 
+mod kernel;
+
+pub use kernel::V4l2EncoderIo;
+
 /// How long one frame may take in the encoder before it counts as stuck.
 const ENCODE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a drain (STOP until the last buffer) may take.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The input layout the encoder settled on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,22 +50,36 @@ pub struct InputLayout {
 }
 
 /// A coded frame from the encoder.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Coded {
-    /// Annex B bytes.
+    /// The coded bytes (Annex B for H.264).
     pub data: Vec<u8>,
     /// The driver's keyframe flag.
     pub keyframe: bool,
     /// The timestamp given with the input, microseconds.
     pub timestamp_us: u64,
+    /// The driver's sequence number of this coded buffer.
+    pub sequence: u32,
+    /// The driver marked it the last one (`V4L2_BUF_FLAG_LAST`, after a STOP).
+    pub last: bool,
+}
+
+/// What a drain gave back.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Drained {
+    /// Coded buffers up to and including the one marked last (often empty).
+    pub frames: Vec<Coded>,
+    /// `V4L2_EVENT_EOS` arrived.
+    pub eos_event: bool,
 }
 
 /// What the encoder logic needs from the device.
 pub trait EncoderIo: Send {
-    /// Sets the input format/size/rate and the coded format; returns the input layout.
+    /// Sets the coded format, then the input format/size/rate; returns the input layout.
     fn configure(
         &mut self,
         input: PixelFormat,
+        coded: PixelFormat,
         settings: EncoderSettings,
     ) -> std::io::Result<InputLayout>;
     /// The device's controls.
@@ -73,38 +95,100 @@ pub trait EncoderIo: Send {
         -> std::io::Result<()>;
     /// Waits up to `timeout` for a coded frame.
     fn dequeue_coded(&mut self, timeout: Duration) -> std::io::Result<Option<Coded>>;
+    /// Sets up the input queue for DMABUF import (`count` slots) instead of MMAP: the
+    /// frames then stay in the camera's buffers. Call before [`EncoderIo::start`].
+    fn use_dmabuf_input(&mut self, count: u32) -> std::io::Result<()>;
+    /// Queues the frame held by DMABUF `fd` (`bytes` used of `length`) at slot `index`.
+    fn queue_input_dmabuf(
+        &mut self,
+        index: usize,
+        fd: std::os::fd::BorrowedFd<'_>,
+        bytes: usize,
+        length: usize,
+        timestamp_us: u64,
+    ) -> std::io::Result<()>;
+    /// Asks the encoder to finish (`VIDIOC_ENCODER_CMD` STOP) and collects what it
+    /// still gives, up to the buffer marked last; waits at most `timeout`.
+    fn drain(&mut self, timeout: Duration) -> std::io::Result<Drained>;
+    /// Starts a fresh stream after a drain (STREAMOFF, STREAMON).
+    fn restart(&mut self) -> std::io::Result<()>;
 }
 
-/// An H.264 encoder device: one raw frame in, one access unit out.
+/// A memory-to-memory encoder device: one raw frame in, one coded frame out.
 pub struct M2mEncoder<Io: EncoderIo = V4l2EncoderIo> {
     io: Io,
     path: String,
     camera: Layout,
     input: InputLayout,
+    coded: PixelFormat,
+    applied: Applied,
     mapper: CommandMapper,
     force_key: bool,
     params: ParameterSets,
     settings: EncoderSettings,
+    last_sequence: Option<u32>,
 }
 
 impl M2mEncoder<V4l2EncoderIo> {
-    /// Opens the encoder at `path` for frames laid out as `camera`.
+    /// Opens the H.264 encoder at `path` for frames laid out as `camera`.
     pub fn open(
         path: &str,
         settings: EncoderSettings,
         camera: Layout,
     ) -> Result<Self, CaptureError> {
-        let io = V4l2EncoderIo::open(path)?;
-        Self::with_io(io, path, settings, camera)
+        Self::open_coded(path, PixelFormat::H264, settings, camera)
+    }
+
+    /// Opens the encoder at `path` emitting `coded` (H.264 for streaming; FWHT for the
+    /// check against the kernel's vicodec).
+    pub fn open_coded(
+        path: &str,
+        coded: PixelFormat,
+        settings: EncoderSettings,
+        camera: Layout,
+    ) -> Result<Self, CaptureError> {
+        let io = V4l2EncoderIo::open(path, coded)?;
+        Self::with_io_coded(io, path, coded, settings, camera)
+    }
+
+    /// As [`Self::open_coded`], with the input queue importing DMABUF frames (`slots`
+    /// of them, usually the camera's buffer count) for [`Self::encode_dmabuf`].
+    pub fn open_coded_dmabuf(
+        path: &str,
+        coded: PixelFormat,
+        settings: EncoderSettings,
+        camera: Layout,
+        slots: u32,
+    ) -> Result<Self, CaptureError> {
+        let mut io = V4l2EncoderIo::open(path, coded)?;
+        io.use_dmabuf_input(slots)
+            .map_err(|source| CaptureError::Device {
+                device: path.to_string(),
+                action: "asking DMABUF input buffers".into(),
+                source,
+            })?;
+        Self::with_io_coded(io, path, coded, settings, camera)
     }
 }
 
 impl<Io: EncoderIo> M2mEncoder<Io> {
-    /// Sets up the encoder behind `io`. The input format is the camera's when the
-    /// encoder takes it (no conversion), else YU12 from a decoded picture.
+    /// Sets up the H.264 encoder behind `io`.
     pub fn with_io(
+        io: Io,
+        path: &str,
+        settings: EncoderSettings,
+        camera: Layout,
+    ) -> Result<Self, CaptureError> {
+        Self::with_io_coded(io, path, PixelFormat::H264, settings, camera)
+    }
+
+    /// Sets up the encoder behind `io` to emit `coded`. The input format is the
+    /// camera's when the encoder takes it (no conversion), else YU12 from a decoded
+    /// picture.
+    pub fn with_io_coded(
         mut io: Io,
         path: &str,
+        coded: PixelFormat,
         settings: EncoderSettings,
         camera: Layout,
     ) -> Result<Self, CaptureError> {
@@ -118,18 +202,21 @@ impl<Io: EncoderIo> M2mEncoder<Io> {
             _ => PixelFormat::Yuv420,
         };
         let input = io
-            .configure(format, settings)
+            .configure(format, coded, settings)
             .map_err(|e| err("setting the encoder's formats", e))?;
         if input.format != format || input.size == 0 || input.luma_size > input.size {
             return Err(CaptureError::Unsupported {
                 device: path.to_string(),
-                asked: format!("encode {format} {}x{}", settings.width, settings.height),
+                asked: format!(
+                    "encode {format} {}x{} to {coded}",
+                    settings.width, settings.height
+                ),
                 supports: format!("{input:?}"),
             });
         }
-        let applied = controls::apply(io.controls(), &controls::startup(settings));
+        let applied = controls::apply(io.controls(), &controls::startup_for(coded, settings));
         tracing::info!(
-            "{path}: hardware H.264 encoder; controls set: {:?}; not available: {:?}",
+            "{path}: hardware {coded} encoder; controls set: {:?}; not available: {:?}",
             applied.set,
             applied.missing
         );
@@ -140,10 +227,13 @@ impl<Io: EncoderIo> M2mEncoder<Io> {
             path: path.to_string(),
             camera: Layout { format, ..camera },
             input,
+            coded,
+            applied,
             mapper: CommandMapper::default(),
             force_key: false,
             params: ParameterSets::default(),
             settings,
+            last_sequence: None,
         })
     }
 
@@ -155,6 +245,48 @@ impl<Io: EncoderIo> M2mEncoder<Io> {
     /// The settings in force.
     pub fn settings(&self) -> EncoderSettings {
         self.settings
+    }
+
+    /// The device side (for checks: which API, which device).
+    pub fn io(&self) -> &Io {
+        &self.io
+    }
+
+    /// The driver's sequence number of the last coded frame.
+    pub fn last_sequence(&self) -> Option<u32> {
+        self.last_sequence
+    }
+
+    /// The input layout the encoder settled on.
+    pub fn input_layout(&self) -> InputLayout {
+        self.input
+    }
+
+    /// The controls set at start, and those the device lacks.
+    pub fn controls_applied(&self) -> &Applied {
+        &self.applied
+    }
+
+    /// Finishes the stream: STOP, then the coded frames still inside, up to the last.
+    /// The encoder takes no more frames until [`Self::restart`].
+    pub fn drain(&mut self) -> Result<Drained, CaptureError> {
+        self.io
+            .drain(DRAIN_TIMEOUT)
+            .map_err(|source| CaptureError::Device {
+                device: self.path.clone(),
+                action: "draining (VIDIOC_ENCODER_CMD STOP, then DQBUF until LAST)".into(),
+                source,
+            })
+    }
+
+    /// Starts a fresh stream after [`Self::drain`] (the next frame is a keyframe).
+    pub fn restart(&mut self) -> Result<(), CaptureError> {
+        self.params = ParameterSets::default();
+        self.io.restart().map_err(|source| CaptureError::Device {
+            device: self.path.clone(),
+            action: "restarting (VIDIOC_STREAMOFF, VIDIOC_STREAMON)".into(),
+            source,
+        })
     }
 
     /// Applies a control command (keyframe on the next frame, bitrate now).
@@ -195,6 +327,23 @@ impl<Io: EncoderIo> M2mEncoder<Io> {
         self.encode_with(capture_us, |buf| copy_frame(data, cam, buf, input))
     }
 
+    /// Encodes a frame that stays in another device's buffer, imported as DMABUF `fd`
+    /// (no copy: the encoder reads the camera's memory). The encoder must have been
+    /// opened with [`M2mEncoder::open_coded_dmabuf`], and the frame laid out as the
+    /// encoder's input (same format and stride): the caller checks
+    /// [`Self::input_layout`] against the camera's.
+    pub fn encode_dmabuf(
+        &mut self,
+        fd: std::os::fd::BorrowedFd<'_>,
+        bytes: usize,
+        length: usize,
+        capture_us: u64,
+    ) -> Result<EncodedFrame, CaptureError> {
+        self.encode_queued(capture_us, |io, index| {
+            io.queue_input_dmabuf(index, fd, bytes, length, capture_us)
+        })
+    }
+
     /// Encodes a decoded picture (the encoder was set up for YU12).
     pub fn encode_picture(
         &mut self,
@@ -209,6 +358,19 @@ impl<Io: EncoderIo> M2mEncoder<Io> {
         &mut self,
         capture_us: u64,
         fill: impl FnOnce(&mut [u8]) -> usize,
+    ) -> Result<EncodedFrame, CaptureError> {
+        self.encode_queued(capture_us, |io, index| {
+            let bytes = fill(io.input_mut(index));
+            io.queue_input(index, bytes, capture_us)
+        })
+    }
+
+    /// One frame through the encoder: `queue` puts the frame into free input slot
+    /// `index` and queues it; the coded frame comes back.
+    fn encode_queued(
+        &mut self,
+        capture_us: u64,
+        queue: impl FnOnce(&mut Io, usize) -> std::io::Result<()>,
     ) -> Result<EncodedFrame, CaptureError> {
         let err = |path: &str, action: &str, source| CaptureError::Device {
             device: path.into(),
@@ -230,21 +392,29 @@ impl<Io: EncoderIo> M2mEncoder<Io> {
                     std::io::Error::other("all are queued"),
                 )
             })?;
-        let bytes = fill(self.io.input_mut(index));
-        self.io
-            .queue_input(index, bytes, capture_us)
-            .map_err(|e| err(&self.path, "VIDIOC_QBUF (input)", e))?;
+        queue(&mut self.io, index).map_err(|e| err(&self.path, "VIDIOC_QBUF (input)", e))?;
         let coded = self
             .io
             .dequeue_coded(ENCODE_TIMEOUT)
             .map_err(|e| err(&self.path, "VIDIOC_DQBUF (coded)", e))?
             .ok_or(CaptureError::NoOutput { frame: 0 })?;
-        let au = self.params.complete(AccessUnit {
-            keyframe: coded.keyframe
-                || crate::annexb::nal_units(&coded.data)
-                    .any(|n| crate::annexb::nal_type(n) == Some(5)),
-            data: coded.data,
-        });
+        self.last_sequence = Some(coded.sequence);
+        let au = if self.coded == PixelFormat::H264 {
+            self.params.complete(AccessUnit {
+                keyframe: coded.keyframe
+                    || crate::annexb::nal_units(&coded.data)
+                        .any(|n| crate::annexb::nal_type(n) == Some(5)),
+                data: coded.data,
+            })
+        } else {
+            // Not H.264: no parameter sets to keep. vicodec's encoder does not set the
+            // buffer's keyframe flag (only its decoder does): read FWHT's own header.
+            AccessUnit {
+                keyframe: coded.keyframe
+                    || (self.coded == PixelFormat::FWHT && fwht_is_intra(&coded.data)),
+                data: coded.data,
+            }
+        };
         // The encoder hands back the input's timestamp: the capture time of this frame.
         let capture_us = if coded.timestamp_us > 0 {
             coded.timestamp_us
@@ -256,6 +426,19 @@ impl<Io: EncoderIo> M2mEncoder<Io> {
             capture_us,
             keyframe: au.keyframe,
         })
+    }
+}
+
+/// True when `data` starts with an FWHT frame header (vicodec's `fwht_cframe_hdr`:
+/// two magic words, then big-endian version, width, height, flags) whose flags mark
+/// an intra frame (`V4L2_FWHT_FL_I_FRAME`).
+fn fwht_is_intra(data: &[u8]) -> bool {
+    const I_FRAME: u32 = 1 << 10;
+    match data.get(..24) {
+        Some(h) if h[..8] == [0x4f, 0x4f, 0x4f, 0x4f, 0xff, 0xff, 0xff, 0xff] => {
+            u32::from_be_bytes([h[20], h[21], h[22], h[23]]) & I_FRAME != 0
+        }
+        _ => false,
     }
 }
 
@@ -317,228 +500,6 @@ fn copy_picture(p: &Picture, dst: &mut [u8], input: InputLayout) -> usize {
     packed.extend_from_slice(&p.u);
     packed.extend_from_slice(&p.v);
     copy_frame(&packed, cam, dst, input)
-}
-
-/// Encoder buffers on each queue: few, so that frames never wait inside the encoder.
-const ENCODER_BUFFERS: u32 = 2;
-
-/// The kernel side of [`EncoderIo`]: a V4L2 stateful encoder with MMAP buffers.
-pub struct V4l2EncoderIo {
-    dev: Device,
-    input_type: u32,
-    coded_type: u32,
-    inputs: Vec<Mmap>,
-    input_queued: Vec<bool>,
-    coded: Vec<Mmap>,
-    mplane: bool,
-}
-
-impl V4l2EncoderIo {
-    /// Opens the encoder device.
-    pub fn open(path: &str) -> Result<Self, CaptureError> {
-        let dev = Device::open(path)?;
-        if dev.kind() != super::device::Kind::Encoder {
-            return Err(CaptureError::Unsupported {
-                device: path.to_string(),
-                asked: "encode H.264 (memory-to-memory)".into(),
-                supports: format!("it is a {:?} device ({})", dev.kind(), dev.driver()),
-            });
-        }
-        let (input_type, coded_type) = dev.m2m_types();
-        Ok(Self {
-            mplane: input_type == sys::BUF_TYPE_VIDEO_OUTPUT_MPLANE,
-            dev,
-            input_type,
-            coded_type,
-            inputs: Vec::new(),
-            input_queued: Vec::new(),
-            coded: Vec::new(),
-        })
-    }
-
-    fn alloc(&mut self, type_: u32) -> std::io::Result<Vec<Mmap>> {
-        let mut req = sys::RequestBuffers {
-            count: ENCODER_BUFFERS,
-            type_,
-            memory: sys::MEMORY_MMAP,
-            ..Default::default()
-        };
-        sys::reqbufs(&self.dev.file, &mut req)?;
-        let mut maps = Vec::new();
-        for index in 0..req.count {
-            let mut b = Buffer::new(type_, sys::MEMORY_MMAP, index);
-            let mut planes = [Plane::default()];
-            sys::querybuf(&self.dev.file, &mut b, self.planes(&mut planes))?;
-            let (offset, len) = if self.mplane {
-                (planes[0].mem_offset(), planes[0].length)
-            } else {
-                (b.offset(), b.length)
-            };
-            maps.push(Mmap::new(&self.dev.file, offset, len as usize)?);
-        }
-        Ok(maps)
-    }
-
-    fn planes<'a>(&self, planes: &'a mut [Plane; 1]) -> &'a mut [Plane] {
-        if self.mplane {
-            &mut planes[..]
-        } else {
-            &mut planes[..0]
-        }
-    }
-
-    fn queue_coded(&mut self, index: u32) -> std::io::Result<()> {
-        let mut b = Buffer::new(self.coded_type, sys::MEMORY_MMAP, index);
-        let mut planes = [Plane::default()];
-        if self.mplane {
-            planes[0].length = self.coded[index as usize].len() as u32;
-        }
-        sys::qbuf(&self.dev.file, &mut b, self.planes(&mut planes))
-    }
-}
-
-impl EncoderIo for V4l2EncoderIo {
-    fn configure(
-        &mut self,
-        input: PixelFormat,
-        s: EncoderSettings,
-    ) -> std::io::Result<InputLayout> {
-        // Coded side first (stateful encoder rule), then the raw side.
-        let mut coded = sys::Format::new(self.coded_type);
-        let mut raw = sys::Format::new(self.input_type);
-        if self.mplane {
-            let p = coded.pix_mp_mut();
-            (p.width, p.height, p.pixelformat, p.num_planes) =
-                (s.width, s.height, PixelFormat::H264.fourcc(), 1);
-            p.plane_fmt[0].sizeimage = (s.width * s.height).max(512 * 1024);
-            let p = raw.pix_mp_mut();
-            (p.width, p.height, p.pixelformat, p.num_planes) =
-                (s.width, s.height, input.fourcc(), 1);
-        } else {
-            let p = coded.pix_mut();
-            (p.width, p.height, p.pixelformat) = (s.width, s.height, PixelFormat::H264.fourcc());
-            p.sizeimage = (s.width * s.height).max(512 * 1024);
-            let p = raw.pix_mut();
-            (p.width, p.height, p.pixelformat) = (s.width, s.height, input.fourcc());
-        }
-        sys::s_fmt(&self.dev.file, &mut coded)?;
-        sys::s_fmt(&self.dev.file, &mut raw)?;
-        let (format, stride, size) = if self.mplane {
-            let p = raw.pix_mp();
-            (
-                p.pixelformat,
-                p.plane_fmt[0].bytesperline,
-                p.plane_fmt[0].sizeimage as usize,
-            )
-        } else {
-            let p = raw.pix();
-            (p.pixelformat, p.bytesperline, p.sizeimage as usize)
-        };
-        let format = PixelFormat::from_fourcc(format);
-        let luma_size = match format {
-            PixelFormat::Yuyv => size,
-            _ => size * 2 / 3,
-        };
-        self.dev.set_capture_rate(self.input_type, s.fps as f64);
-        Ok(InputLayout {
-            format,
-            stride,
-            luma_size,
-            size,
-        })
-    }
-
-    fn controls(&mut self) -> &mut dyn ControlDevice {
-        &mut self.dev
-    }
-
-    fn start(&mut self) -> std::io::Result<()> {
-        self.inputs = self.alloc(self.input_type)?;
-        self.input_queued = vec![false; self.inputs.len()];
-        self.coded = self.alloc(self.coded_type)?;
-        for i in 0..self.coded.len() as u32 {
-            self.queue_coded(i)?;
-        }
-        sys::streamon(&self.dev.file, self.input_type)?;
-        sys::streamon(&self.dev.file, self.coded_type)
-    }
-
-    fn free_input(&mut self) -> std::io::Result<Option<usize>> {
-        // Take back finished inputs without waiting.
-        loop {
-            let mut b = Buffer::new(self.input_type, sys::MEMORY_MMAP, 0);
-            let mut planes = [Plane::default()];
-            match sys::dqbuf(&self.dev.file, &mut b, self.planes(&mut planes)) {
-                Ok(()) => {
-                    if let Some(q) = self.input_queued.get_mut(b.index as usize) {
-                        *q = false;
-                    }
-                }
-                Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => break,
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(self.input_queued.iter().position(|q| !q))
-    }
-
-    fn input_mut(&mut self, index: usize) -> &mut [u8] {
-        self.inputs
-            .get_mut(index)
-            .map(|m| m.as_mut_slice())
-            .unwrap_or(&mut [])
-    }
-
-    fn queue_input(
-        &mut self,
-        index: usize,
-        bytes: usize,
-        timestamp_us: u64,
-    ) -> std::io::Result<()> {
-        let mut b = Buffer::new(self.input_type, sys::MEMORY_MMAP, index as u32);
-        b.timestamp = libc::timeval {
-            tv_sec: (timestamp_us / 1_000_000) as libc::time_t,
-            tv_usec: (timestamp_us % 1_000_000) as libc::suseconds_t,
-        };
-        b.bytesused = bytes as u32;
-        b.field = sys::FIELD_NONE;
-        let mut planes = [Plane::default()];
-        if self.mplane {
-            planes[0].bytesused = bytes as u32;
-            planes[0].length = self.inputs.get(index).map_or(0, |m| m.len()) as u32;
-        }
-        sys::qbuf(&self.dev.file, &mut b, self.planes(&mut planes))?;
-        if let Some(q) = self.input_queued.get_mut(index) {
-            *q = true;
-        }
-        Ok(())
-    }
-
-    fn dequeue_coded(&mut self, timeout: Duration) -> std::io::Result<Option<Coded>> {
-        if sys::poll(&self.dev.file, sys::POLLIN, timeout.as_millis() as i32)? == 0 {
-            return Ok(None);
-        }
-        let mut b = Buffer::new(self.coded_type, sys::MEMORY_MMAP, 0);
-        let mut planes = [Plane::default()];
-        sys::dqbuf(&self.dev.file, &mut b, self.planes(&mut planes))?;
-        let used = if self.mplane {
-            planes[0].bytesused
-        } else {
-            b.bytesused
-        } as usize;
-        let map = self
-            .coded
-            .get(b.index as usize)
-            .ok_or_else(|| std::io::Error::other("bad buffer index"))?;
-        let data = map.as_slice()[..used.min(map.len())].to_vec();
-        let keyframe = b.flags & sys::BUF_FLAG_KEYFRAME != 0;
-        let timestamp_us = b.timestamp.tv_sec as u64 * 1_000_000 + b.timestamp.tv_usec as u64;
-        self.queue_coded(b.index)?;
-        Ok(Some(Coded {
-            data,
-            keyframe,
-            timestamp_us,
-        }))
-    }
 }
 
 #[cfg(test)]
