@@ -281,26 +281,29 @@ impl RtpReceiver {
             Arrival::New | Arrival::Filled { since_nack: None } => {}
         }
         self.stats.repair.packets_received += 1;
-        if let Some(highest) = self.reorder.highest() {
-            // The packet's extended number: within the span, so the nearest with its
-            // low 16 bits below or at the highest.
-            let ext = highest - u64::from((highest as u16).wrapping_sub(seq));
-            let timing = !matches!(
-                arrival,
-                Arrival::Filled {
-                    since_nack: Some(_)
-                }
-            );
-            self.reception
-                .on_packet(now, ext, packet.timestamp(), timing);
+        if !matches!(
+            arrival,
+            Arrival::Filled {
+                since_nack: Some(_)
+            }
+        ) {
+            self.reception.on_arrival(now, packet.timestamp());
         }
         self.release(now);
+        if arrival == Arrival::Discontinuity {
+            self.reception.restart_counts();
+        }
     }
 
     /// Passes what the reorder buffer lets go to the depacketizer, and finished frames
     /// on.
     fn release(&mut self, now: Instant) {
         while let Some((seq, data)) = self.reorder.pop() {
+            if let Some(released) = self.reorder.released() {
+                // Its extended number: the nearest at or below the last released.
+                let ext = released - u64::from((released as u16).wrapping_sub(seq));
+                self.reception.on_released(ext);
+            }
             let Ok(packet) = RtpPacket::parse(&data) else {
                 // It parsed when it came in; the bytes are ours and unchanged.
                 continue;
@@ -374,9 +377,13 @@ impl RtpReceiver {
     /// Writes a receiver report into `buf`, with the NACKs due when there are any.
     fn write_report(&mut self, now: Instant, buf: &mut Vec<u8>, nacks: bool) {
         let Some(media) = self.ssrc else { return };
+        // Reported up to the last packet released in order, not the highest seen: a gap
+        // still waited for (a NACK out, the resend on its way) is not loss yet. So the
+        // loss reported is what repair could not mend, which is what the sender's
+        // bitrate should answer to.
         let block = self
             .reorder
-            .highest()
+            .released()
             .map(|h| self.reception.report_block(now, media, h));
         let list = nacks.then_some((media, self.nack_list.as_slice()));
         rtcp::receiver_report(buf, self.config.ssrc, block, list);

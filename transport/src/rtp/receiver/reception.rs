@@ -41,18 +41,28 @@ impl Reception {
         }
     }
 
-    /// A packet with extended sequence number `ext` and RTP `timestamp` arrived at `now`
-    /// for the first time. `timing` is false for a resend, whose arrival says nothing of
-    /// the path's jitter.
-    pub fn on_packet(&mut self, now: Instant, ext: u64, timestamp: u32, timing: bool) {
-        let base = *self.base.get_or_insert(ext);
-        if ext < base {
-            self.base = Some(ext);
+    /// The packet with extended sequence number `ext` left the reorder buffer in order:
+    /// it counts as received.
+    pub fn on_released(&mut self, ext: u64) {
+        // Release is in order, so nothing comes below the first; what would (packets
+        // held from before a discontinuity) belongs to no interval here.
+        if ext >= *self.base.get_or_insert(ext) {
+            self.received += 1;
         }
-        self.received += 1;
-        if !timing {
-            return;
-        }
+    }
+
+    /// Starts the statistics over (a discontinuity in the sequence numbers); the jitter
+    /// and the last sender report carry over.
+    pub fn restart_counts(&mut self) {
+        self.base = None;
+        self.received = 0;
+        self.expected_prior = 0;
+        self.received_prior = 0;
+    }
+
+    /// A packet with RTP `timestamp` arrived at `now` for the first time, not as a
+    /// resend (whose arrival says nothing of the path's jitter).
+    pub fn on_arrival(&mut self, now: Instant, timestamp: u32) {
         let arrival = now.saturating_duration_since(self.epoch).as_micros() as u64
             * u64::from(self.clock_rate)
             / 1_000_000;
@@ -72,7 +82,9 @@ impl Reception {
     }
 
     /// The report block for a report sent at `now`; starts the next loss interval.
-    /// `highest` is the highest extended sequence number seen.
+    /// `highest` is the highest extended sequence number accounted for. Packets received
+    /// beyond it (held behind a gap) are left out of `received` too, so they do not
+    /// hide the loss of the gap once it is given up.
     pub fn report_block(
         &mut self,
         now: Instant,
@@ -118,7 +130,7 @@ mod tests {
         // 100 expected, 90 received.
         for ext in 1000..1100u64 {
             if ext % 10 != 3 {
-                r.on_packet(t0, ext, 0, true);
+                r.on_released(ext);
             }
         }
         let b = r.report_block(t0, 7, 1099);
@@ -126,7 +138,7 @@ mod tests {
         assert_eq!(b.extended_seq, 1099);
         // The next interval: 50 expected, all received.
         for ext in 1100..1150u64 {
-            r.on_packet(t0, ext, 0, true);
+            r.on_released(ext);
         }
         let b = r.report_block(t0, 7, 1149);
         assert_eq!((b.cumulative_lost, b.fraction_lost), (10, 0));
@@ -140,9 +152,9 @@ mod tests {
         for i in 0..200u64 {
             let ts = (i * 3000) as u32; // 33.3 ms of 90 kHz
             let at = t0 + Duration::from_micros(i * 33_333);
-            steady.on_packet(at, i, ts, true);
+            steady.on_arrival(at, ts);
             let wobble = Duration::from_millis(if i % 2 == 0 { 0 } else { 10 });
-            uneven.on_packet(at + wobble, i, ts, true);
+            uneven.on_arrival(at + wobble, ts);
         }
         assert!(steady.report_block(t0, 1, 199).jitter <= 2);
         // 10 ms each packet: the estimate converges to 900 ticks.
@@ -154,7 +166,7 @@ mod tests {
     fn the_last_sender_report_is_echoed_with_the_delay_since() {
         let t0 = Instant::now();
         let mut r = Reception::new(90_000, t0);
-        r.on_packet(t0, 5, 0, true);
+        r.on_released(5);
         assert_eq!(r.report_block(t0, 1, 5).lsr, 0, "none yet");
         r.on_sender_report(t0, 0x0001_2345_6789_0000);
         let b = r.report_block(t0 + Duration::from_millis(500), 1, 5);

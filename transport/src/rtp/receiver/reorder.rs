@@ -89,9 +89,10 @@ impl Reorder {
         self.held.len()
     }
 
-    /// The highest extended sequence number seen, if any.
-    pub fn highest(&self) -> Option<u64> {
-        self.next.map(|_| self.highest)
+    /// The highest extended sequence number released in order (everything up to it has
+    /// arrived or been given up), if any.
+    pub fn released(&self) -> Option<u64> {
+        self.next.map(|n| n - 1)
     }
 
     /// Forgets the stream.

@@ -59,6 +59,9 @@ pub(crate) struct RateController {
     last_probe: Option<Instant>,
     /// A congestion has been seen: probing is slow from then on.
     found_link: bool,
+    /// Loss smoothed over reports (1/4 new): one report over a short interval counts a
+    /// single lost packet as several percent.
+    loss: f64,
 }
 
 impl RateController {
@@ -72,6 +75,7 @@ impl RateController {
             hold_until: None,
             last_probe: None,
             found_link: false,
+            loss: 0.0,
         }
     }
 
@@ -108,8 +112,9 @@ impl RateController {
             Some(q) => q < self.config.clear_queue,
             None => report.jitter < self.config.overuse_queue / 2,
         };
-        let congested = report.loss > 0.05 || delayed;
-        let clear = report.loss < 0.02 && undelayed;
+        self.loss = 0.75 * self.loss + 0.25 * report.loss;
+        let congested = self.loss > 0.05 || delayed;
+        let clear = self.loss < 0.02 && undelayed;
         let severe = queue.is_some_and(|q| q > self.config.overuse_queue * 4);
         let held = self.hold_until.is_some_and(|t| now < t);
         let probe_due = self.last_probe.map_or(true, |t| {
@@ -241,11 +246,14 @@ mod tests {
     fn moderate_loss_without_queueing_neither_cuts_nor_probes() {
         let t0 = Instant::now();
         let mut c = controller();
-        c.on_report(t0, report(0.0, 2));
-        c.on_report(t0, report(0.3, 2));
-        let after_cut = c.bitrate();
-        let t1 = t0 + Duration::from_secs(1);
-        assert_eq!(c.on_report(t1, report(0.03, 2)), None);
-        assert_eq!(c.bitrate(), after_cut);
+        // 3 % in every report (smoothed, it approaches 3 %): between the clear and the
+        // congested marks, so the ceiling holds.
+        for i in 0..20 {
+            let t = t0 + Duration::from_secs(i);
+            assert_eq!(c.on_report(t, report(0.03, 2)), None, "report {i}");
+        }
+        // One bad report on top moves the smoothed loss over 5 %: a cut.
+        let t = t0 + Duration::from_secs(30);
+        assert_eq!(c.on_report(t, report(0.15, 2)), Some(3_400_000));
     }
 }
