@@ -81,6 +81,10 @@ pub struct LinkArgs {
     /// `--wire rtp`: the RTP payload type (96..=127, default 96).
     #[arg(long, allow_negative_numbers = true)]
     pub payload_type: Option<i64>,
+    /// `--wire rtp`: the RTP clock rate, Hz (default 90000, which RFC 6184 requires for
+    /// H.264; another value only for a peer that insists on it).
+    #[arg(long, allow_negative_numbers = true)]
+    pub clock_rate: Option<i64>,
     /// Use this key file (from `picam keygen`, the same on both sides) instead of the
     /// paired key.
     #[arg(long, value_name = "FILE")]

@@ -39,6 +39,7 @@ pub struct FileConfig {
     wire: Option<String>,
     rtcp_mux: Option<bool>,
     payload_type: Option<i64>,
+    clock_rate: Option<i64>,
 }
 
 /// Validated settings for either side.
@@ -74,6 +75,8 @@ pub struct Settings {
     pub rtcp_mux: bool,
     /// `rtp`: the payload type.
     pub payload_type: u8,
+    /// `rtp`: the RTP clock rate, Hz.
+    pub clock_rate: u32,
 }
 
 /// Which wire format carries the stream (`--wire`).
@@ -326,10 +329,18 @@ impl Settings {
             127,
             " (dynamic RTP payload types)",
         )? as u8;
+        let clock_rate = ranged(
+            "clock_rate",
+            pick(link.clock_rate, file.clock_rate, path, 90_000),
+            1_000,
+            1_000_000,
+            " Hz (RFC 6184 H.264 uses 90000)",
+        )? as u32;
         Ok(Self {
             wire,
             rtcp_mux,
             payload_type,
+            clock_rate,
             remote,
             bind,
             port,
@@ -444,8 +455,11 @@ mod tests {
             (s.wire, s.rtcp_mux, s.payload_type),
             (Wire::Picam, false, 96)
         );
+        assert_eq!(s.clock_rate, 90_000);
         let s = send_settings(&["--wire", "RTP", "--rtcp-mux", "--payload-type", "100"]).unwrap();
         assert_eq!((s.wire, s.rtcp_mux, s.payload_type), (Wire::Rtp, true, 100));
+        let s = send_settings(&["--wire", "rtp", "--clock-rate", "48000"]).unwrap();
+        assert_eq!(s.clock_rate, 48_000);
         assert_eq!(
             s.encoder,
             EncoderSettings {
@@ -483,6 +497,7 @@ mod tests {
                 "invalid `wire` = \"srt\" from the command line: allowed \"picam\", \"rtp\" or \"h264\"",
             ),
             (&["--payload-type", "200"], "invalid `payload_type` = 200 from the command line: allowed 96..=127"),
+            (&["--clock-rate", "0"], "invalid `clock_rate` = 0 from the command line: allowed 1000..=1000000 Hz"),
             (&["--intra", "0"], "`intra` = 0"),
             (&["--payload-size", "20"], "`payload_size` = 20"),
             (&["--bind", "not-an-ip"], "invalid `bind`"),

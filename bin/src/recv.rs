@@ -217,6 +217,7 @@ async fn run_interop_receiver<F: FnMut(ReceivedFrame) -> bool>(
         (Wire::Rtp, Protocol::Udp) => {
             let rx = RtpReceiver::new(RtpReceiverConfig {
                 payload_type: settings.payload_type,
+                clock_rate: settings.clock_rate,
                 rtcp_mux: settings.rtcp_mux,
                 // NACKs for gaps, as rtpbin's do-retransmission asks; `--no-repair`
                 // waits only for reordering.
@@ -230,6 +231,7 @@ async fn run_interop_receiver<F: FnMut(ReceivedFrame) -> bool>(
         (Wire::Rtp, Protocol::Tcp) => {
             let rx = RtpReceiver::new(RtpReceiverConfig {
                 payload_type: settings.payload_type,
+                clock_rate: settings.clock_rate,
                 rtcp_mux: true,
                 // A byte stream loses nothing: no NACKs.
                 nack: false,

@@ -313,6 +313,7 @@ async fn run_interop_sender<E: FnMut(SenderEvent)>(
         Wire::Rtp => {
             let sender = RtpSender::new(RtpSenderConfig {
                 payload_type: settings.payload_type,
+                clock_rate: settings.clock_rate,
                 max_packet: settings.payload_size,
                 // Over TCP, GStreamer's rtpstreamdepay ! rtph264depay takes every message
                 // for RTP: no RTCP there.
@@ -351,9 +352,10 @@ pub fn sdp(settings: &Settings, remote: SocketAddr) -> String {
         std::net::IpAddr::V6(ip) => ("IP6", ip.to_string()),
     };
     let pt = settings.payload_type;
+    let clock = settings.clock_rate;
     let mut s = format!(
         "v=0\r\no=- 0 0 IN {family} {ip}\r\ns=picam\r\nc=IN {family} {ip}\r\nt=0 0\r\n\
-         m=video {port} RTP/AVP {pt}\r\na=rtpmap:{pt} H264/90000\r\n\
+         m=video {port} RTP/AVP {pt}\r\na=rtpmap:{pt} H264/{clock}\r\n\
          a=fmtp:{pt} packetization-mode=1\r\n",
         port = remote.port()
     );

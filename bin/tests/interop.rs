@@ -58,46 +58,18 @@ fn ffmpeg_rtp_sender_to_picam_recv() {
     let raw = scratch.path("src.i420");
     raw_pattern(&raw, 90);
     let port = free_port().to_string();
-    let mut ff = None;
-    let size = format!("{W}x{H}");
     let url = format!("rtp://127.0.0.1:{port}");
+    let args = ffmpeg_x264(
+        &raw,
+        &["-x264-params", "repeat-headers=1", "-f", "rtp", &url],
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut ff = None;
     let pictures = picam_recv(
         &scratch,
         &["--wire", "rtp", "--bind", "127.0.0.1", "--port", &port],
         "6",
-        || {
-            ff = Some(peer(
-                "ffmpeg",
-                &[
-                    "-loglevel",
-                    "error",
-                    "-re",
-                    "-f",
-                    "rawvideo",
-                    "-pix_fmt",
-                    "yuv420p",
-                    "-s",
-                    &size,
-                    "-r",
-                    "30",
-                    "-i",
-                    raw.to_str().unwrap(),
-                    "-c:v",
-                    "libx264",
-                    "-preset",
-                    "ultrafast",
-                    "-tune",
-                    "zerolatency",
-                    "-g",
-                    "30",
-                    "-x264-params",
-                    "repeat-headers=1",
-                    "-f",
-                    "rtp",
-                    &url,
-                ],
-            ));
-        },
+        || ff = Some(peer("ffmpeg", &args)),
     );
     check_pictures("ffmpeg -f rtp -> picam recv --wire rtp", &pictures, 40);
 }

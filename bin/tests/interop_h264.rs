@@ -22,7 +22,7 @@ fn raw_h264_over_udp_to_picam_recv() {
     raw_pattern(&raw, 90);
     let port = free_port().to_string();
     let url = format!("udp://127.0.0.1:{port}?pkt_size=1316");
-    let args = ffmpeg_h264_to(&raw, &url);
+    let args = ffmpeg_x264(&raw, &["-f", "h264", &url]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut ff = None;
     let pictures = picam_recv(
@@ -51,7 +51,8 @@ fn raw_h264_from_a_listening_tcp_server_to_picam_recv() {
     let raw = scratch.path("src.i420");
     raw_pattern(&raw, 150);
     let port = free_port().to_string();
-    let args = ffmpeg_h264_to(&raw, &format!("tcp://127.0.0.1:{port}?listen=1"));
+    let url = format!("tcp://127.0.0.1:{port}?listen=1");
+    let args = ffmpeg_x264(&raw, &["-f", "h264", &url]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let _ff = peer("ffmpeg", &args);
     let pictures = picam_recv(

@@ -177,10 +177,10 @@ pub fn picam_send(scratch: &Scratch, args: &[&str], secs: &str) -> Picam {
 }
 
 /// The ffmpeg arguments that encode the stamped pattern in `raw` as x264 would on a Pi,
-/// in real time, to raw H.264 at `url`.
-pub fn ffmpeg_h264_to(raw: &std::path::Path, url: &str) -> Vec<String> {
+/// in real time, followed by `output` (the muxer options and the URL).
+pub fn ffmpeg_x264(raw: &std::path::Path, output: &[&str]) -> Vec<String> {
     let size = format!("{W}x{H}");
-    [
+    let input = [
         "-loglevel",
         "error",
         "-re",
@@ -202,12 +202,8 @@ pub fn ffmpeg_h264_to(raw: &std::path::Path, url: &str) -> Vec<String> {
         "zerolatency",
         "-g",
         "30",
-        "-f",
-        "h264",
-        url,
-    ]
-    .map(String::from)
-    .to_vec()
+    ];
+    input.iter().chain(output).map(|s| s.to_string()).collect()
 }
 
 /// ffmpeg reading raw H.264 (as `ffplay` would, same demuxer and decoder) from `input`,
