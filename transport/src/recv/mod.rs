@@ -19,133 +19,27 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use media::EncodedFrame;
-
+mod config;
 mod feedback;
+mod ordering;
 mod reassembly;
 
+pub use config::{
+    ReceivedFrame, ReceiverConfig, ReceiverEvent, ReceiverInput, ReceiverRepairConfig,
+};
 pub use feedback::FeedbackConfig;
 
 use crate::machine::{Machine, Output, Transmit};
 use crate::repair::nack::{LossConfig, LossTracker, Seen};
-use crate::secure::{self, Opened, Psk, Responder};
+use crate::secure::{self, Opened, Responder};
 use crate::wire::{self, Packet, SequenceCounts};
 use crate::TransportError;
 use crate::{seq, ReceiverStats};
 use feedback::Feedback;
 use reassembly::{Added, Partial};
 
-/// Knobs of the receiver.
-#[derive(Clone, Debug)]
-pub struct ReceiverConfig {
-    /// Largest frame accepted; larger ones are refused as malformed.
-    pub max_frame_bytes: usize,
-    /// Frames held at once (incomplete or waiting for order); also bounds the queue of
-    /// frames waiting to be handed out.
-    pub max_in_flight: usize,
-    /// How long an incomplete frame waits for its next fragment before it is given up.
-    pub frame_deadline: Duration,
-    /// How long after its first fragment a frame may take to complete at most, however
-    /// steadily its fragments arrive.
-    pub max_frame_age: Duration,
-    /// How long a complete frame waits for an earlier frame never seen at all.
-    pub reorder_grace: Duration,
-    /// Interval between repeated keyframe requests while waiting for one.
-    pub keyframe_retry: Duration,
-    /// Silence after which another sender's session is adopted.
-    pub session_idle: Duration,
-    /// Reports and clock pings to the sender.
-    pub feedback: FeedbackConfig,
-    /// Loss repair: nacks for missing packets, rebuilding from parity. `None` turns it
-    /// off (`--no-repair`; and on a byte stream, which never loses a packet).
-    pub repair: Option<ReceiverRepairConfig>,
-    /// The paired key: only packets sealed by the sender holding it are heard, and
-    /// feedback goes to that sender only. `None` (`--insecure`) takes packets in the
-    /// clear.
-    pub secure: Option<Psk>,
-}
-
 /// Nack packets one poll may send at most.
 const NACK_PACKETS_PER_POLL: usize = 4;
-
-/// The receiver's loss repair knobs.
-#[derive(Clone, Copy, Debug)]
-pub struct ReceiverRepairConfig {
-    /// A complete frame with an unseen frame before it waits this long (instead of
-    /// `reorder_grace`) while packets are missing and being asked for: the unseen
-    /// frame may be on its way as a retransmission.
-    pub repair_wait: Duration,
-    /// Round trip assumed until the clock pings have measured one.
-    pub initial_rtt: Duration,
-}
-
-impl Default for ReceiverRepairConfig {
-    fn default() -> Self {
-        Self {
-            repair_wait: Duration::from_millis(40),
-            initial_rtt: Duration::from_millis(10),
-        }
-    }
-}
-
-impl Default for ReceiverConfig {
-    fn default() -> Self {
-        Self {
-            max_frame_bytes: crate::DEFAULT_MAX_FRAME_BYTES,
-            max_in_flight: 8,
-            frame_deadline: Duration::from_millis(200),
-            max_frame_age: Duration::from_millis(1000),
-            reorder_grace: Duration::from_millis(15),
-            keyframe_retry: Duration::from_millis(100),
-            session_idle: Duration::from_millis(500),
-            feedback: FeedbackConfig::default(),
-            repair: None,
-            secure: None,
-        }
-    }
-}
-
-/// A frame ready for the decoder.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ReceivedFrame {
-    /// Wire frame number.
-    pub number: u32,
-    /// Session it belongs to (changes when the sender restarts).
-    pub session: u32,
-    /// The access unit.
-    pub frame: EncodedFrame,
-    /// When its last fragment arrived.
-    pub arrived: Instant,
-}
-
-/// What goes into a [`Receiver`].
-#[derive(Debug)]
-pub enum ReceiverInput<'a> {
-    /// A datagram (or one TCP message) from `from` (`None` on a stream socket whose
-    /// peer is implied).
-    Packet {
-        /// Who sent it.
-        from: Option<SocketAddr>,
-        /// The bytes.
-        data: &'a [u8],
-    },
-    /// The instant of the last [`Output::Timeout`] has come.
-    Timeout,
-    /// The decoder failed on a frame: nothing more can be decoded until a keyframe.
-    RequestKeyframe,
-    /// The last frame handed out could not be queued downstream and was dropped: the
-    /// decoder will miss a reference, so wait for a keyframe.
-    DownstreamFull,
-    /// The viewer is leaving: say bye to the sender.
-    Close,
-}
-
-/// What a [`Receiver`] asks of its surroundings besides sending packets.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ReceiverEvent {
-    /// A frame for the decoder, in order and decodable.
-    Frame(ReceivedFrame),
-}
 
 /// A packet waiting for the sender.
 #[derive(Debug)]
@@ -602,186 +496,6 @@ impl Receiver {
         let due = self.last_request? + self.config.keyframe_retry;
         // Stop asking a sender that has gone quiet; its next packet restarts the asking.
         (due < session.last_heard + self.config.session_idle).then_some(due)
-    }
-
-    fn find(&self, frame: u32) -> Result<usize, usize> {
-        self.partials.binary_search_by(|p| {
-            if p.number == frame {
-                std::cmp::Ordering::Equal
-            } else if seq::after(frame, p.number) {
-                std::cmp::Ordering::Less
-            } else {
-                std::cmp::Ordering::Greater
-            }
-        })
-    }
-
-    /// Whether a packet of session `id` from `from` belongs to the session followed; a
-    /// new one is adopted when the old is idle or comes from the same host or, with
-    /// encryption, at once: it proved it holds the paired key.
-    fn accept_session(
-        &mut self,
-        now: Instant,
-        from: Option<SocketAddr>,
-        id: u32,
-        authenticated: bool,
-    ) -> bool {
-        if let Some(s) = &mut self.session {
-            if s.id == id {
-                s.last_heard = now;
-                s.peer = from.or(s.peer);
-                return true;
-            }
-            if self.retired == Some(id) {
-                return false;
-            }
-            let idle = authenticated
-                || now.saturating_duration_since(s.last_heard) >= self.config.session_idle;
-            // A sender restarted on the same host comes back with a new id at once.
-            let same_host = matches!((s.peer, from), (Some(a), Some(b)) if a.ip() == b.ip());
-            if !idle && !same_host {
-                return false;
-            }
-            self.retired = Some(s.id);
-        }
-        self.session = Some(Session {
-            id,
-            peer: from,
-            last_heard: now,
-        });
-        self.partials.clear();
-        self.last_emitted = None;
-        self.last_shown = None;
-        self.waiting_keyframe = true;
-        self.last_request = None;
-        self.highest_seen = None;
-        self.feedback.reset(now);
-        self.tracker.reset();
-        self.stats.sessions += 1;
-        true
-    }
-
-    /// Moves the emission point to `number`, counting frame numbers skipped as lost.
-    fn advance_to(&mut self, number: u32) {
-        if let Some(last) = self.last_emitted {
-            let skipped = seq::distance(number, last) - 1;
-            if skipped > 0 {
-                self.stats.dropped.lost += skipped as u64;
-                self.enter_gap();
-            }
-        }
-        self.last_emitted = Some(number);
-    }
-
-    fn enter_gap(&mut self) {
-        self.waiting_keyframe = true;
-    }
-
-    fn give_up_oldest(&mut self, now: Instant) {
-        let mut oldest = self.partials.remove(0);
-        if oldest.is_complete() {
-            self.emit_or_drop(now, &mut oldest);
-        } else {
-            self.stats.dropped.evicted += 1;
-            self.advance_to(oldest.number);
-            self.enter_gap();
-            self.maybe_request_keyframe(now);
-        }
-    }
-
-    fn emit_or_drop(&mut self, now: Instant, partial: &mut Partial) {
-        self.advance_to(partial.number);
-        if self.waiting_keyframe && !partial.keyframe {
-            self.stats.dropped.undecodable += 1;
-            self.maybe_request_keyframe(now);
-            return;
-        }
-        if partial.keyframe {
-            self.waiting_keyframe = false;
-        }
-        let session = self.session.as_ref().map_or(0, |s| s.id);
-        self.last_shown = Some(partial.number);
-        self.ready.push_back(ReceivedFrame {
-            number: partial.number,
-            session,
-            frame: EncodedFrame {
-                data: partial.assemble(),
-                capture_us: partial.capture_us,
-                keyframe: partial.keyframe,
-            },
-            arrived: partial.completed_at.unwrap_or(now),
-        });
-        if self.ready.len() > self.config.max_in_flight {
-            // Nobody is draining: drop the oldest and start over from a keyframe.
-            self.ready.pop_front();
-            self.stats.dropped.queue_full += 1;
-            self.request_keyframe(now);
-        }
-    }
-
-    fn emit_ready(&mut self, now: Instant) {
-        // While waiting for a keyframe, a complete keyframe anywhere ends the wait: jump
-        // straight to it rather than wait out older frames that cannot be decoded.
-        if self.waiting_keyframe {
-            if let Some(pos) = self
-                .partials
-                .iter()
-                .position(|p| p.keyframe && p.is_complete())
-            {
-                for older in self.partials.drain(..pos).collect::<Vec<_>>() {
-                    if older.is_complete() {
-                        self.stats.dropped.undecodable += 1;
-                    } else {
-                        self.stats.dropped.incomplete += 1;
-                    }
-                    self.advance_to(older.number);
-                }
-            }
-        }
-        while let Some(first) = self.partials.first() {
-            let gap = self
-                .last_emitted
-                .map_or(0, |last| seq::distance(first.number, last) - 1);
-            if let Some(done) = first.completed_at {
-                let may_wait = gap > 0 && !self.waiting_keyframe;
-                if may_wait && now < done + self.grace() {
-                    break;
-                }
-                let mut first = self.partials.remove(0);
-                self.emit_or_drop(now, &mut first);
-            } else if (self.waiting_keyframe && !first.keyframe) || now >= first.deadline {
-                // Undecodable anyway, or out of time: give it up now.
-                let first = self.partials.remove(0);
-                if now >= first.deadline {
-                    self.stats.dropped.incomplete += 1;
-                } else {
-                    self.stats.dropped.undecodable += 1;
-                }
-                self.advance_to(first.number);
-                self.enter_gap();
-                self.maybe_request_keyframe(now);
-            } else {
-                break;
-            }
-        }
-    }
-
-    fn maybe_request_keyframe(&mut self, now: Instant) {
-        let Some(session) = &self.session else { return };
-        if self
-            .last_request
-            .is_some_and(|at| now < at + self.config.keyframe_retry)
-        {
-            return;
-        }
-        let mut payload = Vec::with_capacity(wire::KEYFRAME_REQUEST_LEN);
-        wire::write_keyframe_request(&mut payload, session.id, self.highest_seen);
-        self.transmits.push_back(Queued {
-            to: session.peer,
-            payload,
-        });
-        self.last_request = Some(now);
-        self.stats.keyframe_requests += 1;
     }
 
     /// Asserts the machine's internal rules; for tests and fuzzers.
