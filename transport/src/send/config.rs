@@ -139,3 +139,10 @@ pub enum SenderInput<'a> {
     /// go and are dropped, counted.
     Disconnected,
 }
+
+/// Control packets waiting at once; more are dropped (a pong is only a sample).
+pub(super) const MAX_CONTROL: usize = 16;
+/// Loss up to this fraction is left to repair rather than read as congestion.
+pub(super) const REPAIRABLE_LOSS: f64 = 0.2;
+/// The most of the target bitrate set aside for repair traffic.
+pub(super) const MAX_REPAIR_SHARE: f64 = 0.3;

@@ -1,6 +1,7 @@
 //! Unit tests of `send/mod.rs`.
 
 use super::*;
+use crate::wire::{self, Packet};
 use media::EncodedFrame;
 
 fn frame(keyframe: bool, len: usize) -> EncodedFrame {
