@@ -4,7 +4,7 @@
 
 use std::io::Write;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use media::pattern::TestPattern;
 use media::{stamp, Picture};
@@ -95,6 +95,22 @@ pub struct Peer(pub Child);
 
 impl Drop for Peer {
     fn drop(&mut self) {
+        // The child is `timeout`: SIGKILL would end it alone and orphan the peer, which
+        // would then run on forever (ffmpeg's UDP input never ends by itself). SIGTERM
+        // makes `timeout` pass the signal on and, with `-k 2`, SIGKILL a peer that
+        // ignores it two seconds later; then `timeout` exits.
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if !matches!(self.0.try_wait(), Ok(None)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
