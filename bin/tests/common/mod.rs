@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod keyed;
 pub mod peers;
 
 use std::io::{BufRead, BufReader, Read};
