@@ -98,11 +98,14 @@ fn picam_rtp_sender_to_gstreamer() {
         &["--wire", "rtp", "--remote", "127.0.0.1", "--port", &port],
         "4",
     );
-    let (ok, _, err) = send.wait(Duration::from_secs(30));
-    assert!(ok, "picam send failed: {err}");
-    std::thread::sleep(Duration::from_millis(500));
-    drop(gst);
-    check_pictures("picam send --wire rtp -> GStreamer", &read_i420(&out), 45);
+    finish_into_peer(
+        send,
+        gst,
+        Duration::from_millis(500),
+        &out,
+        "picam send --wire rtp -> GStreamer",
+        45,
+    );
 }
 
 /// `picam send --wire rtp --sdp` into `ffmpeg -i stream.sdp`.
@@ -155,13 +158,12 @@ fn picam_sdp_to_ffmpeg() {
         &["--wire", "rtp", "--remote", "127.0.0.1", "--port", &port],
         "4",
     );
-    let (ok, _, err) = send.wait(Duration::from_secs(30));
-    assert!(ok, "picam send failed: {err}");
-    std::thread::sleep(Duration::from_millis(500));
-    drop(ff);
-    check_pictures(
+    finish_into_peer(
+        send,
+        ff,
+        Duration::from_millis(500),
+        &out,
         "picam send --wire rtp --sdp -> ffmpeg",
-        &read_i420(&out),
         45,
     );
 }
@@ -235,13 +237,12 @@ fn rtp_over_tcp_with_gstreamer_both_ways() {
     );
     let args: Vec<&str> = pipeline.split_whitespace().collect();
     let gst = peer("gst-launch-1.0", &[&["-q"][..], &args].concat());
-    let (ok, _, err) = send.wait(Duration::from_secs(30));
-    assert!(ok, "picam send failed: {err}");
-    std::thread::sleep(Duration::from_millis(300));
-    drop(gst);
-    check_pictures(
+    finish_into_peer(
+        send,
+        gst,
+        Duration::from_millis(300),
+        &out,
         "picam send --wire rtp tcp -> GStreamer rtpstreamdepay",
-        &read_i420(&out),
         30,
     );
 }

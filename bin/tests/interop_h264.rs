@@ -104,13 +104,12 @@ fn picam_raw_h264_over_udp_to_ffmpeg() {
         ],
         "4",
     );
-    let (ok, _, err) = send.wait(Duration::from_secs(30));
-    assert!(ok, "picam send failed: {err}");
-    std::thread::sleep(Duration::from_millis(800));
-    drop(ff);
-    check_pictures(
+    finish_into_peer(
+        send,
+        ff,
+        Duration::from_millis(800),
+        &out,
         "picam send --wire h264 udp -> ffmpeg -f h264 -i udp://",
-        &read_i420(&out),
         45,
     );
 }
@@ -142,13 +141,12 @@ fn picam_raw_h264_tcp_server_to_ffmpeg() {
     );
     std::thread::sleep(Duration::from_millis(500));
     let ff = ffmpeg_h264_reader(&format!("tcp://127.0.0.1:{port}"), &out);
-    let (ok, _, err) = send.wait(Duration::from_secs(30));
-    assert!(ok, "picam send failed: {err}");
-    std::thread::sleep(Duration::from_millis(800));
-    drop(ff);
-    check_pictures(
+    finish_into_peer(
+        send,
+        ff,
+        Duration::from_millis(800),
+        &out,
         "picam send --wire h264 tcp (as rpicam-vid --listen) -> ffmpeg -i tcp://",
-        &read_i420(&out),
         30,
     );
 }

@@ -251,3 +251,21 @@ pub fn ffmpeg_h264_reader(input: &str, out: &std::path::Path) -> Peer {
         ],
     )
 }
+
+/// The end of a run into a peer: `send` (a `picam send`) must end well; then `peer` gets
+/// `settle` to write its last pictures, is ended, and the raw pictures it wrote to `out`
+/// are checked (at least `at_least`).
+pub fn finish_into_peer(
+    send: Picam,
+    peer: Peer,
+    settle: Duration,
+    out: &std::path::Path,
+    what: &str,
+    at_least: usize,
+) -> usize {
+    let (ok, _, err) = send.wait(Duration::from_secs(30));
+    assert!(ok, "{what}: picam send failed: {err}");
+    std::thread::sleep(settle);
+    drop(peer);
+    check_pictures(what, &read_i420(out), at_least)
+}
