@@ -31,18 +31,8 @@ debs=("$target_dir"/debian/picam_*.deb)
 
 sudo=""
 [[ $(id -u) -ne 0 ]] && sudo="sudo"
-apt_install() {
-  local missing=() p
-  for p in "$@"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-  done
-  if ((${#missing[@]})); then
-    echo "check-deb: installing ${missing[*]}"
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
-      "${missing[@]}" >/dev/null
-  fi
-}
+# shellcheck source=scripts/apt.sh
+source scripts/apt.sh
 apt_install lintian jq qemu-user
 work=$(mktemp -d)
 cleanup() { local pids; pids=$(jobs -p); [[ -n "$pids" ]] && kill $pids 2>/dev/null; rm -rf "$work"; }

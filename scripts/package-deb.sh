@@ -36,18 +36,8 @@ if [[ "$arch" == "$host_arch" ]]; then cross=0; fi
 
 sudo=""
 [[ $(id -u) -ne 0 ]] && sudo="sudo"
-apt_install() {
-  local missing=() p
-  for p in "$@"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-  done
-  if ((${#missing[@]})); then
-    echo "package-deb: installing ${missing[*]}"
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
-      "${missing[@]}" >/dev/null
-  fi
-}
+# shellcheck source=scripts/apt.sh
+source scripts/apt.sh
 
 # The -dev packages the workspace links (the same list as scripts/install-deps.sh).
 dev_pkgs=(libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libavdevice-dev
