@@ -1,0 +1,165 @@
+#!/usr/bin/env bash
+# Runs the README's commands as a new user would, in a fresh clone of this checkout's
+# HEAD, so a README that drifts from the code fails CI:
+#   1. the first code block (install, then `picam demo`), with `--duration` appended;
+#   2. the Use section's code blocks: `recv` (which prints a pairing code the first
+#      time) and `send --pair CODE --remote ADDR`, with the code the receiver printed
+#      and 127.0.0.1 in place of the README's example code and address;
+#   3. the prose that follows them: from then on `send --remote ADDR` alone streams
+#      with the paired key;
+#   4. the documented error for a bad value (`picam send --port 70000`), word for word.
+# Every command is taken from README.md itself; only `--duration N` is appended and the
+# example code/address substituted. `scripts/test.sh` in the first block is the command
+# running this check and is not run again.
+#
+# Usage: scripts/check-readme.sh   (about 3 min with warm dependencies: a release build)
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+work="$(mktemp -d "${TMPDIR:-/tmp}/picam-readme.XXXXXX")"
+cleanup() {
+    kill $(jobs -p) 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+fail() {
+    echo "check-readme: FAIL: $*" >&2
+    exit 1
+}
+
+# The committed state only: a file present in the working tree but never committed
+# would make a check of the checkout itself pass where a user's clone fails.
+git clone -q "$root" "$work/picam"
+cd "$work/picam"
+readme=README.md
+# Dependencies are shared with the checkout's target directory (built once); the clone's
+# own crates are compiled from the clone's sources (cargo keys them by path).
+export CARGO_TARGET_DIR="${PICAM_README_TARGET_DIR:-$root/target}"
+# Paired keys go to scratch directories, never the real home: one for the viewer (PC),
+# one for the camera (Pi), as on two machines.
+pc="$work/pc-config" pi="$work/pi-config"
+mkdir -p "$pc" "$pi"
+
+# code_blocks FROM_HEADING: the ```sh blocks' lines (comments and blank lines dropped)
+# of the section that starts at the heading FROM_HEADING, or of the part before the
+# first heading when FROM_HEADING is empty.
+code_blocks() {
+    awk -v want="$1" '
+        /^## / { section = substr($0, 4); next }
+        /^```sh$/ { inside = 1; next }
+        /^```/ { inside = 0; next }
+        inside && ((want == "" && section == "") || section == want) {
+            sub(/[ \t]+#.*$/, "")
+            if ($0 != "") print
+        }' "$readme"
+}
+
+# ---- 1. the first code block
+mapfile -t first < <(code_blocks "")
+[ "${#first[@]}" -ge 1 ] || fail "no first code block in README.md"
+ran_demo=0
+for cmd in "${first[@]}"; do
+    if [[ "$cmd" == *scripts/test.sh* ]]; then
+        echo "check-readme: '$cmd' is the command running this check: not run again"
+        continue
+    fi
+    echo "check-readme: running: $cmd --duration 4"
+    log="$work/first.log"
+    if ! timeout -k 5 1500 bash -c "$cmd --duration 4" >"$log" 2>&1; then
+        tail -n 30 "$log" >&2
+        fail "the README's first command failed: $cmd"
+    fi
+    if [[ "$cmd" == *" demo"* ]]; then
+        # The demo prints its stats once a second; a run that showed pictures says so.
+        grep -Eq 'out +[1-9][0-9.]* fps' "$log" || {
+            tail -n 30 "$log" >&2
+            fail "'$cmd' ran but printed no line with pictures shown"
+        }
+        ran_demo=1
+    fi
+done
+[ "$ran_demo" = 1 ] || fail "the first code block no longer runs the demo"
+
+# ---- 2. the Use section: pair, then stream
+mapfile -t use < <(code_blocks "Use")
+recv_cmd="" pair_cmd=""
+for cmd in "${use[@]}"; do
+    case "$cmd" in
+    *" recv"*) recv_cmd="$cmd" ;;
+    *" send --pair "*) pair_cmd="$cmd" ;;
+    *) fail "a command in the Use section this check does not know how to run: $cmd" ;;
+    esac
+done
+[ -n "$recv_cmd" ] || fail "no recv command in the README's Use section"
+[ -n "$pair_cmd" ] || fail "no 'send --pair' command in the README's Use section"
+example_code="$(grep -Eo '[0-9]{4}-[0-9]{4}' <<<"$pair_cmd" | head -n 1)"
+example_addr="$(grep -Eo '([0-9]{1,3}\.){3}[0-9]{1,3}' <<<"$pair_cmd" | head -n 1)"
+[ -n "$example_code" ] && [ -n "$example_addr" ] ||
+    fail "the pairing command names no example code and address: $pair_cmd"
+
+# run_recv LOG SECS: the README's recv command, in the viewer's configuration, in the
+# background; its pid in $recv_pid.
+run_recv() {
+    echo "check-readme: running (viewer): $recv_cmd --duration $2"
+    PICAM_CONFIG_DIR="$pc" timeout -k 5 $(($2 + 60)) bash -c "$recv_cmd --duration $2" >"$1" 2>&1 &
+    recv_pid=$!
+}
+
+# wait_for LOG PATTERN SECS: until LOG matches PATTERN.
+wait_for() {
+    for _ in $(seq $(($3 * 10))); do
+        grep -Eq "$2" "$1" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+recv_log="$work/recv-pair.log"
+run_recv "$recv_log" 30
+wait_for "$recv_log" 'pairing code: +[0-9]{4}-[0-9]{4}' 300 || {
+    tail -n 30 "$recv_log" >&2
+    fail "'$recv_cmd' printed no pairing code"
+}
+code="$(grep -Eo 'pairing code: +[0-9]{4}-[0-9]{4}' "$recv_log" | grep -Eo '[0-9]{4}-[0-9]{4}' | head -n 1)"
+send_cmd="${pair_cmd//$example_code/$code}"
+send_cmd="${send_cmd//$example_addr/127.0.0.1}"
+echo "check-readme: running (camera): $send_cmd --duration 5"
+PICAM_CONFIG_DIR="$pi" timeout -k 5 300 bash -c "$send_cmd --duration 5" >"$work/send-pair.log" 2>&1 || {
+    tail -n 30 "$work/send-pair.log" >&2
+    fail "'$pair_cmd' (code $code, address 127.0.0.1) failed"
+}
+kill -TERM "$recv_pid" 2>/dev/null || true
+wait "$recv_pid" || true
+grep -Eq 'out +[1-9][0-9.]* fps' "$recv_log" || {
+    tail -n 30 "$recv_log" >&2
+    fail "after pairing, the viewer showed no pictures"
+}
+
+# ---- 3. "From then on both sides use the paired key by themselves (`send --remote ADDR`)"
+later="$(grep -Eo 'From then on[^`]*`send --remote [^`]*`' "$readme" | grep -Eo 'send --remote [^`]*' || true)"
+[ -n "$later" ] || fail "the README no longer says how to stream once paired ('send --remote ADDR')"
+later_cmd="${pair_cmd%% send *} ${later//$example_addr/127.0.0.1}"
+recv_log="$work/recv-paired.log"
+run_recv "$recv_log" 30
+wait_for "$recv_log" 'receiving|waiting|listening' 300 || true
+echo "check-readme: running (camera): $later_cmd --duration 5"
+PICAM_CONFIG_DIR="$pi" timeout -k 5 300 bash -c "$later_cmd --duration 5" >"$work/send-paired.log" 2>&1 || {
+    tail -n 30 "$work/send-paired.log" >&2
+    fail "'$later_cmd' failed once paired"
+}
+kill -TERM "$recv_pid" 2>/dev/null || true
+wait "$recv_pid" || true
+grep -q 'pairing code' "$recv_log" && fail "the paired viewer asked to pair again"
+grep -Eq 'out +[1-9][0-9.]* fps' "$recv_log" || {
+    tail -n 30 "$recv_log" >&2
+    fail "once paired, '$recv_cmd' and '$later_cmd' showed no pictures"
+}
+
+# ---- 4. the documented error for a bad value, word for word
+documented="$(awk '/^\$ picam send --port 70000$/ { getline; print; exit }' "$readme")"
+[ -n "$documented" ] || fail "the README's bad-value example ('\$ picam send --port 70000') is gone"
+actual="$("$CARGO_TARGET_DIR/release/picam" send --port 70000 2>&1 >/dev/null || true)"
+[ "$actual" = "$documented" ] ||
+    fail "picam send --port 70000 says '$actual', the README says '$documented'"
+
+echo "check-readme: ok: the first code block, pairing and streaming as the Use section says, and the bad-value example"
