@@ -2,7 +2,7 @@
 # Installs what is missing and runs the whole test suite: formatting, lints, docs, unit,
 # simulated-link, malformed-input, end-to-end and router-queue tests, then the camera
 # sources end to end on loopback and V4L2 capture on a real kernel under qemu, and a
-# short run of every fuzz target.
+# short run of every fuzz target. The README's own commands run first, as written.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh --test
@@ -12,6 +12,8 @@ cargo clippy --workspace --all-targets -q -- -D warnings
 RUSTDOCFLAGS="-D rustdoc::broken_intra_doc_links -D rustdoc::private_intra_doc_links" \
     cargo doc --workspace --no-deps -q
 cargo build -q -p bin
+# The README's commands as written, in a fresh clone (a README that drifts fails here).
+bash scripts/check-readme.sh
 PICAM="$PWD/target/debug/picam" bash scripts/e2e-sources.sh
 PICAM="$PWD/target/debug/picam" bash scripts/qemu-v4l2/run.sh
 cargo test --workspace --all-targets --no-fail-fast

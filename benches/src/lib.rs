@@ -1,6 +1,8 @@
 //! Shared inputs for picam's benches: real encoded frames from the test pattern, so the
 //! benches measure what the pipeline actually carries.
 
+#![forbid(unsafe_code)]
+
 use capture::{Control, EncoderSettings, Source, TestPatternSource};
 use media::EncodedFrame;
 

@@ -3,8 +3,12 @@
 //! This binary only parses arguments, sets up logging and runs a subcommand; the
 //! pipeline wiring lives in `send`, `recv` and `demo`.
 
+// `unsafe` only where a C call needs it: one `getrusage` in `cpu`.
+#![deny(unsafe_code)]
+
 mod cli;
 mod config;
+#[allow(unsafe_code)]
 mod cpu;
 mod demo;
 mod devices;

@@ -6,6 +6,10 @@
 //! frame rate. Sources run on their own thread; `bin` moves their frames into the
 //! transport through a bounded channel.
 
+// `unsafe` only where FFmpeg or V4L2 need it: the x264 encoder's FFI, and in `v4l2/`
+// the ioctl layer and the MJPEG decoder (each module allows it by name).
+#![deny(unsafe_code)]
+
 pub mod annexb;
 mod control;
 mod decimate;

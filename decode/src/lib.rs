@@ -6,6 +6,10 @@
 //! - Corrupt output is refused: `OUTPUT_CORRUPT` off, and any picture FFmpeg marks
 //!   corrupt or decoded with errors is dropped and reported, never shown.
 
+// `unsafe` only for `Send` on the decoder that owns FFmpeg's context.
+#![deny(unsafe_code)]
+
+#[allow(unsafe_code)]
 mod decoder;
 mod error;
 

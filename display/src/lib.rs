@@ -61,6 +61,8 @@
 //! A real loop also presents about once a second while no pictures arrive, with
 //! [`Status::Stalled`], so the message's count moves on.
 
+#![forbid(unsafe_code)]
+
 mod error;
 mod window;
 mod y4m_writer;

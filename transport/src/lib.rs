@@ -5,8 +5,9 @@
 //! machines with one shape ([`Machine`]: `handle_input(now, input)`, then
 //! `poll_output(now, buf)` until [`Output::Timeout`]). They never read a clock or touch
 //! a socket, so loss, reordering and deadlines are tested on simulated time. [`udp`]
-//! and [`tcp`] are thin tokio drivers around them; they are the only modules here that
-//! do I/O.
+//! and [`tcp`] are thin tokio drivers around them, and `rtp/interop_io.rs` drives the
+//! interop wires' machines the same way; these three are the only modules here that do
+//! I/O.
 //!
 //! Folders by concern: `wire/` (picam's native packet format and TCP framing),
 //! `send/` (the sender, `config.rs` its settings and vocabulary, its log of sent frames, loss measurement, pacing, congestion
@@ -15,6 +16,8 @@
 //! Annex B, beside picam's own) are in [`rtp`].
 //!
 //! The wire format is in [`wire`] and documented in the project's `ARCHITECTURE.md`.
+
+#![forbid(unsafe_code)]
 
 pub mod clock;
 mod error;
@@ -46,7 +49,8 @@ pub use wire::framing::LengthPrefixed;
 /// Which socket type carries the stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Protocol {
-    /// Datagrams: one fragment each; loss is recovered by keyframe requests.
+    /// Datagrams: one fragment each; loss is repaired by parity and resends within a
+    /// frame's deadline, and only what they cannot mend costs a keyframe request.
     Udp,
     /// A byte stream: each frame one length-prefixed message; the sender reconnects.
     Tcp,

@@ -1,5 +1,6 @@
 //! Software H.264 encoding for sources that deliver raw pictures.
 
+#[allow(unsafe_code)]
 mod x264;
 
 pub use x264::X264Encoder;

@@ -11,9 +11,11 @@
 
 pub mod auto;
 pub mod controls;
+#[allow(unsafe_code)]
 pub mod convert;
 pub mod device;
 pub mod formats;
+#[allow(unsafe_code)]
 pub mod ioctl;
 pub mod m2m;
 pub mod source;

@@ -1,5 +1,6 @@
 //! Tokio drivers for the interop wires: the only code in `rtp/` that touches sockets.
-//! Each has one drain loop over `poll_output`, as the native drivers do.
+//! Four drivers (UDP and TCP, each a sender and a receiver), each with its own drain
+//! loop over `poll_output`, as the native drivers have.
 //!
 //! UDP: the sender sends RTP to `remote` and, unless muxed, RTCP to a second remote
 //! (port + 1) from a second socket, telling the two apart by packet type; the receiver
@@ -67,7 +68,7 @@ pub async fn run_udp_sender<M: InteropSender, E: FnMut(SenderEvent)>(
     let mut rtcp_buf = vec![0u8; RECV_BUFFER];
     let mut errors = 0u64;
     loop {
-        // The one drain loop.
+        // This driver's drain loop.
         let wake = loop {
             match machine.poll_output(Instant::now(), &mut out) {
                 Output::Transmit(_) => {
@@ -277,7 +278,7 @@ pub async fn run_udp_receiver<M: InteropReceiver, F: FnMut(ReceivedFrame) -> boo
     let mut rtcp_buf = vec![0u8; RECV_BUFFER];
     let mut out = Vec::with_capacity(1500);
     loop {
-        // The one drain loop.
+        // This driver's drain loop.
         let wake = loop {
             match drain_step(&mut machine, &mut hooks, &mut out) {
                 Ok(Some(to)) => {
@@ -326,7 +327,7 @@ pub async fn run_tcp_receiver<M: InteropReceiver, F: FnMut(ReceivedFrame) -> boo
     let mut deframer = Rfc4571::default();
     let mut next_attempt = Instant::now();
     loop {
-        // The one drain loop.
+        // This driver's drain loop.
         let wake = loop {
             match drain_step(&mut machine, &mut hooks, &mut out) {
                 Ok(_) => {

@@ -188,7 +188,6 @@ impl Controller {
         }
     }
 
-    /// Slope of queueing delay over arrival time (µs of queue per µs), least squares.
     /// The queueing delay that persisted over the last `SUSTAIN_WINDOW`, µs.
     fn sustained_queue_us(&self) -> f64 {
         let min = self
@@ -203,6 +202,7 @@ impl Controller {
         }
     }
 
+    /// Slope of queueing delay over arrival time (µs of queue per µs), least squares.
     fn trend(&self) -> f64 {
         let n = self.recent.len();
         if n < 4 {
@@ -225,7 +225,8 @@ impl Controller {
         (n * sxy - sx * sy) / denom
     }
 
-    /// Rate that got through over the last second, bits/s.
+    /// Rate that got through over the last [`RATE_WINDOW`] (300 ms) of the receiver's
+    /// time, bits/s.
     fn delivered_bps(&self, _now: Instant) -> Option<f64> {
         let first = self.acked.front()?.0;
         let last = self.acked.back()?.0;
