@@ -27,7 +27,13 @@ fn receiver_waiting(scratch: &Scratch, port: &str, config: &Path) -> (Picam, Str
     let recv = spawn_in(
         scratch,
         "recv",
-        &strs(&recv_args(port, "udp", "30", &scratch.path("shown.y4m"), &[])),
+        &strs(&recv_args(
+            port,
+            "udp",
+            "30",
+            &scratch.path("shown.y4m"),
+            &[],
+        )),
         config,
     );
     let err = wait_for(&recv, "picam pairing code:", Duration::from_secs(15));
@@ -104,7 +110,10 @@ fn a_pair1_flood_gets_at_most_20_answers_in_10_s() {
     );
     assert!(took < Duration::from_secs(12), "the flood took {took:?}");
     assert!(answers <= 20, "{answers} answers to a 10 s flood");
-    assert!(larger.is_empty(), "answers larger than the question: {larger:?}");
+    assert!(
+        larger.is_empty(),
+        "answers larger than the question: {larger:?}"
+    );
     assert_eq!(
         err.matches("picam pairing code:").count(),
         1,
@@ -286,7 +295,11 @@ fn pair_through(meddle: Meddle) -> Duration {
         .map(|s| s.1)
         .min()
         .expect("no PAIR1 seen");
-    let replies: Vec<usize> = seen.iter().filter(|s| s.0 & 0x80 != 0).map(|s| s.1).collect();
+    let replies: Vec<usize> = seen
+        .iter()
+        .filter(|s| s.0 & 0x80 != 0)
+        .map(|s| s.1)
+        .collect();
     assert!(
         replies.iter().all(|&n| n <= smallest_pair1),
         "{meddle:?}: replies {replies:?} larger than a PAIR1 of {smallest_pair1} bytes"
@@ -383,7 +396,10 @@ fn a_fifo_as_key_file_is_refused_at_once() {
     .wait(Duration::from_secs(10));
     let took = begun.elapsed();
     assert!(!ok, "a FIFO was taken as a key");
-    assert!(took < Duration::from_secs(5), "took {took:?} (blocked on the FIFO?)");
+    assert!(
+        took < Duration::from_secs(5),
+        "took {took:?} (blocked on the FIFO?)"
+    );
     assert!(
         err.contains("not a regular file") && err.contains("FIFO") && err.contains(&fifo),
         "{err}"
@@ -467,7 +483,10 @@ fn an_empty_config_dir_is_not_the_current_directory() {
         &cwd,
     )
     .wait(Duration::from_secs(20));
-    assert!(!ok, "the sender used the key in the current directory:\n{err}");
+    assert!(
+        !ok,
+        "the sender used the key in the current directory:\n{err}"
+    );
     let expected = home.join(".config/picam/sender.key").display().to_string();
     assert!(
         err.contains("not paired") && err.contains(&expected),

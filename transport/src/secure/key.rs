@@ -298,11 +298,20 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("picam-key-odd-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("receiver.key")).unwrap();
-        std::fs::set_permissions(dir.join("receiver.key"), std::fs::Permissions::from_mode(0o755))
-            .unwrap();
+        std::fs::set_permissions(
+            dir.join("receiver.key"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
         let err = Psk::read(&dir.join("receiver.key")).unwrap_err();
         assert!(
-            matches!(err, KeyError::NotRegular { what: "directory", .. }),
+            matches!(
+                err,
+                KeyError::NotRegular {
+                    what: "directory",
+                    ..
+                }
+            ),
             "{err}"
         );
         let key = Psk::generate().unwrap();
@@ -314,9 +323,13 @@ mod tests {
         let big = dir.join("big");
         let file = std::fs::File::create(&big).unwrap();
         file.set_len(1 << 40).unwrap(); // sparse: a terabyte that takes no disk
-        file.set_permissions(std::fs::Permissions::from_mode(0o600)).unwrap();
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .unwrap();
         let err = Psk::read(&big).unwrap_err();
-        assert!(matches!(err, KeyError::TooLarge { size, .. } if size == 1 << 40), "{err}");
+        assert!(
+            matches!(err, KeyError::TooLarge { size, .. } if size == 1 << 40),
+            "{err}"
+        );
 
         let victim = dir.join("victim");
         std::fs::write(&victim, "precious\n").unwrap();

@@ -77,6 +77,8 @@ pub const PAIR2_LEN: usize = COMMON_HEADER + SPAKE_MSG + MAC;
 pub const PAIR1_LEN: usize = PAIR2_LEN;
 /// PAIR3's length.
 pub const PAIR3_LEN: usize = COMMON_HEADER + MAC;
+// No answer larger than a question, held at compile time.
+const _: () = assert!(PAIR2_LEN <= PAIR1_LEN);
 const ID_SENDER: &[u8] = b"picam sender";
 const ID_RECEIVER: &[u8] = b"picam receiver";
 
@@ -184,7 +186,11 @@ impl RngCore for SeededRng {
         // HKDF-Expand gives up to 8160 bytes per label; SPAKE2 asks for 64.
         for chunk in dest.chunks_mut(8160) {
             let hk = Hkdf::<Sha256>::new(None, &self.seed);
-            let label = [b"picam pairing scalar".as_slice(), &self.block.to_be_bytes()].concat();
+            let label = [
+                b"picam pairing scalar".as_slice(),
+                &self.block.to_be_bytes(),
+            ]
+            .concat();
             let _ = hk.expand(&label, chunk);
             self.block += 1;
         }
@@ -453,10 +459,7 @@ impl PairResponder {
         if self.outcome.is_some() {
             return None;
         }
-        let exchange_end = self
-            .exchange
-            .as_ref()
-            .map(|e| e.started + EXCHANGE_TIMEOUT);
+        let exchange_end = self.exchange.as_ref().map(|e| e.started + EXCHANGE_TIMEOUT);
         Some(exchange_end.map_or(self.window_end, |t| t.min(self.window_end)))
     }
 
@@ -476,7 +479,12 @@ impl PairResponder {
 
     /// Takes a packet from `from`; returns the answer to send back to it, if any (never
     /// longer than the packet).
-    pub fn handle(&mut self, now: Instant, from: Option<SocketAddr>, packet: &[u8]) -> Option<Vec<u8>> {
+    pub fn handle(
+        &mut self,
+        now: Instant,
+        from: Option<SocketAddr>,
+        packet: &[u8],
+    ) -> Option<Vec<u8>> {
         self.handle_timeout(now);
         if self.state(now) != PairState::Waiting {
             return None;
@@ -502,13 +510,15 @@ impl PairResponder {
         pairing: u32,
         packet: &[u8],
     ) -> Option<Vec<u8>> {
-        if packet.len() != PAIR1_LEN || packet[COMMON_HEADER + SPAKE_MSG..].iter().any(|&b| b != 0) {
+        if packet.len() != PAIR1_LEN || packet[COMMON_HEADER + SPAKE_MSG..].iter().any(|&b| b != 0)
+        {
             return None;
         }
         if let Some(exchange) = &mut self.exchange {
             // The exchange in progress is never replaced: only the very same PAIR1 from
             // the same address (its answer was lost) gets the same answer again.
-            let repeat = exchange.pairing == pairing && exchange.from == from && exchange.pair1 == packet;
+            let repeat =
+                exchange.pairing == pairing && exchange.from == from && exchange.pair1 == packet;
             if repeat && exchange.resends_left > 0 {
                 exchange.resends_left -= 1;
                 return Some(exchange.pair2.clone());
@@ -580,7 +590,10 @@ impl PairResponder {
         }
         if let Some(e) = &self.exchange {
             assert!(e.resends_left <= RESENDS);
-            assert!(e.pair2.len() <= e.pair1.len(), "an answer larger than its question");
+            assert!(
+                e.pair2.len() <= e.pair1.len(),
+                "an answer larger than its question"
+            );
             assert_eq!(e.pair1.len(), PAIR1_LEN);
         }
     }
@@ -681,8 +694,11 @@ mod tests {
         };
         assert_eq!(b.outcome(), Some(key));
         assert_eq!(b.state(done), PairState::Paired);
-        assert!(done - start < Duration::from_millis(100), "{:?}", done - start);
-        assert!(PAIR2_LEN <= PAIR1_LEN && PAIR3_LEN <= PAIR1_LEN);
+        assert!(
+            done - start < Duration::from_millis(100),
+            "{:?}",
+            done - start
+        );
     }
 
     #[test]
@@ -791,7 +807,10 @@ mod tests {
             assert!(b.outcome().is_some());
             let took = done - start;
             // The first repeat after 30 ms, one round trip, three PAIR3 copies 30 ms apart.
-            assert!(took <= RETRY_FIRST + 2 * RTT_HALF + 2 * PAIR3_SPACING, "{took:?}");
+            assert!(
+                took <= RETRY_FIRST + 2 * RTT_HALF + 2 * PAIR3_SPACING,
+                "{took:?}"
+            );
         }
     }
 
@@ -804,7 +823,10 @@ mod tests {
         for _ in 0..RESENDS {
             assert_eq!(b.handle(start, addr(1), &pair1).as_ref(), Some(&first));
         }
-        assert!(b.handle(start, addr(1), &pair1).is_none(), "resends unbounded");
+        assert!(
+            b.handle(start, addr(1), &pair1).is_none(),
+            "resends unbounded"
+        );
         // The same bytes from another address are not a repeat.
         let mut b = PairResponder::new("1234-5678", start);
         b.handle(start, addr(1), &pair1).unwrap();
@@ -858,11 +880,16 @@ mod tests {
     fn the_window_ends_after_five_minutes() {
         let start = Instant::now();
         let b = PairResponder::new("1234-5678", start);
-        assert_eq!(b.state(start + WINDOW - Duration::from_millis(1)), PairState::Waiting);
+        assert_eq!(
+            b.state(start + WINDOW - Duration::from_millis(1)),
+            PairState::Waiting
+        );
         assert_eq!(b.state(start + WINDOW), PairState::Expired);
         assert_eq!(b.next_timeout(), Some(start + WINDOW));
         assert_eq!(
-            (0..=MAX_FAILURES).map(|f| backoff(f).as_secs()).collect::<Vec<_>>(),
+            (0..=MAX_FAILURES)
+                .map(|f| backoff(f).as_secs())
+                .collect::<Vec<_>>(),
             [0, 0, 0, 1, 2, 4, 8, 16, 32, 60, 60]
         );
     }
