@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use tokio::net::UdpSocket;
-use transport::secure::pairing::{self, PairInitiator, PairOutcome, PairResponder};
+use transport::secure::pairing::{self, PairInitiator, PairOutcome, PairResponder, PairState};
 use transport::secure::Psk;
 
 use crate::cli::KeygenArgs;
@@ -38,9 +38,10 @@ pub enum Side {
 }
 
 /// The directory picam keeps paired keys in: `$PICAM_CONFIG_DIR`, else
-/// `$XDG_CONFIG_HOME/picam`, else `~/.config/picam`.
+/// `$XDG_CONFIG_HOME/picam`, else `~/.config/picam`. An empty variable counts as unset
+/// (never the current directory).
 pub fn config_dir() -> Result<PathBuf> {
-    if let Some(dir) = std::env::var_os("PICAM_CONFIG_DIR") {
+    if let Some(dir) = std::env::var_os("PICAM_CONFIG_DIR").filter(|d| !d.is_empty()) {
         return Ok(PathBuf::from(dir));
     }
     if let Some(dir) = std::env::var_os("XDG_CONFIG_HOME").filter(|d| !d.is_empty()) {
@@ -110,7 +111,8 @@ pub fn sender_key(
             let path = paired_key_path(Side::Sender)?;
             if !path.exists() {
                 bail!(
-                    "not paired with a receiver yet: start `picam recv` on the viewer, then run this with `--pair CODE` (the code it shows); or give both sides `--key FILE` (`picam keygen`), or `--insecure` to both"
+                    "not paired with a receiver yet (no key in {}): start `picam recv` on the viewer, then run this with `--pair CODE` (the code it shows); or give both sides `--key FILE` (`picam keygen`), or `--insecure` to both",
+                    path.display()
                 );
             }
             let key = read_key(&path)?;
@@ -186,26 +188,27 @@ fn pair_as_sender(code: &str, remote: SocketAddr, shutdown: &Shutdown) -> Result
             while pairing.poll_transmit(Instant::now(), &mut buf) {
                 let _ = socket.send_to(&buf, remote).await;
             }
-            match pairing.outcome() {
-                Some(PairOutcome::Paired(key)) => return Ok(key.clone()),
-                Some(PairOutcome::WrongCode) => bail!(
-                    "pairing with {remote} failed: the code does not match the one `picam recv` shows there (type it again; after {} wrong tries it shows a new one)",
-                    pairing::ATTEMPTS
-                ),
-                None => {}
+            if pairing.is_finished() {
+                match pairing.outcome() {
+                    Some(PairOutcome::Paired(key)) => return Ok(key.clone()),
+                    _ => bail!(
+                        "pairing with {remote} failed: the code does not match the one `picam recv` shows there (type it again; after {} failed tries it stops answering until restarted)",
+                        pairing::MAX_FAILURES
+                    ),
+                }
             }
             let wake = pairing.next_timeout().unwrap_or(deadline).min(deadline);
             tokio::select! {
                 got = socket.recv_from(&mut inbuf) => {
                     if let Ok((n, from)) = got {
                         if from == remote {
-                            pairing.handle(&inbuf[..n]);
+                            pairing.handle(Instant::now(), &inbuf[..n]);
                         }
                     }
                 }
                 _ = tokio::time::sleep_until(wake.into()) => {
                     if Instant::now() >= deadline {
-                        bail!("no pairing answer from {remote} in {} s: is `picam recv` running there and showing a pairing code?", PAIR_TIMEOUT.as_secs());
+                        bail!("no pairing answer from {remote} in {} s: is `picam recv` running there and showing a pairing code? (after failed tries it answers only after a wait, up to a minute)", PAIR_TIMEOUT.as_secs());
                     }
                 }
                 _ = shutdown.wait() => bail!("pairing interrupted"),
@@ -225,27 +228,51 @@ fn pair_as_receiver(
             .await
             .with_context(|| format!("binding {listen} (UDP) for pairing"))?;
         let mut inbuf = vec![0u8; 2048];
-        let result = 'codes: loop {
-            let code = pairing::new_code()?;
-            let mut responder = PairResponder::new(&code);
-            show_code(&code);
-            loop {
-                tokio::select! {
-                    got = socket.recv_from(&mut inbuf) => {
-                        let Ok((n, from)) = got else { continue };
-                        if let Some(reply) = responder.handle(Some(from), &inbuf[..n]) {
+        // One code for the whole window: failed attempts never make a new one, so
+        // nobody on the network can keep it changing under the person typing it.
+        let code = pairing::new_code()?;
+        let mut responder = PairResponder::new(&code, Instant::now());
+        show_code(&code);
+        let mut told_locked = false;
+        let result = loop {
+            let now = Instant::now();
+            responder.handle_timeout(now);
+            match responder.state(now) {
+                PairState::Paired => break Ok(responder.outcome().cloned()),
+                PairState::Expired if responder.failures() >= pairing::MAX_FAILURES => break Err(anyhow::anyhow!(
+                    "pairing stayed locked after {} failed attempts: start `picam recv` again to pair (it shows a new code)",
+                    pairing::MAX_FAILURES
+                )),
+                PairState::Expired => break Err(anyhow::anyhow!(
+                    "no sender paired within {} minutes: start `picam recv` again for a new code, then run `picam send --pair CODE` on the camera",
+                    pairing::WINDOW.as_secs() / 60
+                )),
+                PairState::LockedOut if !told_locked => {
+                    told_locked = true;
+                    // Locked until the window ends, not until exit: a service manager
+                    // restarting picam at once would otherwise hand out fresh attempts.
+                    eprintln!();
+                    eprintln!("    picam: PAIRING LOCKED: {} pairing attempts failed (someone may be guessing the code).", pairing::MAX_FAILURES);
+                    eprintln!("    Nothing more is answered. To pair, stop `picam recv` (Ctrl-C) and start it again.");
+                    eprintln!();
+                }
+                PairState::LockedOut | PairState::Waiting => {}
+            }
+            let wake = responder
+                .next_timeout()
+                .unwrap_or(now + pairing::WINDOW);
+            tokio::select! {
+                got = socket.recv_from(&mut inbuf) => {
+                    let Ok((n, from)) = got else { continue };
+                    if let Some(reply) = responder.handle(Instant::now(), Some(from), &inbuf[..n]) {
+                        // Never more bytes out than came in (PAIR1 is padded for this).
+                        if reply.len() <= n {
                             let _ = socket.send_to(&reply, from).await;
                         }
-                        if let Some(key) = responder.outcome() {
-                            break 'codes Ok(Some(key.clone()));
-                        }
-                        if responder.attempts_left() == 0 {
-                            eprintln!("picam: {} wrong pairing attempts: here is a new code", pairing::ATTEMPTS);
-                            continue 'codes;
-                        }
                     }
-                    _ = shutdown.wait() => break 'codes Ok(None),
                 }
+                _ = tokio::time::sleep_until(wake.into()) => {}
+                _ = shutdown.wait() => break Ok(None),
             }
         };
         signals.abort();
@@ -261,6 +288,9 @@ pub fn print_code(code: &str, listen: SocketAddr) {
     eprintln!(
         "    On the camera, run:  picam send --pair {code} --remote <this machine's address>"
     );
-    eprintln!("    (listening on {listen}; Ctrl-C to stop)");
+    eprintln!(
+        "    (listening on {listen} for {} minutes; Ctrl-C to stop)",
+        pairing::WINDOW.as_secs() / 60
+    );
     eprintln!();
 }

@@ -147,8 +147,8 @@ fn mode(path: &Path) -> u32 {
         & 0o777
 }
 
-/// (d) Pairing: a wrong code is refused with a message saying so; the right one pairs,
-/// pictures flow, and both sides keep the key, mode 0600.
+/// (d) Pairing: a wrong code is refused with a message saying so and the code stays;
+/// the right one pairs, pictures flow, and both sides keep the key, mode 0600.
 #[test]
 fn pairing_refuses_a_wrong_code_then_pairs_with_the_right_one() {
     let _serial = one_at_a_time();
@@ -190,6 +190,9 @@ fn pairing_refuses_a_wrong_code_then_pairs_with_the_right_one() {
         !send_dir.join("sender.key").exists(),
         "a key kept after a wrong code"
     );
+    // A wrong try keeps the code: the person retypes the one on the screen.
+    let shown = recv.stderr_now().matches("picam pairing code:").count();
+    assert_eq!(shown, 1, "a new code after one wrong try");
 
     let (ok, send_out, send_err) = spawn_in(
         &scratch,

@@ -3,6 +3,11 @@
 //! sides of pairing. A panic is a bug, never bad input; nothing that does not
 //! authenticate may come out as an inner packet.
 //!
+//! Pairing runs on a clock of its own that jumps up to 3.4 s a step, so exchanges time
+//! out, attempts fail and the receiver locks; the sender's own packets reach the
+//! receiver too, so real exchanges run between the forged ones. Both machines'
+//! `check_invariants` run after every step, and no answer may be longer than its packet.
+//!
 //! Layout: records of `len: u8`, `target: u8` and `len` bytes.
 #![no_main]
 
@@ -19,7 +24,8 @@ fuzz_target!(|data: &[u8]| {
     let from = Some(SocketAddr::from(([10, 0, 0, 1], 5000)));
     let mut responder = Responder::new(key.clone());
     let mut initiator = Initiator::new(key, 1);
-    let mut pair_rx = PairResponder::new("1234-5678");
+    let mut pair_now = now;
+    let mut pair_rx = PairResponder::new("1234-5678", pair_now);
     let Ok(mut pair_tx) = PairInitiator::new("1234-5678") else {
         return;
     };
@@ -51,11 +57,25 @@ fuzz_target!(|data: &[u8]| {
                 let _ = initiator.poll_handshake(now, 2, &mut buf);
             }
             2 => {
-                let _ = pair_rx.handle(from, packet);
+                pair_now += Duration::from_millis(u64::from(*target >> 4).pow(3));
+                if let Some(reply) = pair_rx.handle(pair_now, from, packet) {
+                    assert!(reply.len() <= packet.len(), "answer larger than its packet");
+                }
+                pair_rx.handle_timeout(pair_now);
+                pair_rx.check_invariants();
             }
             _ => {
-                pair_tx.handle(packet);
-                let _ = pair_tx.poll_transmit(now, &mut buf);
+                pair_now += Duration::from_millis(u64::from(*target >> 4).pow(3));
+                pair_tx.handle(pair_now, packet);
+                // What the sender sends now reaches the receiver, and its answer the sender.
+                while pair_tx.poll_transmit(pair_now, &mut buf) {
+                    if let Some(reply) = pair_rx.handle(pair_now, from, &buf) {
+                        assert!(reply.len() <= buf.len(), "answer larger than its packet");
+                        pair_tx.handle(pair_now, &reply);
+                    }
+                }
+                pair_tx.check_invariants();
+                pair_rx.check_invariants();
             }
         }
     }

@@ -30,12 +30,62 @@ pub enum KeyError {
         /// Its permission bits.
         mode: u32,
     },
+    /// The path is a directory, a FIFO, a device or a socket.
+    #[error("key file {path} is not a regular file (it is a {what})")]
+    NotRegular {
+        /// The file.
+        path: String,
+        /// What it is instead.
+        what: &'static str,
+    },
+    /// The file is far longer than a key: refused before reading it.
+    #[error("key file {path} does not hold a picam key: it is {size} bytes, a key is 64 hex digits on one line")]
+    TooLarge {
+        /// The file.
+        path: String,
+        /// Its size.
+        size: u64,
+    },
+    /// Writing a key through a symbolic link could overwrite whatever it points to.
+    #[error("{path} is a symbolic link: refusing to write a key through it (remove it, or choose another path)")]
+    Symlink {
+        /// The link.
+        path: String,
+    },
     /// The file does not hold a key.
     #[error("key file {path} does not hold a picam key (expected 64 hex digits on one line)")]
     Format {
         /// The file.
         path: String,
     },
+}
+
+/// The most a key file may hold: 64 hex digits, a line end, and room for whitespace
+/// around them. Anything longer is refused before it is read.
+const MAX_KEY_FILE: u64 = 256;
+
+/// What a file that is not a regular file is, for the message.
+fn file_kind(kind: std::fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if kind.is_fifo() {
+            return "FIFO";
+        }
+        if kind.is_socket() {
+            return "socket";
+        }
+        if kind.is_block_device() || kind.is_char_device() {
+            return "device";
+        }
+    }
+    if kind.is_dir() {
+        "directory"
+    } else if kind.is_symlink() {
+        "symbolic link"
+    } else {
+        "special file"
+    }
 }
 
 impl Psk {
@@ -76,17 +126,37 @@ impl Psk {
         digest[..4].iter().map(|b| format!("{b:02x}")).collect()
     }
 
-    /// Reads a key file, refusing one that others can read.
+    /// Reads a key file, refusing one that others can read, one that is not a regular
+    /// file (a FIFO would block forever) and one longer than a key could be.
     pub fn read(path: &Path) -> Result<Self, KeyError> {
+        use std::io::Read;
         let shown = path.display().to_string();
         let io = |source| KeyError::Io {
             path: shown.clone(),
             source,
         };
+        let mut options = std::fs::OpenOptions::new();
+        options.read(true);
+        #[cfg(unix)]
+        {
+            // Opening a FIFO for reading blocks until a writer comes; non-blocking, the
+            // open returns and the check below refuses it.
+            use std::os::unix::fs::OpenOptionsExt;
+            options.custom_flags(libc::O_NONBLOCK);
+        }
+        let file = options.open(path).map_err(io)?;
+        // Checked on the open file, so what is checked is what is read.
+        let meta = file.metadata().map_err(io)?;
+        if !meta.is_file() {
+            return Err(KeyError::NotRegular {
+                path: shown,
+                what: file_kind(meta.file_type()),
+            });
+        }
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(path).map_err(io)?.permissions().mode();
+            let mode = meta.permissions().mode();
             if mode & 0o077 != 0 {
                 return Err(KeyError::Permissions {
                     path: shown,
@@ -94,37 +164,89 @@ impl Psk {
                 });
             }
         }
-        let text = std::fs::read_to_string(path).map_err(io)?;
-        Self::from_hex(&text).ok_or(KeyError::Format { path: shown })
+        if meta.len() > MAX_KEY_FILE {
+            return Err(KeyError::TooLarge {
+                path: shown,
+                size: meta.len(),
+            });
+        }
+        // At most one byte more than allowed, even if the file grew since.
+        let mut bytes = Vec::new();
+        file.take(MAX_KEY_FILE + 1)
+            .read_to_end(&mut bytes)
+            .map_err(io)?;
+        let text = std::str::from_utf8(&bytes).ok();
+        text.and_then(Self::from_hex)
+            .ok_or(KeyError::Format { path: shown })
     }
 
-    /// Writes the key to `path`, readable by its owner only; the directory is created.
+    /// Writes the key to `path`, readable by its owner only; the directory is created
+    /// (owner only). The key goes to a new temporary file beside it (created
+    /// exclusively, never through a link), which then replaces `path` by a rename: a
+    /// symbolic link at `path` is refused, never followed, and a reader never sees half
+    /// a key.
     pub fn write(&self, path: &Path) -> Result<(), KeyError> {
+        use std::io::Write;
         let shown = path.display().to_string();
         let io = |source| KeyError::Io {
             path: shown.clone(),
             source,
         };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(io)?;
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+        if let Some(dir) = dir {
+            let mut builder = std::fs::DirBuilder::new();
+            builder.recursive(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::DirBuilderExt;
+                builder.mode(0o700);
+            }
+            builder.create(dir).map_err(io)?;
         }
+        match std::fs::symlink_metadata(path) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                return Err(KeyError::Symlink { path: shown })
+            }
+            Ok(meta) if !meta.is_file() => {
+                return Err(KeyError::NotRegular {
+                    path: shown,
+                    what: file_kind(meta.file_type()),
+                })
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(e)),
+        }
+        let name = path
+            .file_name()
+            .ok_or_else(|| KeyError::NotRegular {
+                path: shown.clone(),
+                what: "directory",
+            })?
+            .to_string_lossy();
+        let mut tag = [0u8; 8];
+        getrandom::getrandom(&mut tag).map_err(|e| KeyError::Random(e.to_string()))?;
+        let tag: String = tag.iter().map(|b| format!("{b:02x}")).collect();
+        let temp = dir
+            .unwrap_or(Path::new("."))
+            .join(format!(".{name}.{tag}.tmp"));
         let mut options = std::fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
+        // create_new is O_CREAT|O_EXCL: it fails on any existing name, a link included.
+        options.write(true).create_new(true);
         #[cfg(unix)]
         {
             use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
+            options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
         }
-        use std::io::Write;
-        let mut file = options.open(path).map_err(io)?;
-        // An existing file keeps its mode on open: make sure it is ours only.
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            file.set_permissions(std::fs::Permissions::from_mode(0o600))
-                .map_err(io)?;
+        let mut file = options.open(&temp).map_err(io)?;
+        let written = writeln!(file, "{}", self.to_hex())
+            .and_then(|()| file.sync_all())
+            .and_then(|()| std::fs::rename(&temp, path));
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&temp);
+            return Err(io(e));
         }
-        writeln!(file, "{}", self.to_hex()).map_err(io)
+        Ok(())
     }
 }
 
@@ -167,5 +289,71 @@ mod tests {
         assert!(!format!("{key:?}").contains(&key.to_hex()));
         assert_eq!(Psk::from_hex(&key.to_hex()), Some(key));
         assert_eq!(Psk::from_hex("zz"), None);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn refuses_directories_oversized_files_and_writing_through_links() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("picam-key-odd-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("receiver.key")).unwrap();
+        std::fs::set_permissions(
+            dir.join("receiver.key"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+        let err = Psk::read(&dir.join("receiver.key")).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                KeyError::NotRegular {
+                    what: "directory",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let key = Psk::generate().unwrap();
+        assert!(matches!(
+            key.write(&dir.join("receiver.key")),
+            Err(KeyError::NotRegular { .. })
+        ));
+
+        let big = dir.join("big");
+        let file = std::fs::File::create(&big).unwrap();
+        file.set_len(1 << 40).unwrap(); // sparse: a terabyte that takes no disk
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .unwrap();
+        let err = Psk::read(&big).unwrap_err();
+        assert!(
+            matches!(err, KeyError::TooLarge { size, .. } if size == 1 << 40),
+            "{err}"
+        );
+
+        let victim = dir.join("victim");
+        std::fs::write(&victim, "precious\n").unwrap();
+        std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let link = dir.join("link.key");
+        std::os::unix::fs::symlink(&victim, &link).unwrap();
+        let err = key.write(&link).unwrap_err();
+        assert!(matches!(err, KeyError::Symlink { .. }), "{err}");
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+        assert_eq!(
+            std::fs::metadata(&victim).unwrap().permissions().mode() & 0o777,
+            0o644
+        );
+        // Writing over an existing key replaces it, owner-only, with no temporary left.
+        let path = dir.join("k");
+        Psk::generate().unwrap().write(&path).unwrap();
+        key.write(&path).unwrap();
+        assert_eq!(Psk::read(&path).unwrap(), key);
+        let left: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+        let _ = std::fs::remove_dir_all(dir);
     }
 }
