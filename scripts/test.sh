@@ -17,5 +17,6 @@ bash scripts/check-readme.sh
 PICAM="$PWD/target/debug/picam" bash scripts/e2e-sources.sh
 PICAM="$PWD/target/debug/picam" bash scripts/qemu-v4l2/run.sh
 cargo test --workspace --all-targets --no-fail-fast
-# Every fuzz target briefly (needs nightly; says so loudly and skips without it).
+# Every fuzz target briefly (needs nightly: under CI=true it fails without one, elsewhere
+# it says so loudly and skips).
 bash scripts/fuzz.sh "${PICAM_FUZZ_SECONDS:-10}"

@@ -500,8 +500,12 @@ mod tests {
     /// makes the transport say bye and the process exit 0.
     #[test]
     fn closing_the_window_stops_the_loop_and_fires_shutdown() {
-        if !display::display_available() {
-            eprintln!("skipped: no display (scripts/test.sh sets SDL_VIDEODRIVER=offscreen)");
+        if !testkit::require(
+            "recv::tests::closing_the_window_stops_the_loop_and_fires_shutdown",
+            display::display_available(),
+            "a display (DISPLAY, WAYLAND_DISPLAY or SDL_VIDEODRIVER)",
+            "scripts/test.sh sets SDL_VIDEODRIVER=offscreen",
+        ) {
             return;
         }
         let args = ViewArgs {

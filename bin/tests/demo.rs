@@ -3,7 +3,8 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -60,48 +61,53 @@ struct Xvfb {
 }
 
 impl Xvfb {
-    /// Starts `Xvfb :N -screen 0 1280x720x24` on the first free N, or `None` when Xvfb
-    /// is missing or will not start.
-    fn start(scratch: &Scratch) -> Option<Xvfb> {
-        for n in 90..130 {
-            let socket = PathBuf::from(format!("/tmp/.X11-unix/X{n}"));
-            if socket.exists() || Path::new(&format!("/tmp/.X{n}-lock")).exists() {
-                continue;
+    /// Starts `Xvfb -displayfd 1 -screen 0 1280x720x24`: Xvfb picks a free display
+    /// number itself and writes it to the pipe once it accepts connections, so the
+    /// line read here is the readiness signal (no guessing at numbers, no sleep).
+    fn start(scratch: &Scratch) -> Result<Xvfb, String> {
+        let log_path = scratch.path("xvfb.log");
+        let log = std::fs::File::create(&log_path).map_err(|e| e.to_string())?;
+        let mut child = Command::new("Xvfb")
+            .args([
+                "-displayfd",
+                "1",
+                "-screen",
+                "0",
+                "1280x720x24",
+                "-nolisten",
+                "tcp",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("Xvfb: {e}"))?;
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (number_tx, number_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(stdout);
+            let mut line = String::new();
+            let _ = reader.read_line(&mut line);
+            let _ = number_tx.send(line);
+            // Keep draining until Xvfb exits, so it never writes into a closed pipe.
+            let _ = std::io::copy(&mut reader, &mut std::io::sink());
+        });
+        let line = number_rx.recv_timeout(Duration::from_secs(10));
+        match line.as_deref().map(str::trim).map(str::parse::<u32>) {
+            Ok(Ok(n)) => Ok(Xvfb {
+                child,
+                display: format!(":{n}"),
+            }),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                Err(format!(
+                    "Xvfb named no display within 10 s ({line:?}); its log: {}",
+                    log.trim()
+                ))
             }
-            let log = std::fs::File::create(scratch.path(&format!("xvfb-{n}.log"))).ok()?;
-            let mut child = Command::new("Xvfb")
-                .args([
-                    &format!(":{n}"),
-                    "-screen",
-                    "0",
-                    "1280x720x24",
-                    "-nolisten",
-                    "tcp",
-                ])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .ok()?;
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline {
-                if socket.exists() {
-                    // The socket appears just before the server accepts; give it a moment.
-                    std::thread::sleep(Duration::from_millis(200));
-                    return Some(Xvfb {
-                        child,
-                        display: format!(":{n}"),
-                    });
-                }
-                if child.try_wait().ok().flatten().is_some() {
-                    break; // lost a race for this number, or cannot run: try the next
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
         }
-        None
     }
 }
 
@@ -252,11 +258,19 @@ fn changed_fraction(a: &Shot, b: &Shot) -> f64 {
 #[test]
 fn demo_window_under_xvfb_shows_the_live_pattern_and_overlay() {
     let scratch = Scratch::new("demo-xvfb");
-    let Some(xvfb) = Xvfb::start(&scratch) else {
-        eprintln!(
-            "skipped: Xvfb cannot be started here (scripts/install-deps.sh --test installs it)"
-        );
+    const TEST: &str = "demo::demo_window_under_xvfb_shows_the_live_pattern_and_overlay";
+    let hint = "xvfb, imagemagick: scripts/install-deps.sh --test";
+    if !testkit::require_tools(TEST, &["Xvfb", "import"], hint) {
         return;
+    }
+    // Installed but unable to start (no /tmp/.X11-unix, say): a missing prerequisite
+    // too, so a failure under CI.
+    let xvfb = match Xvfb::start(&scratch) {
+        Ok(xvfb) => xvfb,
+        Err(e) => {
+            testkit::require(TEST, false, "a running Xvfb", &e);
+            return;
+        }
     };
     let port = free_port().to_string();
     let stdout = scratch.path("demo.out");

@@ -27,7 +27,7 @@ fn stream(protocol: &str) {
         "--key",
         &key,
     ];
-    let recv = spawn(
+    let mut recv = spawn(
         &scratch,
         "recv",
         &[
@@ -45,7 +45,7 @@ fn stream(protocol: &str) {
         ]
         .concat(),
     );
-    std::thread::sleep(Duration::from_millis(400));
+    recv.wait_ready();
     let send = spawn(
         &scratch,
         "send",
@@ -142,12 +142,19 @@ fn tcp_stream_shows_every_frame_in_order_uncorrupted() {
 #[test]
 fn y4m_from_stdin_is_encoded_stamped_and_shown() {
     use std::process::{Command, Stdio};
+    if !testkit::require_tools(
+        "end_to_end::y4m_from_stdin_is_encoded_stamped_and_shown",
+        &["ffmpeg"],
+        "ffmpeg: scripts/install-deps.sh --test",
+    ) {
+        return;
+    }
     let scratch = Scratch::new("e2e-y4m");
     let port = free_port().to_string();
     let y4m = scratch.path("shown.y4m");
     let key = key(&scratch);
     let common = ["--bind", "127.0.0.1", "--port", &port, "--key", &key];
-    let recv = spawn(
+    let mut recv = spawn(
         &scratch,
         "recv",
         &[
@@ -165,7 +172,7 @@ fn y4m_from_stdin_is_encoded_stamped_and_shown() {
         ]
         .concat(),
     );
-    std::thread::sleep(Duration::from_millis(300));
+    recv.wait_ready();
     let mut ffmpeg = Command::new("ffmpeg")
         .args([
             "-hide_banner",

@@ -1,21 +1,24 @@
 //! The RTP wire against peers nobody here wrote (GStreamer 1.22 and the ffmpeg 5.1 CLI
 //! from Debian): pictures must arrive, and be the pictures that were sent (PSNR against
-//! the stamped test pattern, outside the stamp band). Every process is bounded. Skipped
-//! (with a message) where `gst-launch-1.0` or `ffmpeg` is missing; CI installs them
-//! (`scripts/install-deps.sh --test`). Raw H.264 is in `interop_h264.rs`.
+//! the stamped test pattern, outside the stamp band). Every process is bounded. Where
+//! `gst-launch-1.0` or `ffmpeg` is missing a test fails under `CI=true` naming it and
+//! skips loudly elsewhere (`testkit`); CI installs them (`scripts/install-deps.sh --test`). Raw H.264 is in `interop_h264.rs`.
 
 mod common;
 
 use std::time::Duration;
 
 use common::peers::*;
-use common::{free_port, Scratch};
+use common::{free_port, wait_for_port, Bound, Scratch};
 
 /// The original project's Pi pipeline (x264enc here for the Pi's encoder), with
 /// `config-interval=1 pt=96`, into `picam recv --wire rtp`.
 #[test]
 fn gstreamer_rtp_sender_to_picam_recv() {
-    if !have("gst-launch-1.0") {
+    if !needs(
+        "interop::gstreamer_rtp_sender_to_picam_recv",
+        "gst-launch-1.0",
+    ) {
         return;
     }
     let _serial = serial();
@@ -50,7 +53,7 @@ fn gstreamer_rtp_sender_to_picam_recv() {
 /// `ffmpeg -f rtp` into `picam recv --wire rtp` (ffmpeg sends RTCP to port + 1).
 #[test]
 fn ffmpeg_rtp_sender_to_picam_recv() {
-    if !have("ffmpeg") {
+    if !needs("interop::ffmpeg_rtp_sender_to_picam_recv", "ffmpeg") {
         return;
     }
     let _serial = serial();
@@ -78,12 +81,13 @@ fn ffmpeg_rtp_sender_to_picam_recv() {
 /// avdec_h264`), its pictures written raw and checked.
 #[test]
 fn picam_rtp_sender_to_gstreamer() {
-    if !have("gst-launch-1.0") {
+    if !needs("interop::picam_rtp_sender_to_gstreamer", "gst-launch-1.0") {
         return;
     }
     let _serial = serial();
     let scratch = Scratch::new("interop-picam-gst");
-    let port = free_port().to_string();
+    let port_number = free_port();
+    let port = port_number.to_string();
     let out = scratch.path("gst.i420");
     let pipeline = format!(
         "udpsrc port={port} caps=application/x-rtp,media=video,clock-rate=90000,encoding-name=H264,payload=96 \
@@ -92,7 +96,7 @@ fn picam_rtp_sender_to_gstreamer() {
     );
     let args: Vec<&str> = pipeline.split_whitespace().collect();
     let gst = peer("gst-launch-1.0", &[&["-q"][..], &args].concat());
-    std::thread::sleep(Duration::from_millis(500));
+    wait_for_port("GStreamer udpsrc", Bound::Udp, port_number, READY);
     let send = picam_send(
         &scratch,
         &["--wire", "rtp", "--remote", "127.0.0.1", "--port", &port],
@@ -111,12 +115,13 @@ fn picam_rtp_sender_to_gstreamer() {
 /// `picam send --wire rtp --sdp` into `ffmpeg -i stream.sdp`.
 #[test]
 fn picam_sdp_to_ffmpeg() {
-    if !have("ffmpeg") {
+    if !needs("interop::picam_sdp_to_ffmpeg", "ffmpeg") {
         return;
     }
     let _serial = serial();
     let scratch = Scratch::new("interop-picam-sdp");
-    let port = free_port().to_string();
+    let port_number = free_port();
+    let port = port_number.to_string();
     let sdp = scratch.path("stream.sdp");
     let out = scratch.path("ff.i420");
     // The SDP is written before streaming starts; write it first with a short run.
@@ -152,7 +157,7 @@ fn picam_sdp_to_ffmpeg() {
             out.to_str().unwrap(),
         ],
     );
-    std::thread::sleep(Duration::from_millis(800));
+    wait_for_port("ffmpeg -i stream.sdp", Bound::Udp, port_number, READY);
     let send = picam_send(
         &scratch,
         &["--wire", "rtp", "--remote", "127.0.0.1", "--port", &port],
@@ -172,7 +177,10 @@ fn picam_sdp_to_ffmpeg() {
 /// sender listens, the receiver connects.
 #[test]
 fn rtp_over_tcp_with_gstreamer_both_ways() {
-    if !have("gst-launch-1.0") {
+    if !needs(
+        "interop::rtp_over_tcp_with_gstreamer_both_ways",
+        "gst-launch-1.0",
+    ) {
         return;
     }
     let _serial = serial();
@@ -180,7 +188,8 @@ fn rtp_over_tcp_with_gstreamer_both_ways() {
     let scratch = Scratch::new("interop-tcp");
     let raw = scratch.path("src.i420");
     raw_pattern(&raw, 90);
-    let port = free_port().to_string();
+    let port_number = free_port();
+    let port = port_number.to_string();
     let pipeline = format!(
         "filesrc location={} ! {} ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=30 bitrate=2000 \
          ! video/x-h264,profile=constrained-baseline ! rtph264pay config-interval=1 pt=96 ! rtpstreampay \
@@ -190,7 +199,12 @@ fn rtp_over_tcp_with_gstreamer_both_ways() {
     );
     let args: Vec<&str> = pipeline.split_whitespace().collect();
     let _gst = peer("gst-launch-1.0", &[&["-q"][..], &args].concat());
-    std::thread::sleep(Duration::from_millis(300));
+    wait_for_port(
+        "GStreamer tcpserversink",
+        Bound::TcpListening,
+        port_number,
+        READY,
+    );
     let pictures = picam_recv(
         &scratch,
         &[
@@ -215,7 +229,7 @@ fn rtp_over_tcp_with_gstreamer_both_ways() {
     // picam serves, GStreamer connects.
     let port = free_port().to_string();
     let out = scratch.path("gst-tcp.i420");
-    let send = picam_send(
+    let mut send = picam_send(
         &scratch,
         &[
             "--wire",
@@ -229,7 +243,7 @@ fn rtp_over_tcp_with_gstreamer_both_ways() {
         ],
         "5",
     );
-    std::thread::sleep(Duration::from_millis(500));
+    send.wait_ready();
     let pipeline = format!(
         "tcpclientsrc host=127.0.0.1 port={port} ! application/x-rtp-stream,media=video,clock-rate=90000,encoding-name=H264,payload=96 \
          ! rtpstreamdepay ! rtph264depay ! avdec_h264 max-threads=1 ! video/x-raw,format=I420 ! filesink location={}",

@@ -4,7 +4,9 @@
 //!
 //! The guarded run (default) must keep latency within budget once settled; the
 //! unguarded baseline (`--no-congestion-control`) in the same run shows what the
-//! original pipeline did. Needs root and iproute2; skipped with a message otherwise.
+//! original pipeline did. Needs root, iproute2 (`ip`, `tc`) and a kernel that builds the
+//! topology: under `CI=true` a missing one fails the test, elsewhere it skips loudly
+//! (`testkit`).
 //!
 //! `PICAM_JAM_SECONDS` sets each run's length (default 15) and `PICAM_JAM_REPORT=FILE`
 //! writes the measured table as Markdown (`scripts/bench-jam.sh` does both).
@@ -285,10 +287,33 @@ fn cell(s: Option<Settled>) -> String {
     }
 }
 
+/// Root, `ip` and `tc`, through `testkit` (fails under CI, skips loudly elsewhere).
+fn prerequisites(test: &str) -> bool {
+    testkit::require_root(test, "network namespaces and tc qdiscs")
+        && testkit::require_tools(test, &["ip", "tc"], "iproute2")
+}
+
+/// The topology, or `None` after `testkit` said why it cannot be built here (a kernel
+/// without namespaces, veth or tbf): a prerequisite like root, so it fails under CI.
+fn topology(test: &str, tag: &str) -> Option<Topology> {
+    match Topology::new(tag) {
+        Ok(topo) => Some(topo),
+        Err(e) => {
+            testkit::require(
+                test,
+                false,
+                "network namespaces, veth pairs and a tbf qdisc",
+                &format!("a kernel with netns, veth and sch_tbf; here: {e}"),
+            );
+            None
+        }
+    }
+}
+
 #[test]
 fn latency_stays_bounded_through_a_3_mbit_router_queue() {
-    if unsafe_euid() != 0 {
-        eprintln!("SKIPPED: the router-queue test needs root (network namespaces and tc)");
+    const TEST: &str = "jam_netns::latency_stays_bounded_through_a_3_mbit_router_queue";
+    if !prerequisites(TEST) {
         return;
     }
     let seconds: u64 = std::env::var("PICAM_JAM_SECONDS")
@@ -298,12 +323,8 @@ fn latency_stays_bounded_through_a_3_mbit_router_queue() {
     let scratch = Scratch::new("jam");
     let mut rows = Vec::new();
     for protocol in ["udp", "tcp"] {
-        let topo = match Topology::new(protocol) {
-            Ok(t) => t,
-            Err(e) => {
-                eprintln!("SKIPPED: cannot build the namespace topology here: {e}");
-                return;
-            }
+        let Some(topo) = topology(TEST, protocol) else {
+            return;
         };
         let guarded = run(&topo, &scratch, protocol, true, seconds, &[], &[]);
         drop(topo);
@@ -357,18 +378,14 @@ static SMALL_RUNS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 /// at 960x540 and 10 s, to add little time.
 #[test]
 fn rpicam_raw_bitrate_follows_a_3_mbit_router_queue() {
+    const TEST: &str = "jam_netns::rpicam_raw_bitrate_follows_a_3_mbit_router_queue";
     let _one = SMALL_RUNS.lock().unwrap_or_else(|e| e.into_inner());
-    if unsafe_euid() != 0 {
-        eprintln!("SKIPPED: the router-queue test needs root (network namespaces and tc)");
+    if !prerequisites(TEST) {
         return;
     }
     let scratch = Scratch::new("jam-rpicam");
-    let topo = match Topology::new("rpi") {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("SKIPPED: cannot build the namespace topology here: {e}");
-            return;
-        }
+    let Some(topo) = topology(TEST, "rpi") else {
+        return;
     };
     let source = format!("rpicam:{}", env!("CARGO_BIN_EXE_fake-rpicam-vid"));
     let args = ["--source", &source, "--width", "960", "--height", "540"];
@@ -398,18 +415,14 @@ fn rpicam_raw_bitrate_follows_a_3_mbit_router_queue() {
 /// stale-frame deadline keep latency bounded. 960x540 and 10 s, to add little time.
 #[test]
 fn rtp_bitrate_follows_a_3_mbit_router_queue_from_receiver_reports() {
+    const TEST: &str = "jam_netns::rtp_bitrate_follows_a_3_mbit_router_queue_from_receiver_reports";
     let _one = SMALL_RUNS.lock().unwrap_or_else(|e| e.into_inner());
-    if unsafe_euid() != 0 {
-        eprintln!("SKIPPED: the router-queue test needs root (network namespaces and tc)");
+    if !prerequisites(TEST) {
         return;
     }
     let scratch = Scratch::new("jam-rtp");
-    let topo = match Topology::new("rtp") {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("SKIPPED: cannot build the namespace topology here: {e}");
-            return;
-        }
+    let Some(topo) = topology(TEST, "rtp") else {
+        return;
     };
     let wire = ["--wire", "rtp"];
     let send = [&wire[..], &["--width", "960", "--height", "540"]].concat();
@@ -431,9 +444,4 @@ fn rtp_bitrate_follows_a_3_mbit_router_queue_from_receiver_reports() {
         );
         std::fs::write(path + ".rtp", row).expect("write report");
     }
-}
-
-fn unsafe_euid() -> u32 {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() }
 }

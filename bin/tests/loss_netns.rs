@@ -9,7 +9,8 @@
 //! at least 90% of the frames sent and clearly more than the baseline, the router
 //! really dropped packets, and repair really did something.
 //!
-//! Needs root, iproute2 and nftables; skipped with a message otherwise.
+//! Needs root, iproute2 and nftables: under `CI=true` a missing one fails the test,
+//! elsewhere it skips loudly (`testkit`).
 //! `PICAM_LOSS_SECONDS` sets each run's length (default 10).
 
 mod common;
@@ -292,16 +293,6 @@ fn run(scratch: &Scratch, wire: Wire, repair: bool, seconds: u64) -> Outcome {
     outcome
 }
 
-fn have(program: &str) -> bool {
-    Command::new(program)
-        .arg("--version")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok()
-}
-
 #[test]
 fn repair_shows_the_frames_through_two_percent_random_loss() {
     check_wire(Wire::Picam);
@@ -320,23 +311,26 @@ static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn check_wire(wire: Wire) {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    if unsafe_euid() != 0 {
-        eprintln!("SKIPPED: the packet-loss test needs root (network namespaces and nftables)");
+    let test = match wire {
+        Wire::Picam => "loss_netns::repair_shows_the_frames_through_two_percent_random_loss",
+        Wire::Rtp => "loss_netns::rtp_nacks_show_the_frames_through_two_percent_random_loss",
+    };
+    // Through `testkit`: under CI a missing prerequisite fails the test, elsewhere it
+    // skips loudly.
+    if !(testkit::require_root(test, "network namespaces and nftables")
+        && testkit::require_tools(test, &["ip", "nft"], "iproute2, nftables"))
+    {
         return;
     }
-    for program in ["ip", "nft"] {
-        if !have(program) {
-            eprintln!(
-                "SKIPPED: the packet-loss test needs `{program}` (iproute2, nftables; \
-                 scripts/install-deps.sh --test)"
-            );
-            return;
-        }
-    }
-    // Probe once: a kernel without namespaces or nftables support is a skip, not a
-    // failure. Everything after this must work.
+    // Probe once: a kernel without namespaces or nftables support is a missing
+    // prerequisite (a failure under CI). Everything after this must work.
     if let Err(e) = Topology::new("probe") {
-        eprintln!("SKIPPED: cannot build the lossy namespace topology here: {e}");
+        testkit::require(
+            test,
+            false,
+            "network namespaces, veth pairs and nftables",
+            &format!("a kernel with netns, veth and nf_tables; here: {e}"),
+        );
         return;
     }
     let seconds: u64 = std::env::var("PICAM_LOSS_SECONDS")
@@ -407,9 +401,4 @@ fn check_wire(wire: Wire) {
         on.retransmitted + on.repaired_by_parity > 0,
         "repair on repaired nothing (no retransmissions, nothing rebuilt from parity): {on:?}"
     );
-}
-
-fn unsafe_euid() -> u32 {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() }
 }

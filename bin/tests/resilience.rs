@@ -136,12 +136,12 @@ fn sender_restart(protocol: &'static str) {
     let port = free_port().to_string();
     let key = key(&scratch);
     let y4m = scratch.path("shown.y4m");
-    let recv = spawn(
+    let mut recv = spawn(
         &scratch,
         "recv",
         &strs(&receiver_args(&port, protocol, &key, "7", &y4m)),
     );
-    std::thread::sleep(Duration::from_millis(300));
+    recv.wait_ready();
     for round in 0..2 {
         let send = spawn(
             &scratch,

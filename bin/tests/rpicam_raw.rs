@@ -65,8 +65,8 @@ fn shows_the_pattern(tag: &str, source: &str, width: u32) {
     let port = free_port().to_string();
     let key = key(&scratch);
     let y4m = scratch.path("shown.y4m");
-    let recv = spawn(&scratch, "recv", &strs(&receiver(&port, &key, "7", &y4m)));
-    std::thread::sleep(Duration::from_millis(400));
+    let mut recv = spawn(&scratch, "recv", &strs(&receiver(&port, &key, "7", &y4m)));
+    recv.wait_ready();
     let send = spawn(
         &scratch,
         "send",

@@ -56,20 +56,20 @@ pub fn send_args(port: &str, protocol: &str, secs: &str, extra: &[&str]) -> Vec<
     v
 }
 
-/// One run: `picam recv` on `port` (`recv_extra`, pictures to `y4m`), then 400 ms later
-/// `picam send` to it (`send_extra`); each for its number of seconds.
+/// One run: `picam recv` on `port` (`recv_extra`, pictures to `y4m`), then, once its
+/// socket is bound, `picam send` to it (`send_extra`); each for its number of seconds.
 pub fn start_pair(
     scratch: &Scratch,
     (port, protocol, y4m): (&str, &str, &Path),
     (recv_secs, recv_extra): (&str, &[&str]),
     (send_secs, send_extra): (&str, &[&str]),
 ) -> (Picam, Picam) {
-    let recv = spawn(
+    let mut recv = spawn(
         scratch,
         "recv",
         &strs(&recv_args(port, protocol, recv_secs, y4m, recv_extra)),
     );
-    std::thread::sleep(Duration::from_millis(400));
+    recv.wait_ready();
     let send = spawn(
         scratch,
         "send",

@@ -15,16 +15,87 @@ use std::time::{Duration, Instant};
 use media::y4m::Y4mHeader;
 use media::Picture;
 
-/// A port free on 127.0.0.1 for both UDP and TCP right now.
+/// A port on 127.0.0.1, free for both UDP and TCP, handed to no other caller of this
+/// run.
+///
+/// Binding port 0 and releasing it races: the kernel hands ephemeral ports round
+/// robin, and the next socket bound to port 0 anywhere (a picam sender's own socket,
+/// another test's) can get the same port before the test's receiver binds it. So the
+/// ports come from below the kernel's ephemeral range, where port 0 never lands: each
+/// test process starts at its own offset (from its pid) and steps with an atomic
+/// counter, so neither two tests of one binary nor two binaries at once (cargo runs
+/// test binaries one after another, but a developer may not) share a port; each is
+/// checked free for both protocols, skipping ports other programs hold.
 pub fn free_port() -> u16 {
-    for _ in 0..100 {
-        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = udp.local_addr().unwrap().port();
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let (low, high) = test_port_range();
+    let span = u32::from(high - low);
+    // 64 ports per process before it reaches the next pid's offset.
+    let offset = std::process::id().wrapping_mul(64) % span;
+    for _ in 0..span {
+        let step = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = low + ((offset + step) % span) as u16;
+        let free = UdpSocket::bind(("127.0.0.1", port)).is_ok()
+            && TcpListener::bind(("127.0.0.1", port)).is_ok();
+        if free {
             return port;
         }
     }
-    panic!("no free port found");
+    panic!("no free port in {low}..{high}");
+}
+
+/// Ports below the kernel's ephemeral range (`ip_local_port_range`, where binding
+/// port 0 takes from), above the well-known ones: `[low, high)`.
+fn test_port_range() -> (u16, u16) {
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let high = ephemeral_low.max(4096);
+    (high.saturating_sub(12_000).max(1024), high)
+}
+
+/// A transport a port is bound with, for [`wait_for_port`].
+#[derive(Clone, Copy, Debug)]
+pub enum Bound {
+    /// A UDP socket bound to the port.
+    Udp,
+    /// A TCP socket listening on it.
+    TcpListening,
+}
+
+/// Whether some process on this machine has `port` bound (UDP) or listening (TCP), from
+/// `/proc/net/{udp,tcp}{,6}`: a peer's readiness, without binding the port (and so
+/// without racing the peer for it).
+pub fn port_bound(how: Bound, port: u16) -> bool {
+    let tables: [&str; 2] = match how {
+        Bound::Udp => ["/proc/net/udp", "/proc/net/udp6"],
+        Bound::TcpListening => ["/proc/net/tcp", "/proc/net/tcp6"],
+    };
+    let wanted = format!(":{port:04X}");
+    tables.iter().any(|table| {
+        let text = std::fs::read_to_string(table).unwrap_or_default();
+        text.lines().skip(1).any(|line| {
+            let mut fields = line.split_whitespace();
+            let local = fields.nth(1).unwrap_or("");
+            let state = fields.nth(1).unwrap_or("");
+            // 0A is TCP_LISTEN; a UDP socket's state does not matter.
+            local.ends_with(&wanted) && (matches!(how, Bound::Udp) || state == "0A")
+        })
+    })
+}
+
+/// Waits (at most `limit`) until `port` is bound as `how`; panics naming `what` if not.
+pub fn wait_for_port(what: &str, how: Bound, port: u16, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while !port_bound(how, port) {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: port {port} not bound ({how:?}) within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// A scratch directory removed at drop.
@@ -114,7 +185,42 @@ pub fn spawn_in(scratch: &Scratch, tag: &str, args: &[&str], config_dir: &Path) 
     }
 }
 
+/// What picam logs (at `info`, as [`spawn`] sets) once its socket is bound: a receiver
+/// listening (UDP or TCP, picam's wire or an interop one) or an interop TCP sender
+/// serving. A peer started after this line finds it.
+pub const READY_LINES: [&str; 2] = ["receiving over", "serving over TCP"];
+
 impl Picam {
+    /// Waits until it has printed `line` to stderr; panics if it exits first or `limit`
+    /// passes, with what it printed.
+    pub fn wait_for_line(&mut self, line: &str, limit: Duration) {
+        self.wait_for_any(&[line], limit);
+    }
+
+    /// Waits until its socket is bound (one of [`READY_LINES`]), at most 20 s (a loaded
+    /// 2-core machine may start it slowly; a ready one answers within milliseconds).
+    pub fn wait_ready(&mut self) {
+        self.wait_for_any(&READY_LINES, Duration::from_secs(20));
+    }
+
+    fn wait_for_any(&mut self, lines: &[&str], limit: Duration) {
+        let deadline = Instant::now() + limit;
+        loop {
+            let err = self.stderr_now();
+            if lines.iter().any(|l| err.contains(l)) {
+                return;
+            }
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("picam exited ({status}) before printing any of {lines:?}: {err}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "picam printed none of {lines:?} within {limit:?}: {err}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// What it wrote to stderr so far.
     pub fn stderr_now(&self) -> String {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()

@@ -18,6 +18,10 @@ pub const H: u32 = 480;
 /// Below this the picture is visibly damaged; x264 at these settings gives 35-40 dB.
 pub const MIN_PSNR_DB: f64 = 30.0;
 
+/// How long a peer may take to bind its port: generous, since a loaded 2-core machine
+/// starts GStreamer slowly; a ready peer is seen within milliseconds.
+pub const READY: Duration = Duration::from_secs(20);
+
 /// These tests run real encoders on a 2-core machine: one at a time, or a starved peer
 /// misses its deadlines and the test measures the machine, not the wire.
 pub static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -26,17 +30,20 @@ pub fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-pub fn have(program: &str) -> bool {
-    let ok = Command::new(program)
-        .arg("-version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    if !ok {
-        eprintln!("skipped: {program} not installed (scripts/install-deps.sh --test)");
-    }
-    ok
+/// Whether `test` may run its peer `program` (`gst-launch-1.0` or `ffmpeg`), through
+/// `testkit`: under CI a missing peer fails the test naming it, elsewhere it skips loudly.
+pub fn needs(test: &str, program: &str) -> bool {
+    let packages = match program {
+        "gst-launch-1.0" => {
+            "gstreamer1.0-tools, gstreamer1.0-plugins-{base,good,bad,ugly}, gstreamer1.0-libav"
+        }
+        _ => "ffmpeg",
+    };
+    testkit::require_tools(
+        test,
+        &[program],
+        &format!("{packages}: scripts/install-deps.sh --test"),
+    )
 }
 
 /// Writes `n` stamped pattern pictures as raw I420 to `path`.
@@ -137,7 +144,7 @@ pub fn picam_recv(
     start_peer: impl FnOnce(),
 ) -> Vec<Picture> {
     let y4m = scratch.path("shown.y4m");
-    let recv = spawn(
+    let mut recv = spawn(
         scratch,
         "recv",
         &[
@@ -147,7 +154,8 @@ pub fn picam_recv(
         ]
         .concat(),
     );
-    std::thread::sleep(Duration::from_millis(400));
+    // A sender started before the socket is bound loses its first keyframe.
+    recv.wait_ready();
     start_peer();
     let (ok, _, err) = recv.wait(Duration::from_secs(40));
     assert!(ok, "picam recv failed: {err}");
