@@ -311,9 +311,12 @@ async fn send_on<E: FnMut(SenderEvent)>(
     }
 }
 
-/// Connections waiting to prove they are the paired sender, at most; a newer one
-/// pushes out the oldest.
-const MAX_CANDIDATES: usize = 8;
+/// Connections waiting to prove they are the paired sender, at most, from all hosts.
+const MAX_CANDIDATES: usize = 64;
+/// ... and from one host (IP address). A host flooding connections pushes out its own
+/// oldest, never another host's, and never one that has sent an authentic HELLO: so
+/// the camera's connection is not pushed out by a stranger's, however fast it connects.
+const MAX_CANDIDATES_PER_HOST: usize = 8;
 /// A connection that has not authenticated within this long is closed.
 const AUTH_TIMEOUT: Duration = Duration::from_secs(3);
 /// Messages read from all connections, waiting for the receiver.
@@ -326,6 +329,10 @@ struct Connection {
     writer: tokio::net::tcp::OwnedWriteHalf,
     since: Instant,
     reader: tokio::task::JoinHandle<()>,
+    /// It sent an authentic HELLO (its handshake is in progress): never pushed out by
+    /// newer connections, only closed by `AUTH_TIMEOUT` or replaced once another
+    /// sender authenticates.
+    proven: bool,
 }
 
 impl Drop for Connection {
@@ -412,12 +419,16 @@ pub async fn run_receiver<F: FnMut(ReceivedFrame) -> bool>(
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    let _ = stream.set_nodelay(true);
-                    tracing::info!(%peer, "sender connected");
-                    let (read, writer) = stream.into_split();
-                    next_id += 1;
-                    let reader = tokio::spawn(read_messages(next_id, peer, read, max_message, read_tx.clone()));
-                    conns.add(Connection { id: next_id, peer, writer, since: Instant::now(), reader });
+                    // Debug, not info: a flood of connections must not flood the log;
+                    // "sender authenticated" says when the real one is in.
+                    tracing::debug!(%peer, "sender connected");
+                    if conns.admits(peer) {
+                        let _ = stream.set_nodelay(true);
+                        let (read, writer) = stream.into_split();
+                        next_id += 1;
+                        let reader = tokio::spawn(read_messages(next_id, peer, read, max_message, read_tx.clone()));
+                        conns.add(Connection { id: next_id, peer, writer, since: Instant::now(), reader, proven: false });
+                    }
                 }
                 Err(e) => tracing::warn!(error = %e, "accept failed"),
             },
@@ -447,6 +458,49 @@ pub async fn run_receiver<F: FnMut(ReceivedFrame) -> bool>(
     Ok(())
 }
 
+/// What admission needs to know of a candidate connection.
+#[derive(Clone, Copy, Debug)]
+struct Candidate {
+    host: std::net::IpAddr,
+    since: Instant,
+    proven: bool,
+}
+
+/// Where a new connection goes.
+#[derive(Debug, PartialEq, Eq)]
+enum Room {
+    /// There is room.
+    Free,
+    /// Close candidate `i` (the oldest unproven one of the crowded host) first.
+    Evict(usize),
+    /// Every candidate in the way has sent an authentic HELLO: refuse the newcomer.
+    Refuse,
+}
+
+/// Makes room for a connection from `host`: when the host has its share
+/// ([`MAX_CANDIDATES_PER_HOST`]) its own oldest unproven candidate goes; when all
+/// hosts together are at [`MAX_CANDIDATES`], the oldest unproven one of the host with
+/// the most. A flood of connections from one host only ever pushes out its own.
+fn make_room(candidates: &[Candidate], host: std::net::IpAddr) -> Room {
+    let count = |h: std::net::IpAddr| candidates.iter().filter(|c| c.host == h).count();
+    let crowded = if count(host) >= MAX_CANDIDATES_PER_HOST {
+        host
+    } else if candidates.len() >= MAX_CANDIDATES {
+        match candidates.iter().map(|c| c.host).max_by_key(|&h| count(h)) {
+            Some(h) => h,
+            None => return Room::Free,
+        }
+    } else {
+        return Room::Free;
+    };
+    candidates
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.host == crowded && !c.proven)
+        .min_by_key(|(_, c)| c.since)
+        .map_or(Room::Refuse, |(i, _)| Room::Evict(i))
+}
+
 /// The receiver's connections: the one in use and the candidates.
 #[derive(Default)]
 struct Connections {
@@ -457,15 +511,40 @@ struct Connections {
 }
 
 impl Connections {
+    /// Whether a new connection from `peer` may be taken, making room for it (see
+    /// [`make_room`]).
+    fn admits(&mut self, peer: SocketAddr) -> bool {
+        if self.insecure == Some(true) {
+            return true;
+        }
+        let seen: Vec<Candidate> = self
+            .candidates
+            .iter()
+            .map(|c| Candidate {
+                host: c.peer.ip(),
+                since: c.since,
+                proven: c.proven,
+            })
+            .collect();
+        match make_room(&seen, peer.ip()) {
+            Room::Free => true,
+            Room::Evict(i) => {
+                let old = self.candidates.remove(i);
+                tracing::debug!(peer = %old.peer, "closing an unauthenticated connection (too many from its host)");
+                true
+            }
+            Room::Refuse => {
+                tracing::debug!(%peer, "refusing a connection: its host's candidates are all handshaking");
+                false
+            }
+        }
+    }
+
     fn add(&mut self, conn: Connection) {
         if self.insecure == Some(true) {
             self.active = Some(conn);
             self.candidates.clear();
             return;
-        }
-        if self.candidates.len() >= MAX_CANDIDATES {
-            let old = self.candidates.remove(0);
-            tracing::debug!(peer = %old.peer, "closing an unauthenticated connection (too many)");
         }
         self.candidates.push(conn);
     }
@@ -503,6 +582,10 @@ impl Connections {
                 tracing::info!(peer = %conn.peer, "sender authenticated");
                 self.active = Some(conn);
             }
+        }
+        let handshaking = receiver.handshaking_peers();
+        for c in &mut self.candidates {
+            c.proven = c.proven || handshaking.contains(&c.peer);
         }
         let now = Instant::now();
         self.candidates.retain(|c| {
@@ -588,5 +671,61 @@ mod tests {
         // storm against a receiver that accepts and closes at once.
         assert_eq!(pauses, [100, 200, 400, 800, 1600, 2000]);
         assert_eq!(b.after(Some(HEALTHY_CONNECTION)).as_millis(), 100);
+    }
+
+    #[test]
+    fn a_flooding_host_pushes_out_only_its_own_unproven_connections() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let camera: std::net::IpAddr = [10, 0, 0, 2].into();
+        let flooder: std::net::IpAddr = [10, 0, 0, 66].into();
+        let mut cands = vec![Candidate {
+            host: camera,
+            since: at(0),
+            proven: false,
+        }];
+        // 3,000 connections from the flooder: each one past its host's share pushes
+        // out the flooder's oldest, never the camera's.
+        for n in 0..3000u64 {
+            match make_room(&cands, flooder) {
+                Room::Free => {}
+                Room::Evict(i) => {
+                    assert_eq!(cands[i].host, flooder, "evicted another host's");
+                    cands.remove(i);
+                }
+                Room::Refuse => panic!("refused with unproven candidates of its own"),
+            }
+            cands.push(Candidate {
+                host: flooder,
+                since: at(1 + n),
+                proven: false,
+            });
+            assert!(cands.len() <= MAX_CANDIDATES_PER_HOST + 1);
+        }
+        assert!(cands.iter().any(|c| c.host == camera));
+        // Many hosts up to the total bound: the host with the most gives way.
+        let mut many: Vec<Candidate> = (0..MAX_CANDIDATES)
+            .map(|n| Candidate {
+                host: [10, 1, (n % 16) as u8, 0].into(),
+                since: at(n as u64),
+                proven: false,
+            })
+            .collect();
+        many[0].host = camera;
+        assert!(matches!(make_room(&many, flooder), Room::Evict(i) if many[i].host != camera));
+        // A host whose candidates all sent an authentic HELLO: the newcomer is refused,
+        // the handshaking ones stay.
+        let proven: Vec<Candidate> = (0..MAX_CANDIDATES_PER_HOST)
+            .map(|n| Candidate {
+                host: camera,
+                since: at(n as u64),
+                proven: true,
+            })
+            .collect();
+        assert_eq!(make_room(&proven, camera), Room::Refuse);
+        let mut one_unproven = proven.clone();
+        one_unproven[5].proven = false;
+        assert_eq!(make_room(&one_unproven, camera), Room::Evict(5));
+        assert_eq!(make_room(&proven, flooder), Room::Free);
     }
 }

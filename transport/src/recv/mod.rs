@@ -139,6 +139,14 @@ impl Receiver {
         self.secure.as_ref().and_then(|s| s.authenticated_peer())
     }
 
+    /// Addresses that sent an authentic HELLO whose handshake is still in progress.
+    pub fn handshaking_peers(&self) -> Vec<SocketAddr> {
+        self.secure
+            .as_ref()
+            .map(|s| s.handshaking_peers().collect())
+            .unwrap_or_default()
+    }
+
     /// The current sender's session id and address, if any.
     pub fn peer(&self) -> Option<(u32, Option<SocketAddr>)> {
         self.session.as_ref().map(|s| (s.id, s.peer))
