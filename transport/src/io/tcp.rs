@@ -24,6 +24,12 @@ const BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// A connect attempt that has not completed in this long is abandoned: a blackholed
 /// receiver would otherwise cost minutes of SYN retries before the next attempt.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// While a connect attempt has had no answer for this long, another one starts beside
+/// it (the earlier ones keep going; the first to complete wins): a lost SYN or SYN-ACK
+/// costs this, not the kernel's 1 s (then 3 s, 7 s) retransmission timeout.
+const CONNECT_STAGGER: Duration = Duration::from_millis(150);
+/// Connect attempts in flight at once, at most.
+const CONNECT_ATTEMPTS: usize = 8;
 /// A connection shorter than this counts as a failed attempt: the backoff keeps
 /// growing, so a receiver that accepts and closes at once is not hammered.
 const HEALTHY_CONNECTION: Duration = Duration::from_secs(2);
@@ -64,6 +70,41 @@ impl Backoff {
     }
 }
 
+/// Connects to `remote`, starting another attempt every [`CONNECT_STAGGER`] while none
+/// has completed, for at most [`CONNECT_TIMEOUT`]. An attempt that fails outright (the
+/// receiver refused: the path works, nobody listens) ends the round when no other is
+/// in flight, so a receiver that is down gets the usual backoff, not a connect every
+/// 150 ms. `Err(None)`: timed out.
+async fn connect_staggered(remote: SocketAddr) -> Result<TcpStream, Option<std::io::Error>> {
+    let deadline = tokio::time::Instant::now() + CONNECT_TIMEOUT;
+    let mut attempts = tokio::task::JoinSet::new();
+    let mut next = tokio::time::Instant::now();
+    let mut started = 0;
+    let mut last_error = None;
+    loop {
+        if started < CONNECT_ATTEMPTS && tokio::time::Instant::now() >= next {
+            attempts.spawn(TcpStream::connect(remote));
+            started += 1;
+            next += CONNECT_STAGGER;
+        }
+        tokio::select! {
+            Some(done) = attempts.join_next() => match done {
+                // Dropping the set aborts the other attempts.
+                Ok(Ok(stream)) => return Ok(stream),
+                Ok(Err(e)) => {
+                    last_error = Some(e);
+                    if attempts.is_empty() {
+                        return Err(last_error);
+                    }
+                }
+                Err(_) => {}
+            },
+            _ = tokio::time::sleep_until(next), if started < CONNECT_ATTEMPTS => {}
+            _ = tokio::time::sleep_until(deadline) => return Err(last_error),
+        }
+    }
+}
+
 /// Streams frames to `remote`, reconnecting with backoff, until the frame channel
 /// closes or shutdown is signalled. While disconnected, frames are dropped (counted).
 pub async fn run_sender<E: FnMut(SenderEvent)>(
@@ -75,7 +116,7 @@ pub async fn run_sender<E: FnMut(SenderEvent)>(
     let mut backoff = Backoff::new();
     let mut link = SenderLink::default();
     loop {
-        let connect = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(remote));
+        let connect = connect_staggered(remote);
         tokio::pin!(connect);
         let attempt = loop {
             tokio::select! {
@@ -88,7 +129,7 @@ pub async fn run_sender<E: FnMut(SenderEvent)>(
             }
         };
         let lived = match attempt {
-            Ok(Ok(stream)) => {
+            Ok(stream) => {
                 if let Err(e) = stream.set_nodelay(true) {
                     tracing::warn!(error = %e, "could not set TCP_NODELAY");
                 }
@@ -102,11 +143,11 @@ pub async fn run_sender<E: FnMut(SenderEvent)>(
                 }
                 Some(since.elapsed())
             }
-            Ok(Err(e)) => {
+            Err(Some(e)) => {
                 tracing::debug!(%remote, error = %e, "connect failed");
                 None
             }
-            Err(_) => {
+            Err(None) => {
                 tracing::debug!(%remote, timeout = ?CONNECT_TIMEOUT, "connect timed out");
                 None
             }
