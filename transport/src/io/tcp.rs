@@ -27,7 +27,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// While a connect attempt has had no answer for this long, another one starts beside
 /// it (the earlier ones keep going; the first to complete wins): a lost SYN or SYN-ACK
 /// costs this, not the kernel's 1 s (then 3 s, 7 s) retransmission timeout.
-const CONNECT_STAGGER: Duration = Duration::from_millis(150);
+const CONNECT_STAGGER: Duration = Duration::from_millis(100);
 /// Connect attempts in flight at once, at most.
 const CONNECT_ATTEMPTS: usize = 8;
 /// A connection shorter than this counts as a failed attempt: the backoff keeps
@@ -74,7 +74,7 @@ impl Backoff {
 /// has completed, for at most [`CONNECT_TIMEOUT`]. An attempt that fails outright (the
 /// receiver refused: the path works, nobody listens) ends the round when no other is
 /// in flight, so a receiver that is down gets the usual backoff, not a connect every
-/// 150 ms. `Err(None)`: timed out.
+/// 100 ms. `Err(None)`: timed out.
 async fn connect_staggered(remote: SocketAddr) -> Result<TcpStream, Option<std::io::Error>> {
     let deadline = tokio::time::Instant::now() + CONNECT_TIMEOUT;
     let mut attempts = tokio::task::JoinSet::new();
@@ -712,6 +712,25 @@ mod tests {
         // storm against a receiver that accepts and closes at once.
         assert_eq!(pauses, [100, 200, 400, 800, 1600, 2000]);
         assert_eq!(b.after(Some(HEALTHY_CONNECTION)).as_millis(), 100);
+    }
+
+    #[test]
+    fn connecting_reaches_a_listener_and_a_refusal_ends_the_round_at_once() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            assert!(connect_staggered(addr).await.is_ok());
+            drop(listener);
+            // Nobody listens: refused, and no more attempts every CONNECT_STAGGER for
+            // CONNECT_TIMEOUT (the backoff between rounds applies instead).
+            let started = Instant::now();
+            assert!(matches!(connect_staggered(addr).await, Err(Some(_))));
+            assert!(started.elapsed() < CONNECT_STAGGER);
+        });
     }
 
     #[test]
