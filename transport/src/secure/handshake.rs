@@ -82,9 +82,11 @@ impl Hello {
 /// Reading an `NNpsk0` first message takes no Diffie-Hellman: the tokens are `psk, e`,
 /// so the payload's key comes from the paired key and the sender's ephemeral key by
 /// hashing alone. A forged HELLO is therefore refused for the cost of a BLAKE2s chain
-/// and one ChaCha20-Poly1305 open (a few microseconds); only the answer
-/// ([`CheckedHello::answer`]: a fresh ephemeral key and the `ee` exchange) costs
-/// X25519 operations, and that is what the receiver rate-limits.
+/// and one ChaCha20-Poly1305 open; only the answer ([`CheckedHello::answer`]: a fresh
+/// ephemeral key and the `ee` exchange) costs X25519 operations, and that is what the
+/// receiver rate-limits. Measured on the project's x86 machine (release): 7 us to
+/// refuse a forged HELLO, 94 us to check and answer an authentic one (5,000 forged
+/// HELLOs a second: 3.5 % of a core).
 pub(crate) struct CheckedHello {
     state: snow::HandshakeState,
     /// The sender's wall clock when it made the HELLO (its clock, not ours).

@@ -54,7 +54,7 @@ use super::{Psk, KIND_HELLO, KIND_SEALED, KIND_WELCOME};
 use crate::wire::{COMMON_HEADER, MAGIC, VERSION};
 
 /// Handshakes the receiver answers per second at most, from all sources together (each
-/// answer costs an ephemeral key and an X25519 exchange, tens of microseconds).
+/// answer costs an ephemeral key and an X25519 exchange, ~90 us on an x86 core).
 pub const HELLO_RATE: f64 = 50.0;
 const HELLO_BURST: f64 = 25.0;
 /// Handshakes answered per second for one source address. The burst covers a sender's
