@@ -367,4 +367,3 @@ fn one_source_gets_its_own_budget_and_others_are_still_answered() {
     i.poll_handshake(later, 5_000, &mut h);
     assert_eq!(r.open(later, addr(9), &h), Opened::Handshake);
 }
-
