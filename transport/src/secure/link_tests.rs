@@ -300,7 +300,7 @@ fn replays_fill_the_tables_only_to_their_bounds_and_the_newest_handshake_stays()
         (i, h)
     };
     // Many distinct old HELLOs (each answered once), from many addresses.
-    let mut replay = |r: &mut Responder, from_session: u32, count: u32| {
+    let replay = |r: &mut Responder, from_session: u32, count: u32| {
         for n in 0..count {
             let (_, h) = hello_of(from_session + n, 100 + n as u64);
             let from = Some(SocketAddr::from(([10, 2, (n / 200) as u8, n as u8], 7000)));
