@@ -508,6 +508,9 @@ impl Receiver {
 
     /// Asserts the machine's internal rules; for tests and fuzzers.
     pub fn check_invariants(&self) {
+        if let Some(secure) = &self.secure {
+            secure.check_invariants();
+        }
         assert!(
             self.partials.len() <= self.config.max_in_flight,
             "too many frames in flight"
