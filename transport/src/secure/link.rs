@@ -25,9 +25,8 @@
 //!   reaches a budget. The expensive part, a fresh ephemeral key, the `ee` exchange and
 //!   the WELCOME, is limited per source address ([`HELLO_RATE_PER_SOURCE`]) and in
 //!   total ([`HELLO_RATE`]). Only authentic HELLOs can spend those, i.e. replays: a
-//!   HELLO newer (by its sender's clock) than every HELLO answered so far passes the
-//!   total budget anyway, since a replay is never newer than the real sender's
-//!   latest.
+//!   HELLO newer (by its sender's clock) than every HELLO answered so far spends
+//!   neither, since a replay is never newer than the real sender's latest.
 //! - **Replays across sessions.** A HELLO no newer than the newest answered for its
 //!   session is refused (a table of [`SESSIONS_REMEMBERED`] sessions). A replay from an
 //!   earlier session is fresh to a restarted receiver and gets answered (the WELCOME is
@@ -614,11 +613,20 @@ impl Responder {
     }
 
     /// Charges an authentic, fresh HELLO to its source's budget, then to the total one.
-    /// Per source first: one address replaying old HELLOs cannot spend the total. A
-    /// HELLO newer than every one answered so far skips the total budget: only the real
-    /// sender makes those (replays are older), so many addresses replaying cannot
-    /// starve it either.
+    /// Per source first: one address replaying old HELLOs cannot spend the total.
+    ///
+    /// A HELLO newer (by its sender's clock) than every one answered so far is answered
+    /// without spending either: the real sender's next HELLO is always newer than any
+    /// replay of an earlier session's, so replays, even spoofed from the sender's own
+    /// address to drain its budget, cannot delay it. What this lets through unlimited is
+    /// bounded: each captured HELLO can be newest at most once (replayed in increasing
+    /// order before the real sender's), and inventing new ones takes the key. A sender
+    /// whose clock is behind the captured HELLOs' (a Pi without a real-time clock) falls
+    /// under the budgets like a replay and may wait while replays spend its source's.
     fn spend_budget(&mut self, now: Instant, from: Option<SocketAddr>, time_us: u64) -> bool {
+        if self.newest_hello.map_or(true, |t| time_us > t) {
+            return true;
+        }
         let source = match self.source_budgets.iter().position(|(a, _)| *a == from) {
             Some(i) => i,
             None => {
@@ -642,16 +650,9 @@ impl Responder {
         {
             return false;
         }
-        let total = self
-            .total_budget
-            .get_or_insert_with(|| Budget::new(now, HELLO_BURST));
-        let newest = self.newest_hello.map_or(true, |t| time_us > t);
-        if newest {
-            // Still refilled, so the budget's clock stays current.
-            total.refill(now, HELLO_RATE, HELLO_BURST);
-            return true;
-        }
-        total.take(now, HELLO_RATE, HELLO_BURST)
+        self.total_budget
+            .get_or_insert_with(|| Budget::new(now, HELLO_BURST))
+            .take(now, HELLO_RATE, HELLO_BURST)
     }
 
     fn remember_newest(&mut self, session: u32, time_us: u64) {

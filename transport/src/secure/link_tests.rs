@@ -70,7 +70,13 @@ fn another_key_a_replayed_hello_and_a_flood_leave_the_session_alone() {
     assert!(intruder.poll_handshake(now, 6, &mut h2));
     assert_eq!(r.open(now, addr(9), &h2), Opened::Dropped);
     assert!(r.poll_handshake(&mut welcome).is_none());
-    // A flood of HELLOs is answered at the HELLO rate at most.
+    // A flood of authentic HELLOs older than the newest answered (replays of earlier
+    // sessions) is answered at the source's HELLO rate at most.
+    let mut newer = Initiator::new(key.clone(), 79);
+    let mut h = Vec::new();
+    assert!(newer.poll_handshake(now, 1_000_000, &mut h));
+    assert_eq!(r.open(now, addr(2), &h), Opened::Handshake);
+    while r.poll_handshake(&mut welcome).is_some() {}
     let mut answered = 0;
     for n in 0..1000u64 {
         let mut flood = Initiator::new(key.clone(), 1000 + n as u32);
@@ -366,4 +372,32 @@ fn one_source_gets_its_own_budget_and_others_are_still_answered() {
     let mut h = Vec::new();
     i.poll_handshake(later, 5_000, &mut h);
     assert_eq!(r.open(later, addr(9), &h), Opened::Handshake);
+}
+
+#[test]
+fn replays_spoofed_from_the_senders_address_do_not_delay_its_handshake() {
+    // A receiver just restarted; an attacker holding 40 HELLOs of earlier sessions
+    // replays them in the order they were made, spoofed from the sender's address, to
+    // spend that address's budget before the real sender's HELLO arrives.
+    let now = Instant::now();
+    let key = Psk::from_bytes([3; 32]);
+    let mut r = Responder::new(key.clone());
+    let captured: Vec<Vec<u8>> = (0..40u32)
+        .map(|n| {
+            let mut i = Initiator::new(key.clone(), 500 + n);
+            let mut h = Vec::new();
+            assert!(i.poll_handshake(now, 1_000 + u64::from(n), &mut h));
+            h
+        })
+        .collect();
+    for h in &captured {
+        r.open(now, addr(1), h);
+        while welcome_from(&mut r).is_some() {}
+    }
+    let mut real = Initiator::new(key, 77);
+    let mut hello = Vec::new();
+    assert!(real.poll_handshake(now, 5_000_000, &mut hello));
+    assert_eq!(r.open(now, addr(1), &hello), Opened::Handshake);
+    let welcome = welcome_from(&mut r).unwrap();
+    assert_eq!(real.open(now, &welcome), Opened::Established);
 }
