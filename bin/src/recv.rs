@@ -419,6 +419,11 @@ impl Sink<'_> {
             match latest.take(wait) {
                 Taken::Value(picture) => {
                     shown += 1;
+                    if shown == 1 {
+                        // Time to first picture (scripts/bench-first-picture.sh reads it).
+                        let frame = stamp::read(&picture).map(|s| s.frame);
+                        tracing::info!(?frame, "first picture shown");
+                    }
                     // The stamp is on the sender's clock; the offset measured over the
                     // feedback path puts it on ours (zero on one host).
                     let (offset, peer) = {

@@ -402,3 +402,131 @@ fn check_wire(wire: Wire) {
         "repair on repaired nothing (no retransmissions, nothing rebuilt from parity): {on:?}"
     );
 }
+
+/// Issue 17's promise: through a router that drops the first 5 packets it forwards
+/// (`numgen inc mod 1000000 < 5 drop`: the first HELLOs), the first picture comes within
+/// 0.5 s of the sender's start over UDP. `scripts/bench-first-picture.sh` measures the
+/// same for 1, 3 and 5 packets, UDP and TCP.
+#[test]
+fn first_picture_within_half_a_second_with_the_first_five_packets_lost() {
+    const TEST: &str = "loss_netns::first_picture_within_half_a_second";
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    if !testkit::require_root(TEST, "network namespaces and nftables")
+        || !testkit::require_tools(TEST, &["ip", "nft"], "iproute2, nftables")
+    {
+        return;
+    }
+    let scratch = Scratch::new("firstpicture");
+    let key = common::key(&scratch);
+    let topo = Topology::new("first").unwrap_or_else(|e| panic!("topology: {e}"));
+    let router = topo.ns[1].as_str();
+    // The random loss of `Topology::new` replaced by: the first 5 packets, then none.
+    in_ns(
+        router,
+        &["nft", "flush", "chain", "inet", "picamloss", "loss"],
+    )
+    .unwrap();
+    in_ns(
+        router,
+        &["nft", "add", "rule", "inet", "picamloss", "loss", "counter"],
+    )
+    .unwrap();
+    in_ns(
+        router,
+        &[
+            "nft",
+            "add",
+            "rule",
+            "inet",
+            "picamloss",
+            "loss",
+            "numgen",
+            "inc",
+            "mod",
+            "1000000",
+            "<",
+            "5",
+            "counter",
+            "drop",
+        ],
+    )
+    .unwrap();
+    let picam = env!("CARGO_BIN_EXE_picam");
+    let start = |ns: &str, side: &str, args: &[&str]| {
+        let stdout = scratch.path(&format!("{side}.out"));
+        let stderr = scratch.path(&format!("{side}.err"));
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns, picam])
+            .args(args)
+            .args(["--key", &key, "--port", PORT, "--protocol", "udp"])
+            .env("PICAM_LOG", "info")
+            .env("PICAM_CONFIG_DIR", scratch.path("config"))
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&stdout).unwrap())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {side}: {e}"));
+        Picam {
+            child,
+            stdout,
+            stderr,
+        }
+    };
+    let recv = start(
+        &topo.ns[2],
+        "recv",
+        &["recv", "--headless", "--bind", RCV_ADDR, "--duration", "8"],
+    );
+    // Ready when it says it receives (bounded).
+    let ready = std::time::Instant::now();
+    while !recv.stderr_now().contains("receiving over UDP") {
+        assert!(
+            ready.elapsed() < Duration::from_secs(10),
+            "the receiver did not start: {}",
+            recv.stderr_now()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let started = std::time::Instant::now();
+    let send = start(
+        &topo.ns[0],
+        "send",
+        &[
+            "send",
+            "--remote",
+            RCV_ADDR,
+            "--source",
+            "test",
+            "--width",
+            "640",
+            "--height",
+            "480",
+            "--fps",
+            "30",
+            "--duration",
+            "4",
+        ],
+    );
+    let mut shown = None;
+    while started.elapsed() < Duration::from_secs(6) {
+        if recv.stderr_now().contains("first picture shown") {
+            shown = Some(started.elapsed());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let (_, dropped) = topo.counters().unwrap();
+    drop(send);
+    drop(recv);
+    drop(topo);
+    let shown = shown.unwrap_or_else(|| panic!("no picture in 6 s with the first 5 packets lost"));
+    eprintln!("first picture {shown:?} after the sender's start; the router dropped {dropped}");
+    assert_eq!(
+        dropped, 5,
+        "the router did not drop exactly the first 5 packets"
+    );
+    assert!(
+        shown <= Duration::from_millis(500),
+        "first picture {shown:?} after the sender's start (bar 0.5 s)"
+    );
+}

@@ -24,6 +24,12 @@ const BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// A connect attempt that has not completed in this long is abandoned: a blackholed
 /// receiver would otherwise cost minutes of SYN retries before the next attempt.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// While a connect attempt has had no answer for this long, another one starts beside
+/// it (the earlier ones keep going; the first to complete wins): a lost SYN or SYN-ACK
+/// costs this, not the kernel's 1 s (then 3 s, 7 s) retransmission timeout.
+const CONNECT_STAGGER: Duration = Duration::from_millis(100);
+/// Connect attempts in flight at once, at most.
+const CONNECT_ATTEMPTS: usize = 8;
 /// A connection shorter than this counts as a failed attempt: the backoff keeps
 /// growing, so a receiver that accepts and closes at once is not hammered.
 const HEALTHY_CONNECTION: Duration = Duration::from_secs(2);
@@ -64,6 +70,41 @@ impl Backoff {
     }
 }
 
+/// Connects to `remote`, starting another attempt every [`CONNECT_STAGGER`] while none
+/// has completed, for at most [`CONNECT_TIMEOUT`]. An attempt that fails outright (the
+/// receiver refused: the path works, nobody listens) ends the round when no other is
+/// in flight, so a receiver that is down gets the usual backoff, not a connect every
+/// 100 ms. `Err(None)`: timed out.
+async fn connect_staggered(remote: SocketAddr) -> Result<TcpStream, Option<std::io::Error>> {
+    let deadline = tokio::time::Instant::now() + CONNECT_TIMEOUT;
+    let mut attempts = tokio::task::JoinSet::new();
+    let mut next = tokio::time::Instant::now();
+    let mut started = 0;
+    let mut last_error = None;
+    loop {
+        if started < CONNECT_ATTEMPTS && tokio::time::Instant::now() >= next {
+            attempts.spawn(TcpStream::connect(remote));
+            started += 1;
+            next += CONNECT_STAGGER;
+        }
+        tokio::select! {
+            Some(done) = attempts.join_next() => match done {
+                // Dropping the set aborts the other attempts.
+                Ok(Ok(stream)) => return Ok(stream),
+                Ok(Err(e)) => {
+                    last_error = Some(e);
+                    if attempts.is_empty() {
+                        return Err(last_error);
+                    }
+                }
+                Err(_) => {}
+            },
+            _ = tokio::time::sleep_until(next), if started < CONNECT_ATTEMPTS => {}
+            _ = tokio::time::sleep_until(deadline) => return Err(last_error),
+        }
+    }
+}
+
 /// Streams frames to `remote`, reconnecting with backoff, until the frame channel
 /// closes or shutdown is signalled. While disconnected, frames are dropped (counted).
 pub async fn run_sender<E: FnMut(SenderEvent)>(
@@ -75,7 +116,7 @@ pub async fn run_sender<E: FnMut(SenderEvent)>(
     let mut backoff = Backoff::new();
     let mut link = SenderLink::default();
     loop {
-        let connect = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(remote));
+        let connect = connect_staggered(remote);
         tokio::pin!(connect);
         let attempt = loop {
             tokio::select! {
@@ -88,7 +129,7 @@ pub async fn run_sender<E: FnMut(SenderEvent)>(
             }
         };
         let lived = match attempt {
-            Ok(Ok(stream)) => {
+            Ok(stream) => {
                 if let Err(e) = stream.set_nodelay(true) {
                     tracing::warn!(error = %e, "could not set TCP_NODELAY");
                 }
@@ -102,11 +143,11 @@ pub async fn run_sender<E: FnMut(SenderEvent)>(
                 }
                 Some(since.elapsed())
             }
-            Ok(Err(e)) => {
+            Err(Some(e)) => {
                 tracing::debug!(%remote, error = %e, "connect failed");
                 None
             }
-            Err(_) => {
+            Err(None) => {
                 tracing::debug!(%remote, timeout = ?CONNECT_TIMEOUT, "connect timed out");
                 None
             }
@@ -311,9 +352,12 @@ async fn send_on<E: FnMut(SenderEvent)>(
     }
 }
 
-/// Connections waiting to prove they are the paired sender, at most; a newer one
-/// pushes out the oldest.
-const MAX_CANDIDATES: usize = 8;
+/// Connections waiting to prove they are the paired sender, at most, from all hosts.
+const MAX_CANDIDATES: usize = 64;
+/// ... and from one host (IP address). A host flooding connections pushes out its own
+/// oldest, never another host's, and never one that has sent an authentic HELLO: so
+/// the camera's connection is not pushed out by a stranger's, however fast it connects.
+const MAX_CANDIDATES_PER_HOST: usize = 8;
 /// A connection that has not authenticated within this long is closed.
 const AUTH_TIMEOUT: Duration = Duration::from_secs(3);
 /// Messages read from all connections, waiting for the receiver.
@@ -326,6 +370,10 @@ struct Connection {
     writer: tokio::net::tcp::OwnedWriteHalf,
     since: Instant,
     reader: tokio::task::JoinHandle<()>,
+    /// It sent an authentic HELLO (its handshake is in progress): never pushed out by
+    /// newer connections, only closed by `AUTH_TIMEOUT` or replaced once another
+    /// sender authenticates.
+    proven: bool,
 }
 
 impl Drop for Connection {
@@ -412,12 +460,16 @@ pub async fn run_receiver<F: FnMut(ReceivedFrame) -> bool>(
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    let _ = stream.set_nodelay(true);
-                    tracing::info!(%peer, "sender connected");
-                    let (read, writer) = stream.into_split();
-                    next_id += 1;
-                    let reader = tokio::spawn(read_messages(next_id, peer, read, max_message, read_tx.clone()));
-                    conns.add(Connection { id: next_id, peer, writer, since: Instant::now(), reader });
+                    // Debug, not info: a flood of connections must not flood the log;
+                    // "sender authenticated" says when the real one is in.
+                    tracing::debug!(%peer, "sender connected");
+                    if conns.admits(peer) {
+                        let _ = stream.set_nodelay(true);
+                        let (read, writer) = stream.into_split();
+                        next_id += 1;
+                        let reader = tokio::spawn(read_messages(next_id, peer, read, max_message, read_tx.clone()));
+                        conns.add(Connection { id: next_id, peer, writer, since: Instant::now(), reader, proven: false });
+                    }
                 }
                 Err(e) => tracing::warn!(error = %e, "accept failed"),
             },
@@ -447,6 +499,49 @@ pub async fn run_receiver<F: FnMut(ReceivedFrame) -> bool>(
     Ok(())
 }
 
+/// What admission needs to know of a candidate connection.
+#[derive(Clone, Copy, Debug)]
+struct Candidate {
+    host: std::net::IpAddr,
+    since: Instant,
+    proven: bool,
+}
+
+/// Where a new connection goes.
+#[derive(Debug, PartialEq, Eq)]
+enum Room {
+    /// There is room.
+    Free,
+    /// Close candidate `i` (the oldest unproven one of the crowded host) first.
+    Evict(usize),
+    /// Every candidate in the way has sent an authentic HELLO: refuse the newcomer.
+    Refuse,
+}
+
+/// Makes room for a connection from `host`: when the host has its share
+/// ([`MAX_CANDIDATES_PER_HOST`]) its own oldest unproven candidate goes; when all
+/// hosts together are at [`MAX_CANDIDATES`], the oldest unproven one of the host with
+/// the most. A flood of connections from one host only ever pushes out its own.
+fn make_room(candidates: &[Candidate], host: std::net::IpAddr) -> Room {
+    let count = |h: std::net::IpAddr| candidates.iter().filter(|c| c.host == h).count();
+    let crowded = if count(host) >= MAX_CANDIDATES_PER_HOST {
+        host
+    } else if candidates.len() >= MAX_CANDIDATES {
+        match candidates.iter().map(|c| c.host).max_by_key(|&h| count(h)) {
+            Some(h) => h,
+            None => return Room::Free,
+        }
+    } else {
+        return Room::Free;
+    };
+    candidates
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.host == crowded && !c.proven)
+        .min_by_key(|(_, c)| c.since)
+        .map_or(Room::Refuse, |(i, _)| Room::Evict(i))
+}
+
 /// The receiver's connections: the one in use and the candidates.
 #[derive(Default)]
 struct Connections {
@@ -457,15 +552,40 @@ struct Connections {
 }
 
 impl Connections {
+    /// Whether a new connection from `peer` may be taken, making room for it (see
+    /// [`make_room`]).
+    fn admits(&mut self, peer: SocketAddr) -> bool {
+        if self.insecure == Some(true) {
+            return true;
+        }
+        let seen: Vec<Candidate> = self
+            .candidates
+            .iter()
+            .map(|c| Candidate {
+                host: c.peer.ip(),
+                since: c.since,
+                proven: c.proven,
+            })
+            .collect();
+        match make_room(&seen, peer.ip()) {
+            Room::Free => true,
+            Room::Evict(i) => {
+                let old = self.candidates.remove(i);
+                tracing::debug!(peer = %old.peer, "closing an unauthenticated connection (too many from its host)");
+                true
+            }
+            Room::Refuse => {
+                tracing::debug!(%peer, "refusing a connection: its host's candidates are all handshaking");
+                false
+            }
+        }
+    }
+
     fn add(&mut self, conn: Connection) {
         if self.insecure == Some(true) {
             self.active = Some(conn);
             self.candidates.clear();
             return;
-        }
-        if self.candidates.len() >= MAX_CANDIDATES {
-            let old = self.candidates.remove(0);
-            tracing::debug!(peer = %old.peer, "closing an unauthenticated connection (too many)");
         }
         self.candidates.push(conn);
     }
@@ -503,6 +623,10 @@ impl Connections {
                 tracing::info!(peer = %conn.peer, "sender authenticated");
                 self.active = Some(conn);
             }
+        }
+        let handshaking = receiver.handshaking_peers();
+        for c in &mut self.candidates {
+            c.proven = c.proven || handshaking.contains(&c.peer);
         }
         let now = Instant::now();
         self.candidates.retain(|c| {
@@ -588,5 +712,80 @@ mod tests {
         // storm against a receiver that accepts and closes at once.
         assert_eq!(pauses, [100, 200, 400, 800, 1600, 2000]);
         assert_eq!(b.after(Some(HEALTHY_CONNECTION)).as_millis(), 100);
+    }
+
+    #[test]
+    fn connecting_reaches_a_listener_and_a_refusal_ends_the_round_at_once() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            assert!(connect_staggered(addr).await.is_ok());
+            drop(listener);
+            // Nobody listens: refused, and no more attempts every CONNECT_STAGGER for
+            // CONNECT_TIMEOUT (the backoff between rounds applies instead).
+            let started = Instant::now();
+            assert!(matches!(connect_staggered(addr).await, Err(Some(_))));
+            assert!(started.elapsed() < CONNECT_STAGGER);
+        });
+    }
+
+    #[test]
+    fn a_flooding_host_pushes_out_only_its_own_unproven_connections() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let camera: std::net::IpAddr = [10, 0, 0, 2].into();
+        let flooder: std::net::IpAddr = [10, 0, 0, 66].into();
+        let mut cands = vec![Candidate {
+            host: camera,
+            since: at(0),
+            proven: false,
+        }];
+        // 3,000 connections from the flooder: each one past its host's share pushes
+        // out the flooder's oldest, never the camera's.
+        for n in 0..3000u64 {
+            match make_room(&cands, flooder) {
+                Room::Free => {}
+                Room::Evict(i) => {
+                    assert_eq!(cands[i].host, flooder, "evicted another host's");
+                    cands.remove(i);
+                }
+                Room::Refuse => panic!("refused with unproven candidates of its own"),
+            }
+            cands.push(Candidate {
+                host: flooder,
+                since: at(1 + n),
+                proven: false,
+            });
+            assert!(cands.len() <= MAX_CANDIDATES_PER_HOST + 1);
+        }
+        assert!(cands.iter().any(|c| c.host == camera));
+        // Many hosts up to the total bound: the host with the most gives way.
+        let mut many: Vec<Candidate> = (0..MAX_CANDIDATES)
+            .map(|n| Candidate {
+                host: [10, 1, (n % 16) as u8, 0].into(),
+                since: at(n as u64),
+                proven: false,
+            })
+            .collect();
+        many[0].host = camera;
+        assert!(matches!(make_room(&many, flooder), Room::Evict(i) if many[i].host != camera));
+        // A host whose candidates all sent an authentic HELLO: the newcomer is refused,
+        // the handshaking ones stay.
+        let proven: Vec<Candidate> = (0..MAX_CANDIDATES_PER_HOST)
+            .map(|n| Candidate {
+                host: camera,
+                since: at(n as u64),
+                proven: true,
+            })
+            .collect();
+        assert_eq!(make_room(&proven, camera), Room::Refuse);
+        let mut one_unproven = proven.clone();
+        one_unproven[5].proven = false;
+        assert_eq!(make_room(&one_unproven, camera), Room::Evict(5));
+        assert_eq!(make_room(&proven, flooder), Room::Free);
     }
 }

@@ -48,6 +48,7 @@ pub async fn run_sender<E: FnMut(SenderEvent)>(
         socket: &socket,
         remote,
         send_errors: 0,
+        strangers: 0,
     };
     loop {
         let wake = link.drain(&mut sender, &mut hooks, &mut out).await;
@@ -57,8 +58,17 @@ pub async fn run_sender<E: FnMut(SenderEvent)>(
                 None => break,
             },
             got = socket.recv_from(&mut inbuf) => {
-                if let Ok((n, _from)) = got {
-                    sender.handle_input(Instant::now(), SenderInput::Packet(&inbuf[..n]));
+                match got {
+                    Ok((n, from)) if from_receiver(from, remote) => {
+                        sender.handle_input(Instant::now(), SenderInput::Packet(&inbuf[..n]));
+                    }
+                    Ok((_, from)) => {
+                        link.strangers += 1;
+                        if link.strangers.is_power_of_two() {
+                            tracing::debug!(%from, count = link.strangers, "ignoring a datagram not from the receiver");
+                        }
+                    }
+                    Err(_) => {}
                 }
             }
             _ = sleep_until(wake) => sender.handle_input(Instant::now(), SenderInput::Timeout),
@@ -88,6 +98,18 @@ struct SenderLink<'a> {
     socket: &'a UdpSocket,
     remote: SocketAddr,
     send_errors: u64,
+    /// Datagrams ignored because they came from somewhere other than `remote`.
+    strangers: u64,
+}
+
+/// Whether a datagram comes from the receiver we send to. Anyone can send to the
+/// sender's port; what does not come from `remote` (a forged WELCOME from another
+/// host, stray traffic) never reaches the machine. One spoofed from `remote` itself
+/// still does, and is refused there by authentication. An IPv4 address and its
+/// IPv4-mapped IPv6 form (a dual-stack socket) are the same host.
+fn from_receiver(from: SocketAddr, remote: SocketAddr) -> bool {
+    let canonical = |a: SocketAddr| (a.ip().to_canonical(), a.port());
+    canonical(from) == canonical(remote)
 }
 
 impl SenderLink<'_> {
@@ -175,5 +197,22 @@ async fn drain_receiver<F: FnMut(ReceivedFrame) -> bool>(
                 return at;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::from_receiver;
+
+    #[test]
+    fn only_datagrams_from_the_receiver_are_taken() {
+        let remote = "192.168.1.20:5000".parse().unwrap();
+        assert!(from_receiver(remote, remote));
+        assert!(from_receiver(
+            "[::ffff:192.168.1.20]:5000".parse().unwrap(),
+            remote
+        ));
+        assert!(!from_receiver("192.168.1.21:5000".parse().unwrap(), remote));
+        assert!(!from_receiver("192.168.1.20:5001".parse().unwrap(), remote));
     }
 }

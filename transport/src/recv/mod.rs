@@ -139,6 +139,14 @@ impl Receiver {
         self.secure.as_ref().and_then(|s| s.authenticated_peer())
     }
 
+    /// Addresses that sent an authentic HELLO whose handshake is still in progress.
+    pub fn handshaking_peers(&self) -> Vec<SocketAddr> {
+        self.secure
+            .as_ref()
+            .map(|s| s.handshaking_peers().collect())
+            .unwrap_or_default()
+    }
+
     /// The current sender's session id and address, if any.
     pub fn peer(&self) -> Option<(u32, Option<SocketAddr>)> {
         self.session.as_ref().map(|s| (s.id, s.peer))
@@ -500,6 +508,9 @@ impl Receiver {
 
     /// Asserts the machine's internal rules; for tests and fuzzers.
     pub fn check_invariants(&self) {
+        if let Some(secure) = &self.secure {
+            secure.check_invariants();
+        }
         assert!(
             self.partials.len() <= self.config.max_in_flight,
             "too many frames in flight"

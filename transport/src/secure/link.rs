@@ -9,10 +9,39 @@
 //! - WELCOME (kind 9, receiver to sender): common header, the same epoch, Noise
 //!   message 2 (48 bytes).
 //!
-//! The receiver answers a HELLO only if it authenticates under the paired key, at most
-//! [`HELLO_RATE`] a second, and keeps the new keys *pending*: the session in use is
-//! replaced only when the first packet sealed with the new keys arrives. So a replayed or
-//! forged HELLO can neither take the viewer over nor stop the running stream.
+//! Getting through a lossy start and an attacker (the rules, and why):
+//! - **Fast retries, several in progress.** The sender retries an unanswered HELLO
+//!   after 20 ms, three times, then backs off to [`HELLO_RETRY_MAX`]; a lost HELLO or
+//!   WELCOME costs about a round trip plus 20 ms. A retry does not throw away the answer
+//!   on its way: the sender keeps its last [`HELLOS_IN_PROGRESS`] HELLOs and takes an
+//!   authentic WELCOME for any of them, the receiver keeps up to
+//!   [`HANDSHAKES_IN_PROGRESS`] answered handshakes keyed by (session, epoch) and
+//!   promotes whichever the first sealed packet proves. So it completes whatever the
+//!   round trip is against the retry interval.
+//! - **Check first, then spend.** A HELLO of the wrong length or header costs nothing.
+//!   Reading an `NNpsk0` HELLO needs no Diffie-Hellman (see `handshake::CheckedHello`),
+//!   so every HELLO is authenticated before it spends any budget: a flood of forged
+//!   HELLOs (random bytes, no key) costs a hash and a failed decrypt each and never
+//!   reaches a budget. The expensive part, a fresh ephemeral key, the `ee` exchange and
+//!   the WELCOME, is limited per source address ([`HELLO_RATE_PER_SOURCE`]) and in
+//!   total ([`HELLO_RATE`]). Only authentic HELLOs can spend those, i.e. replays: a
+//!   HELLO newer (by its sender's clock) than every HELLO answered so far spends
+//!   neither, since a replay is never newer than the real sender's latest.
+//! - **Replays across sessions.** A HELLO no newer than the newest answered for its
+//!   session is refused (a table of [`SESSIONS_REMEMBERED`] sessions). A replay from an
+//!   earlier session is fresh to a restarted receiver and gets answered (the WELCOME is
+//!   useless without the sender's ephemeral key), but it only adds a handshake in
+//!   progress; when they are all taken, the one whose sender time is oldest goes,
+//!   so replays of earlier sessions go before the real one. Times are only compared
+//!   with other times from senders, never with the receiver's clock (a Pi without a
+//!   real-time clock may be far off); a sender whose clock went back since an earlier
+//!   session that is being replayed against it still completes, only later.
+//! - **Forged WELCOMEs.** The sender keeps its handshakes until a WELCOME that
+//!   authenticates arrives; others are counted and ignored.
+//!
+//! Keys of a new handshake stay *pending*: the session in use is replaced only when the
+//! first packet sealed with the new keys arrives. So a replayed or forged HELLO can
+//! neither take the viewer over nor stop the running stream.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -23,17 +52,43 @@ use super::seal::{sealed_header, OpenError, Opener, Sealer};
 use super::{Psk, KIND_HELLO, KIND_SEALED, KIND_WELCOME};
 use crate::wire::{COMMON_HEADER, MAGIC, VERSION};
 
-/// HELLOs the receiver answers per second at most (each costs two X25519 operations).
-pub const HELLO_RATE: f64 = 20.0;
-const HELLO_BURST: f64 = 10.0;
+/// Handshakes the receiver answers per second at most, from all sources together (each
+/// answer costs an ephemeral key and an X25519 exchange, ~90 us on an x86 core).
+pub const HELLO_RATE: f64 = 50.0;
+const HELLO_BURST: f64 = 25.0;
+/// Handshakes answered per second for one source address. The burst covers a sender's
+/// fast retries over a long round trip (eight HELLOs in the first 660 ms).
+pub const HELLO_RATE_PER_SOURCE: f64 = 5.0;
+const HELLO_BURST_PER_SOURCE: f64 = 10.0;
+/// Source addresses whose budget is remembered; when full, the one idle longest goes.
+const SOURCES_REMEMBERED: usize = 256;
+/// Sessions whose newest HELLO time is remembered (replays within a session).
+pub const SESSIONS_REMEMBERED: usize = 64;
+/// Answered handshakes the receiver keeps waiting for their first sealed packet.
+pub const HANDSHAKES_IN_PROGRESS: usize = 8;
+/// An answered handshake not proven by a sealed packet within this long is given up
+/// (a real one is proven a round trip after its WELCOME): replays that filled the
+/// table cannot hold it against a sender whose clock is behind theirs.
+const HANDSHAKE_PROOF_WITHIN: Duration = Duration::from_secs(5);
+/// HELLOs the sender keeps in progress: a WELCOME for any of them completes.
+pub const HELLOS_IN_PROGRESS: usize = 8;
 const HELLO_LEN: usize = COMMON_HEADER + 1 + HELLO_NOISE;
 const WELCOME_LEN: usize = COMMON_HEADER + 1 + WELCOME_NOISE;
-/// First HELLO retry; doubles up to [`HELLO_RETRY_MAX`]. A HELLO is under 70 bytes,
-/// and a viewer that starts late must not wait long for its first picture.
-const HELLO_RETRY: Duration = Duration::from_millis(250);
-const HELLO_RETRY_MAX: Duration = Duration::from_millis(500);
-/// Unanswered HELLOs before the sender says why the screen may stay black.
-const HELLOS_BEFORE_WARNING: u32 = 4;
+/// Gaps before the first HELLO retries: a HELLO is under 70 bytes, and a lost one must
+/// cost about a round trip, not a retry interval of hundreds of milliseconds.
+const HELLO_RETRIES: [Duration; 7] = [
+    Duration::from_millis(20),
+    Duration::from_millis(20),
+    Duration::from_millis(20),
+    Duration::from_millis(40),
+    Duration::from_millis(80),
+    Duration::from_millis(160),
+    Duration::from_millis(320),
+];
+/// The gap between HELLO retries after [`HELLO_RETRIES`].
+pub const HELLO_RETRY_MAX: Duration = Duration::from_millis(500);
+/// Unanswered for this long, the sender says why the screen may stay black.
+const WARN_UNANSWERED_AFTER: Duration = Duration::from_secs(2);
 /// With keys in use and nothing authenticated from the receiver for this long (it
 /// reports every 30 ms), the sender handshakes again: the receiver may have restarted.
 const REHANDSHAKE_AFTER: Duration = Duration::from_secs(2);
@@ -111,10 +166,14 @@ pub struct Initiator {
     psk: Psk,
     session: u32,
     next_epoch: u8,
-    pending: Option<(Hello, u8)>,
+    /// HELLOs sent and not answered yet, oldest first, with their epochs.
+    pending: VecDeque<(Hello, u8)>,
     next_hello: Option<Instant>,
-    retry: Duration,
-    unanswered: u32,
+    /// HELLOs sent since the last handshake completed (indexes [`HELLO_RETRIES`]).
+    tries: usize,
+    /// When the first of the unanswered HELLOs went out.
+    unanswered_since: Option<Instant>,
+    warned_unanswered: bool,
     current: Option<Peer>,
     last_heard: Option<Instant>,
     warned_plaintext: bool,
@@ -138,10 +197,11 @@ impl Initiator {
             psk,
             session,
             next_epoch: 0,
-            pending: None,
+            pending: VecDeque::new(),
             next_hello: None,
-            retry: HELLO_RETRY,
-            unanswered: 0,
+            tries: 0,
+            unanswered_since: None,
+            warned_unanswered: false,
             current: None,
             last_heard: None,
             warned_plaintext: false,
@@ -152,11 +212,11 @@ impl Initiator {
     /// A new connection (TCP): whoever is at the other end now, keys are agreed anew.
     pub fn restart(&mut self) {
         self.current = None;
-        self.pending = None;
+        self.pending.clear();
         self.next_hello = None;
         self.last_heard = None;
-        self.retry = HELLO_RETRY;
-        self.unanswered = 0;
+        self.tries = 0;
+        self.unanswered_since = None;
     }
 
     /// Keys are agreed: media may flow.
@@ -186,14 +246,14 @@ impl Initiator {
         if self.hello_due(now).map_or(true, |at| now < at) {
             return false;
         }
-        if self.pending.is_some() {
-            self.unanswered += 1;
-            if self.unanswered == HELLOS_BEFORE_WARNING {
-                tracing::warn!(
-                    tries = self.unanswered,
-                    "no answer to the encrypted handshake: is picam recv running there, paired with this key (same key file), and not --insecure?"
-                );
-            }
+        let since = *self.unanswered_since.get_or_insert(now);
+        if !self.warned_unanswered && now.saturating_duration_since(since) >= WARN_UNANSWERED_AFTER
+        {
+            self.warned_unanswered = true;
+            tracing::warn!(
+                tries = self.tries,
+                "no answer to the encrypted handshake: is picam recv running there, paired with this key (same key file), and not --insecure?"
+            );
         }
         let epoch = self.next_epoch;
         self.next_epoch = self.next_epoch.wrapping_add(1);
@@ -203,11 +263,23 @@ impl Initiator {
         common(buf, KIND_HELLO, self.session);
         buf.push(epoch);
         buf.extend_from_slice(&noise);
-        self.pending = Some((hello, epoch));
-        self.next_hello = Some(now + self.retry);
-        self.retry = (self.retry * 2).min(HELLO_RETRY_MAX);
+        if self.pending.len() == HELLOS_IN_PROGRESS {
+            self.pending.pop_front();
+        }
+        self.pending.push_back((hello, epoch));
+        let gap = HELLO_RETRIES
+            .get(self.tries)
+            .copied()
+            .unwrap_or(HELLO_RETRY_MAX);
+        self.tries += 1;
+        self.next_hello = Some(now + gap);
         self.stats.hellos += 1;
         true
+    }
+
+    /// Asserts the bounds of its state; for tests and fuzzers.
+    pub fn check_invariants(&self) {
+        assert!(self.pending.len() <= HELLOS_IN_PROGRESS);
     }
 
     /// When a timeout input is wanted.
@@ -219,21 +291,25 @@ impl Initiator {
     pub fn open(&mut self, now: Instant, packet: &[u8]) -> Opened {
         match outer(packet) {
             Some((KIND_WELCOME, session, epoch)) if session == self.session => {
-                // A late answer to a HELLO since superseded by a retry: not forged,
-                // just stale.
-                if self.pending.as_ref().map_or(true, |(_, e)| *e != epoch) {
-                    return Opened::Dropped;
-                }
-                let Some((hello, pending_epoch)) = self.pending.take() else {
+                // An answer to a HELLO no longer in progress (the handshake completed
+                // meanwhile, or it is older than the last HELLOS_IN_PROGRESS): stale.
+                let Some(hello) = self
+                    .pending
+                    .iter_mut()
+                    .find_map(|(hello, e)| (*e == epoch).then_some(hello))
+                else {
                     return Opened::Dropped;
                 };
-                let keys = (epoch == pending_epoch && packet.len() == WELCOME_LEN)
+                // One that does not authenticate (forged, damaged) is ignored: the
+                // handshake stays in progress for the real answer.
+                let keys = (packet.len() == WELCOME_LEN)
                     .then(|| hello.finish(&packet[COMMON_HEADER + 1..]))
                     .flatten();
                 let Some(keys) = keys else {
                     self.stats.unauthenticated += 1;
                     return Opened::Dropped;
                 };
+                self.pending.clear();
                 self.current = Some(Peer {
                     session,
                     epoch,
@@ -243,8 +319,9 @@ impl Initiator {
                 });
                 self.last_heard = Some(now);
                 self.next_hello = None;
-                self.retry = HELLO_RETRY;
-                self.unanswered = 0;
+                self.tries = 0;
+                self.unanswered_since = None;
+                self.warned_unanswered = false;
                 self.stats.handshakes += 1;
                 tracing::info!(epoch, "encrypted session established");
                 Opened::Established
@@ -305,17 +382,62 @@ impl Initiator {
     }
 }
 
+/// A token bucket: `rate` a second, up to `burst` saved.
+#[derive(Clone, Copy, Debug)]
+struct Budget {
+    tokens: f64,
+    refilled: Instant,
+}
+
+impl Budget {
+    fn new(now: Instant, burst: f64) -> Self {
+        Self {
+            tokens: burst,
+            refilled: now,
+        }
+    }
+
+    fn refill(&mut self, now: Instant, rate: f64, burst: f64) {
+        let dt = now.saturating_duration_since(self.refilled).as_secs_f64();
+        self.refilled = now;
+        self.tokens = (self.tokens + dt * rate).min(burst);
+    }
+
+    /// Takes one token if there is one.
+    fn take(&mut self, now: Instant, rate: f64, burst: f64) -> bool {
+        self.refill(now, rate, burst);
+        if self.tokens < 1.0 {
+            return false;
+        }
+        self.tokens -= 1.0;
+        true
+    }
+}
+
+/// An answered handshake waiting for its first sealed packet.
+struct Handshaking {
+    peer: Peer,
+    /// The sender's clock in its HELLO.
+    time_us: u64,
+    /// When we answered it (our clock).
+    answered_at: Instant,
+}
+
 /// The receiver's end: answers authentic HELLOs, opens what the paired sender sends,
 /// seals feedback to it.
 pub struct Responder {
     psk: Psk,
     active: Option<Peer>,
-    pending: Option<Peer>,
-    /// The newest HELLO accepted: (session, sender time); older ones of the same
-    /// session are replays.
-    newest_hello: Option<(u32, u64)>,
-    tokens: f64,
-    refilled: Option<Instant>,
+    /// Answered handshakes, at most [`HANDSHAKES_IN_PROGRESS`], distinct (session, epoch).
+    pending: Vec<Handshaking>,
+    /// The newest HELLO time answered per session, at most [`SESSIONS_REMEMBERED`]:
+    /// one no newer in the same session is a replay.
+    newest_per_session: Vec<(u32, u64)>,
+    /// The newest HELLO time answered from any session.
+    newest_hello: Option<u64>,
+    total_budget: Option<Budget>,
+    /// Budgets by source address, at most [`SOURCES_REMEMBERED`].
+    source_budgets: Vec<(Option<SocketAddr>, Budget)>,
     outbox: VecDeque<(Option<SocketAddr>, Vec<u8>)>,
     warned_plaintext: bool,
     warned_key: bool,
@@ -330,6 +452,7 @@ impl std::fmt::Debug for Responder {
                 "active",
                 &self.active.as_ref().map(|p| (p.session, p.epoch)),
             )
+            .field("handshaking", &self.pending.len())
             .field("stats", &self.stats)
             .finish()
     }
@@ -344,10 +467,11 @@ impl Responder {
         Self {
             psk,
             active: None,
-            pending: None,
+            pending: Vec::new(),
+            newest_per_session: Vec::new(),
             newest_hello: None,
-            tokens: HELLO_BURST,
-            refilled: None,
+            total_budget: None,
+            source_budgets: Vec::new(),
             outbox: VecDeque::new(),
             warned_plaintext: false,
             warned_key: false,
@@ -363,6 +487,28 @@ impl Responder {
     /// The address of the sender whose keys are in use.
     pub fn authenticated_peer(&self) -> Option<SocketAddr> {
         self.active.as_ref().and_then(|p| p.addr)
+    }
+
+    /// Addresses that sent an authentic HELLO whose handshake is still in progress
+    /// (for TCP: such a connection is not pushed out by newer ones).
+    pub fn handshaking_peers(&self) -> impl Iterator<Item = SocketAddr> + '_ {
+        self.pending.iter().filter_map(|h| h.peer.addr)
+    }
+
+    /// Asserts the bounds of every table; for tests and fuzzers.
+    pub fn check_invariants(&self) {
+        assert!(self.pending.len() <= HANDSHAKES_IN_PROGRESS);
+        assert!(self.newest_per_session.len() <= SESSIONS_REMEMBERED);
+        assert!(self.source_budgets.len() <= SOURCES_REMEMBERED);
+        assert!(self.outbox.len() <= MAX_OUTBOX);
+        for (i, a) in self.pending.iter().enumerate() {
+            assert!(
+                self.pending[i + 1..]
+                    .iter()
+                    .all(|b| (a.peer.session, a.peer.epoch) != (b.peer.session, b.peer.epoch)),
+                "two handshakes in progress for one (session, epoch)"
+            );
+        }
     }
 
     /// Takes a packet from `from`.
@@ -385,6 +531,8 @@ impl Responder {
         }
     }
 
+    /// A HELLO: checked cheaply, then authenticated (no Diffie-Hellman), then checked
+    /// for freshness, and only then charged to the budgets and answered.
     fn on_hello(
         &mut self,
         now: Instant,
@@ -393,18 +541,12 @@ impl Responder {
         epoch: u8,
         packet: &[u8],
     ) -> Opened {
-        let dt = self
-            .refilled
-            .map_or(0.0, |t| now.saturating_duration_since(t).as_secs_f64());
-        self.refilled = Some(now);
-        self.tokens = (self.tokens + dt * HELLO_RATE).min(HELLO_BURST);
-        if self.tokens < 1.0 || packet.len() != HELLO_LEN {
+        if packet.len() != HELLO_LEN {
             self.stats.unauthenticated += 1;
             return Opened::Dropped;
         }
-        self.tokens -= 1.0;
-        let Some((keys, noise, time_us)) =
-            handshake::welcome(&self.psk, session, epoch, &packet[COMMON_HEADER + 1..])
+        let Some(hello) =
+            handshake::check_hello(&self.psk, session, epoch, &packet[COMMON_HEADER + 1..])
         else {
             self.stats.unauthenticated += 1;
             if !self.warned_key {
@@ -413,20 +555,51 @@ impl Responder {
             }
             return Opened::Dropped;
         };
+        let time_us = hello.time_us;
+        self.pending
+            .retain(|h| now.saturating_duration_since(h.answered_at) < HANDSHAKE_PROOF_WITHIN);
         if self
-            .newest_hello
-            .is_some_and(|(s, t)| s == session && time_us <= t)
+            .newest_per_session
+            .iter()
+            .any(|&(s, t)| s == session && time_us <= t)
         {
             self.stats.replayed += 1;
             return Opened::Dropped;
         }
-        self.newest_hello = Some((session, time_us));
-        self.pending = Some(Peer {
-            session,
-            epoch,
-            addr: from,
-            sealer: Sealer::new(keys.send, session, epoch),
-            opener: Opener::new(keys.recv),
+        // All handshakes in progress are newer: this one would be the first to go.
+        let same = |h: &Handshaking| (h.peer.session, h.peer.epoch) == (session, epoch);
+        if self.pending.len() == HANDSHAKES_IN_PROGRESS
+            && !self.pending.iter().any(same)
+            && self.pending.iter().all(|h| h.time_us > time_us)
+        {
+            self.stats.replayed += 1;
+            return Opened::Dropped;
+        }
+        if !self.spend_budget(now, from, time_us) {
+            self.stats.unauthenticated += 1;
+            return Opened::Dropped;
+        }
+        let Some((keys, noise)) = hello.answer() else {
+            self.stats.unauthenticated += 1;
+            return Opened::Dropped;
+        };
+        self.remember_newest(session, time_us);
+        self.pending.retain(|h| !same(h));
+        if self.pending.len() == HANDSHAKES_IN_PROGRESS {
+            if let Some(oldest) = (0..self.pending.len()).min_by_key(|&i| self.pending[i].time_us) {
+                self.pending.swap_remove(oldest);
+            }
+        }
+        self.pending.push(Handshaking {
+            peer: Peer {
+                session,
+                epoch,
+                addr: from,
+                sealer: Sealer::new(keys.send, session, epoch),
+                opener: Opener::new(keys.recv),
+            },
+            time_us,
+            answered_at: now,
         });
         if self.outbox.len() < MAX_OUTBOX {
             let mut out = Vec::with_capacity(WELCOME_LEN);
@@ -439,29 +612,88 @@ impl Responder {
         Opened::Handshake
     }
 
+    /// Charges an authentic, fresh HELLO to its source's budget, then to the total one.
+    /// Per source first: one address replaying old HELLOs cannot spend the total.
+    ///
+    /// A HELLO newer (by its sender's clock) than every one answered so far is answered
+    /// without spending either: the real sender's next HELLO is always newer than any
+    /// replay of an earlier session's, so replays, even spoofed from the sender's own
+    /// address to drain its budget, cannot delay it. What this lets through unlimited is
+    /// bounded: each captured HELLO can be newest at most once (replayed in increasing
+    /// order before the real sender's), and inventing new ones takes the key. A sender
+    /// whose clock is behind the captured HELLOs' (a Pi without a real-time clock) falls
+    /// under the budgets like a replay and may wait while replays spend its source's.
+    fn spend_budget(&mut self, now: Instant, from: Option<SocketAddr>, time_us: u64) -> bool {
+        if self.newest_hello.map_or(true, |t| time_us > t) {
+            return true;
+        }
+        let source = match self.source_budgets.iter().position(|(a, _)| *a == from) {
+            Some(i) => i,
+            None => {
+                if self.source_budgets.len() == SOURCES_REMEMBERED {
+                    // The one idle longest has (nearly) refilled: forgetting it costs
+                    // it little.
+                    if let Some(idle) = (0..self.source_budgets.len())
+                        .min_by_key(|&i| self.source_budgets[i].1.refilled)
+                    {
+                        self.source_budgets.swap_remove(idle);
+                    }
+                }
+                self.source_budgets
+                    .push((from, Budget::new(now, HELLO_BURST_PER_SOURCE)));
+                self.source_budgets.len() - 1
+            }
+        };
+        if !self.source_budgets[source]
+            .1
+            .take(now, HELLO_RATE_PER_SOURCE, HELLO_BURST_PER_SOURCE)
+        {
+            return false;
+        }
+        self.total_budget
+            .get_or_insert_with(|| Budget::new(now, HELLO_BURST))
+            .take(now, HELLO_RATE, HELLO_BURST)
+    }
+
+    fn remember_newest(&mut self, session: u32, time_us: u64) {
+        self.newest_hello = Some(self.newest_hello.map_or(time_us, |t| t.max(time_us)));
+        if let Some(entry) = self
+            .newest_per_session
+            .iter_mut()
+            .find(|(s, _)| *s == session)
+        {
+            entry.1 = entry.1.max(time_us);
+            return;
+        }
+        if self.newest_per_session.len() == SESSIONS_REMEMBERED {
+            // The session with the oldest time goes: the running sender's is the newest.
+            if let Some(oldest) =
+                (0..self.newest_per_session.len()).min_by_key(|&i| self.newest_per_session[i].1)
+            {
+                self.newest_per_session.swap_remove(oldest);
+            }
+        }
+        self.newest_per_session.push((session, time_us));
+    }
+
     fn on_sealed(&mut self, from: Option<SocketAddr>, packet: &[u8]) -> Opened {
         let Some(header) = sealed_header(packet) else {
             self.stats.unauthenticated += 1;
             return Opened::Dropped;
         };
-        let matches = |p: &Option<Peer>| {
-            p.as_ref()
-                .is_some_and(|p| p.session == header.session && p.epoch == header.epoch)
-        };
-        let promote = if matches(&self.active) {
-            false
-        } else if matches(&self.pending) {
-            true
+        let is_it = |p: &Peer| p.session == header.session && p.epoch == header.epoch;
+        let promote = if self.active.as_ref().is_some_and(is_it) {
+            None
+        } else if let Some(i) = self.pending.iter().position(|h| is_it(&h.peer)) {
+            Some(i)
         } else {
             self.stats.unauthenticated += 1;
             return Opened::Dropped;
         };
-        let slot = if promote {
-            &mut self.pending
-        } else {
-            &mut self.active
+        let peer = match promote {
+            Some(i) => &mut self.pending[i].peer,
+            None => self.active.as_mut().expect("matched above"),
         };
-        let peer = slot.as_mut().expect("matched above");
         match peer.opener.open(header, packet) {
             Ok(inner) => {
                 // The sender's address may change (DHCP, a roaming Wi-Fi client): the
@@ -469,8 +701,11 @@ impl Responder {
                 if from.is_some() {
                     peer.addr = from;
                 }
-                if promote {
-                    self.active = self.pending.take();
+                if let Some(i) = promote {
+                    let proven = self.pending.swap_remove(i).peer;
+                    // The same sender's other handshakes (retries) are done with.
+                    self.pending.retain(|h| h.peer.session != proven.session);
+                    self.active = Some(proven);
                     self.stats.handshakes += 1;
                     tracing::info!(peer = ?from, "encrypted session established");
                 }

@@ -516,6 +516,9 @@ impl Sender {
 
     /// Asserts the machine's internal rules; for tests and fuzzers.
     pub fn check_invariants(&self) {
+        if let Some(secure) = &self.secure {
+            secure.check_invariants();
+        }
         // One partly sent frame may sit beyond the bound: it is finished, not dropped.
         assert!(
             self.queue.len() <= self.config.queue_frames + 1,
