@@ -277,7 +277,7 @@ impl PairInitiator {
     }
 
     /// The next packet to send, if one is due: PAIR1 until a good PAIR2 came (30 ms
-    /// after the first, doubling to 500 ms), then PAIR3 [`PAIR3_COPIES`] times.
+    /// after the first, doubling to 500 ms), then PAIR3 `PAIR3_COPIES` times.
     /// Also ends a pairing whose answers never checked out.
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> bool {
         if self.confirm_left > 0 && self.next_confirm.map_or(true, |t| now >= t) {
