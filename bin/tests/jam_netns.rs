@@ -189,6 +189,7 @@ fn run(
     };
     let send_out = scratch.path(&format!("{tag}.send.json"));
     let recv_out = scratch.path(&format!("{tag}.recv.json"));
+    let recv_err = scratch.path(&format!("{tag}.recv.err"));
     let total = (seconds + 3).to_string();
     // The default, encrypted path: one key for both sides.
     let key = common::key(scratch);
@@ -219,10 +220,19 @@ fn run(
         .env("PICAM_CONFIG_DIR", scratch.path("config"))
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(&recv_out).unwrap())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(&recv_err).unwrap())
+        .env("PICAM_LOG", "info")
         .spawn()
         .expect("start receiver");
-    std::thread::sleep(Duration::from_millis(500));
+    // The sender starts once the receiver's socket is bound (its "receiving over" line).
+    let ready_by = std::time::Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(&recv_err).is_ok_and(|e| e.contains("receiving over")) {
+        assert!(
+            std::time::Instant::now() < ready_by,
+            "the receiver did not bind within 20 s"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let mut send = Command::new("ip");
     send.args([
         "netns",

@@ -257,8 +257,8 @@ fn run(scratch: &Scratch, wire: Wire, repair: bool, seconds: u64) -> Outcome {
             stderr,
         }
     };
-    let recv = start(recv, "recv");
-    std::thread::sleep(Duration::from_millis(500));
+    let mut recv = start(recv, "recv");
+    recv.wait_ready();
     let send = start(send, "send");
     let limit = Duration::from_secs(seconds + 30);
     let (send_ok, send_out, send_err) = send.wait(limit);

@@ -270,7 +270,7 @@ fn replayed_datagrams_are_dropped_and_counted() {
     let proxy = UdpSocket::bind("127.0.0.1:0").unwrap();
     let proxy_port = proxy.local_addr().unwrap().port().to_string();
     let y4m = scratch.path("shown.y4m");
-    let recv = spawn(
+    let mut recv = spawn(
         &scratch,
         "recv",
         &strs(&recv_args(
@@ -317,7 +317,7 @@ fn replayed_datagrams_are_dropped_and_counted() {
             (forwarded, replayed)
         })
     };
-    std::thread::sleep(Duration::from_millis(400));
+    recv.wait_ready();
     let send = spawn(
         &scratch,
         "send",

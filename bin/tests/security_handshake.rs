@@ -121,8 +121,8 @@ fn a_receiver_restarted_during_a_forged_hello_flood_shows_pictures_within_4_s() 
     let scratch = Scratch::new("hs-restart");
     let key = common::key(&scratch);
     let port = free_port().to_string();
-    let first = recv(&scratch, "recv1", &port, "udp", &key);
-    std::thread::sleep(Duration::from_millis(400));
+    let mut first = recv(&scratch, "recv1", &port, "udp", &key);
+    first.wait_ready();
     let sender = send(&scratch, "send", &port, "udp", &key, "16");
     assert!(
         first_picture(&first, Instant::now(), Duration::from_secs(10)).is_some(),
@@ -335,8 +335,8 @@ fn an_earlier_sessions_hellos_replayed_after_each_real_one_do_not_stop_the_hands
     let captured = proxy.captured.lock().unwrap().len();
     assert!(captured >= 3, "only {captured} HELLOs captured");
     proxy.mode.store(REPLAY, Ordering::Relaxed);
-    let receiver = recv(&scratch, "recv", &port, "udp", &key);
-    std::thread::sleep(Duration::from_millis(400));
+    let mut receiver = recv(&scratch, "recv", &port, "udp", &key);
+    receiver.wait_ready();
     let started = Instant::now();
     let sender = send(&scratch, "send2", &via, "udp", &key, "6");
     let shown = first_picture(&receiver, started, Duration::from_secs(8));
@@ -373,8 +373,8 @@ fn forged_welcomes_from_anywhere_do_not_stop_the_handshake() {
     let port = free_port().to_string();
     let proxy = Proxy::start(format!("127.0.0.1:{port}").parse().unwrap());
     proxy.mode.store(FORGE_WELCOMES, Ordering::Relaxed);
-    let receiver = recv(&scratch, "recv", &port, "udp", &key);
-    std::thread::sleep(Duration::from_millis(400));
+    let mut receiver = recv(&scratch, "recv", &port, "udp", &key);
+    receiver.wait_ready();
     let started = Instant::now();
     let sender = send(&scratch, "send", &proxy.port.to_string(), "udp", &key, "6");
     let shown = first_picture(&receiver, started, Duration::from_secs(8));
@@ -410,8 +410,8 @@ fn tcp_empty_connections_from_another_host_do_not_keep_the_picture_away() {
     let scratch = Scratch::new("hs-tcp");
     let key = common::key(&scratch);
     let port = free_port().to_string();
-    let receiver = recv(&scratch, "recv", &port, "tcp", &key);
-    std::thread::sleep(Duration::from_millis(400));
+    let mut receiver = recv(&scratch, "recv", &port, "tcp", &key);
+    receiver.wait_ready();
     let to: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let flooder = {
