@@ -239,27 +239,9 @@ fn run(scratch: &Scratch, wire: Wire, repair: bool, seconds: u64) -> Outcome {
         recv.arg("--no-repair");
         send.arg("--no-repair");
     }
-    let start = |mut cmd: Command, side: &str| {
-        let stdout = scratch.path(&format!("{tag}.{side}.out"));
-        let stderr = scratch.path(&format!("{tag}.{side}.err"));
-        let child = cmd
-            .env("PICAM_LOG", "info")
-            .env("PICAM_CONFIG_DIR", scratch.path("config"))
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&stdout).unwrap())
-            .stderr(std::fs::File::create(&stderr).unwrap())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{tag}: start {side}: {e}"));
-        // Killed on drop if anything below panics.
-        Picam {
-            child,
-            stdout,
-            stderr,
-        }
-    };
-    let mut recv = start(recv, "recv");
+    let mut recv = start_logged(scratch, &format!("{tag}.recv"), recv);
     recv.wait_ready();
-    let send = start(send, "send");
+    let send = start_logged(scratch, &format!("{tag}.send"), send);
     let limit = Duration::from_secs(seconds + 30);
     let (send_ok, send_out, send_err) = send.wait(limit);
     let (recv_ok, recv_out, recv_err) = recv.wait(limit);
@@ -453,40 +435,23 @@ fn first_picture_within_half_a_second_with_the_first_five_packets_lost() {
     .unwrap();
     let picam = env!("CARGO_BIN_EXE_picam");
     let start = |ns: &str, side: &str, args: &[&str]| {
-        let stdout = scratch.path(&format!("{side}.out"));
-        let stderr = scratch.path(&format!("{side}.err"));
-        let child = Command::new("ip")
-            .args(["netns", "exec", ns, picam])
-            .args(args)
-            .args(["--key", &key, "--port", PORT, "--protocol", "udp"])
-            .env("PICAM_LOG", "info")
-            .env("PICAM_CONFIG_DIR", scratch.path("config"))
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&stdout).unwrap())
-            .stderr(std::fs::File::create(&stderr).unwrap())
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {side}: {e}"));
-        Picam {
-            child,
-            stdout,
-            stderr,
-        }
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", ns, picam]).args(args).args([
+            "--key",
+            &key,
+            "--port",
+            PORT,
+            "--protocol",
+            "udp",
+        ]);
+        start_logged(&scratch, side, cmd)
     };
-    let recv = start(
+    let mut recv = start(
         &topo.ns[2],
         "recv",
         &["recv", "--headless", "--bind", RCV_ADDR, "--duration", "8"],
     );
-    // Ready when it says it receives (bounded).
-    let ready = std::time::Instant::now();
-    while !recv.stderr_now().contains("receiving over UDP") {
-        assert!(
-            ready.elapsed() < Duration::from_secs(10),
-            "the receiver did not start: {}",
-            recv.stderr_now()
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    recv.wait_ready();
     let started = std::time::Instant::now();
     let send = start(
         &topo.ns[0],
@@ -529,4 +494,25 @@ fn first_picture_within_half_a_second_with_the_first_five_packets_lost() {
         shown <= Duration::from_millis(500),
         "first picture {shown:?} after the sender's start (bar 0.5 s)"
     );
+}
+
+/// Starts `cmd` (picam, possibly through `ip netns exec`) with its output in the scratch
+/// directory as `NAME.out` and `NAME.err`, logging at info (the readiness line); killed
+/// on drop if a test panics.
+fn start_logged(scratch: &Scratch, name: &str, mut cmd: Command) -> Picam {
+    let stdout = scratch.path(&format!("{name}.out"));
+    let stderr = scratch.path(&format!("{name}.err"));
+    let child = cmd
+        .env("PICAM_LOG", "info")
+        .env("PICAM_CONFIG_DIR", scratch.path("config"))
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&stdout).unwrap())
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {name}: {e}"));
+    Picam {
+        child,
+        stdout,
+        stderr,
+    }
 }

@@ -10,27 +10,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::flood::{every_ms, XorShift};
 use common::keyed::*;
 use common::{free_port, json_records, spawn, Scratch};
 use serde_json::Value;
-
-/// A small fast generator for the flood (no dependency needed).
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn fill(&mut self, buf: &mut [u8]) {
-        for chunk in buf.chunks_mut(8) {
-            let r = self.next().to_le_bytes();
-            chunk.copy_from_slice(&r[..chunk.len()]);
-        }
-    }
-}
 
 /// The flood's rate in datagrams a second: fixed, so the test measures the receiver and
 /// not the speed of the machine (a tight loop sent 170k/s on one machine and 380k/s on
@@ -56,27 +39,18 @@ fn flood_rate() -> u64 {
         .unwrap_or(FLOOD_RATE)
 }
 
-/// Sends garbage from 127.0.0.1 to `to` at `rate` datagrams a second (sent in 1 ms
-/// slices, catching up on a late wake-up by at most one slice's worth), until `stop` or
-/// for `secs`. Three of four are shaped like picam packets (magic 0x5043, version 2,
-/// kind 1, 8 or 10, random session and body).
+/// Sends garbage from 127.0.0.1 to `to` at `rate` datagrams a second (`rate / 1000`
+/// every millisecond, see [`every_ms`]), until `stop` or for `secs`; returns how many it
+/// sent. Three of four are shaped like picam packets (magic 0x5043, version 2, kind 1, 8
+/// or 10, random session and body).
 fn flood(to: SocketAddr, stop: Arc<AtomicBool>, rate: u64, secs: Duration) -> u64 {
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
     let mut buf = [0u8; 1400];
     let mut sent = 0u64;
-    let begun = Instant::now();
-    let per_slice = rate.div_ceil(1000).max(1);
-    while !stop.load(Ordering::Relaxed) {
-        let elapsed = begun.elapsed();
-        if elapsed >= secs {
-            break;
-        }
-        // Datagrams due by now; a late wake-up sends at most one slice extra, so a
-        // stalled thread never turns into an unbounded burst.
-        let due = (rate as f64 * elapsed.as_secs_f64()) as u64;
-        let burst = due.saturating_sub(sent).min(2 * per_slice);
-        for _ in 0..burst {
+    let per_ms = (rate / 1000).max(1);
+    every_ms(&stop, secs, || {
+        for _ in 0..per_ms {
             let r = rng.next();
             let len = match r % 4 {
                 0 => 1 + (r >> 8) as usize % 1400,
@@ -95,10 +69,7 @@ fn flood(to: SocketAddr, stop: Arc<AtomicBool>, rate: u64, secs: Duration) -> u6
             let _ = socket.send_to(&buf[..len], to);
             sent += 1;
         }
-        if burst == 0 {
-            std::thread::sleep(Duration::from_micros(500));
-        }
-    }
+    });
     sent
 }
 

@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::flood::{every_ms, XorShift};
 use common::keyed::*;
 use common::{free_port, spawn, Picam, Scratch};
 
@@ -34,24 +35,6 @@ const HELLO_LEN: usize = 8 + 1 + 32 + 8 + 16;
 /// Common header, epoch, Noise message (ephemeral key, tag).
 const WELCOME_LEN: usize = 8 + 1 + 32 + 16;
 
-/// A small fast generator for forged bytes (no dependency needed).
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn fill(&mut self, buf: &mut [u8]) {
-        for chunk in buf.chunks_mut(8) {
-            let r = self.next().to_le_bytes();
-            chunk.copy_from_slice(&r[..chunk.len()]);
-        }
-    }
-}
-
 /// A packet of `kind` and `len` with a valid common header, session and epoch, the rest
 /// random: what an attacker without the key can make.
 fn forged(rng: &mut XorShift, kind: u8, len: usize, session: [u8; 4], epoch: u8) -> Vec<u8> {
@@ -63,27 +46,6 @@ fn forged(rng: &mut XorShift, kind: u8, len: usize, session: [u8; 4], epoch: u8)
     p[4..8].copy_from_slice(&session);
     p[8] = epoch;
     p
-}
-
-/// Calls `tick` every millisecond until `stop` or `limit`; returns how many ticks ran. A
-/// fixed pace, spread evenly (no idle gaps between bursts for a handshake to slip
-/// through); a late tick is not made up by a burst.
-fn every_ms(stop: &AtomicBool, limit: Duration, mut tick: impl FnMut()) -> u64 {
-    let start = Instant::now();
-    let mut next = start;
-    let mut ticks = 0;
-    while !stop.load(Ordering::Relaxed) && start.elapsed() < limit {
-        tick();
-        ticks += 1;
-        next += Duration::from_millis(1);
-        let now = Instant::now();
-        if next > now {
-            std::thread::sleep(next - now);
-        } else {
-            next = now;
-        }
-    }
-    ticks
 }
 
 /// How long after `since` the receiver logged its first picture, waiting up to `limit`.
