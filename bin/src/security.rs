@@ -234,6 +234,7 @@ fn pair_as_receiver(
         let mut responder = PairResponder::new(&code, Instant::now());
         show_code(&code);
         let mut told_locked = false;
+        let mut told_older = false;
         let result = loop {
             let now = Instant::now();
             responder.handle_timeout(now);
@@ -269,6 +270,10 @@ fn pair_as_receiver(
                         if reply.len() <= n {
                             let _ = socket.send_to(&reply, from).await;
                         }
+                    }
+                    if responder.older_sender_seen() && !told_older {
+                        told_older = true;
+                        eprintln!("picam: {from} tries to pair with an older picam (its pairing request is of the earlier format): update picam on the camera, then pair again with the same code");
                     }
                 }
                 _ = tokio::time::sleep_until(wake.into()) => {}

@@ -112,31 +112,32 @@ impl Topology {
                 "{ type filter hook forward priority 0 ; }",
             ],
         )?;
+        let threshold = LOSS_PERMILLE.to_string();
+        topo.set_loss(&["numgen", "random", "mod", "1000", "<", &threshold])?;
+        Ok(topo)
+    }
+
+    /// Replaces the router's loss rule: a counter of every forwarded packet, then
+    /// `selector` (an nft match, e.g. `numgen random mod 1000 < 20`) counted and dropped.
+    fn set_loss(&self, selector: &[&str]) -> Result<(), String> {
+        let rtr = self.ns[1].as_str();
+        let chain = ["inet", "picamloss", "loss"];
+        in_ns(rtr, &[&["nft", "flush", "chain"][..], &chain].concat())?;
         in_ns(
             rtr,
-            &["nft", "add", "rule", "inet", "picamloss", "loss", "counter"],
+            &[&["nft", "add", "rule"][..], &chain, &["counter"]].concat(),
         )?;
-        let threshold = LOSS_PERMILLE.to_string();
         in_ns(
             rtr,
             &[
-                "nft",
-                "add",
-                "rule",
-                "inet",
-                "picamloss",
-                "loss",
-                "numgen",
-                "random",
-                "mod",
-                "1000",
-                "<",
-                &threshold,
-                "counter",
-                "drop",
-            ],
+                &["nft", "add", "rule"][..],
+                &chain,
+                selector,
+                &["counter", "drop"],
+            ]
+            .concat(),
         )?;
-        Ok(topo)
+        Ok(())
     }
 
     /// (packets forwarded or dropped, packets dropped) by the router so far.
@@ -401,38 +402,9 @@ fn first_picture_within_half_a_second_with_the_first_five_packets_lost() {
     let scratch = Scratch::new("firstpicture");
     let key = common::key(&scratch);
     let topo = Topology::new("first").unwrap_or_else(|e| panic!("topology: {e}"));
-    let router = topo.ns[1].as_str();
     // The random loss of `Topology::new` replaced by: the first 5 packets, then none.
-    in_ns(
-        router,
-        &["nft", "flush", "chain", "inet", "picamloss", "loss"],
-    )
-    .unwrap();
-    in_ns(
-        router,
-        &["nft", "add", "rule", "inet", "picamloss", "loss", "counter"],
-    )
-    .unwrap();
-    in_ns(
-        router,
-        &[
-            "nft",
-            "add",
-            "rule",
-            "inet",
-            "picamloss",
-            "loss",
-            "numgen",
-            "inc",
-            "mod",
-            "1000000",
-            "<",
-            "5",
-            "counter",
-            "drop",
-        ],
-    )
-    .unwrap();
+    topo.set_loss(&["numgen", "inc", "mod", "1000000", "<", "5"])
+        .unwrap_or_else(|e| panic!("loss rule: {e}"));
     let picam = env!("CARGO_BIN_EXE_picam");
     let start = |ns: &str, side: &str, args: &[&str]| {
         let mut cmd = Command::new("ip");

@@ -414,7 +414,12 @@ pub struct PairResponder {
     next_exchange: Instant,
     exchange: Option<Exchange>,
     outcome: Option<Psk>,
+    older_sender_seen: bool,
 }
+
+/// The PAIR1 of picam before PAIR1 was padded: an older sender, which this receiver
+/// cannot pair with (its PAIR2 would be larger than the request).
+const UNPADDED_PAIR1_LEN: usize = COMMON_HEADER + SPAKE_MSG;
 
 impl PairResponder {
     /// Waits for a sender with `code`, for [`WINDOW`] from `now`.
@@ -427,7 +432,14 @@ impl PairResponder {
             next_exchange: now,
             exchange: None,
             outcome: None,
+            older_sender_seen: false,
         }
+    }
+
+    /// Whether an unpadded PAIR1 came: a sender running an older picam, to be told to
+    /// update (it is ignored, never answered).
+    pub fn older_sender_seen(&self) -> bool {
+        self.older_sender_seen
     }
 
     /// Attempts that failed so far (an exchange with no good PAIR3 in time).
@@ -510,6 +522,10 @@ impl PairResponder {
         pairing: u32,
         packet: &[u8],
     ) -> Option<Vec<u8>> {
+        if packet.len() == UNPADDED_PAIR1_LEN {
+            self.older_sender_seen = true;
+            return None;
+        }
         if packet.len() != PAIR1_LEN || packet[COMMON_HEADER + SPAKE_MSG..].iter().any(|&b| b != 0)
         {
             return None;
@@ -874,6 +890,28 @@ mod tests {
         assert!(a.outcome().is_none());
         b.check_invariants();
         a.check_invariants();
+    }
+
+    /// picam before the padding sent PAIR1 without it: ignored (its PAIR2 would be
+    /// larger than the request), costing no attempt, and reported so the receiver can
+    /// say "update the camera's picam" instead of staying silent.
+    #[test]
+    fn an_unpadded_pair1_from_an_older_sender_is_ignored_and_reported() {
+        let start = Instant::now();
+        let mut b = PairResponder::new("1234-5678", start);
+        let mut a = PairInitiator::new("1234-5678").unwrap();
+        let mut buf = Vec::new();
+        a.poll_transmit(start, &mut buf);
+        assert!(!b.older_sender_seen());
+        assert!(b
+            .handle(start, addr(9), &buf[..UNPADDED_PAIR1_LEN])
+            .is_none());
+        assert!(b.older_sender_seen());
+        assert_eq!(b.answered(), 0);
+        assert_eq!(b.failures(), 0);
+        // The padded PAIR1 of a current sender is answered as usual.
+        assert!(b.handle(start, addr(10), &buf).is_some());
+        b.check_invariants();
     }
 
     #[test]
