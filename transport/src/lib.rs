@@ -30,6 +30,7 @@ pub mod secure;
 mod send;
 pub mod seq;
 mod stats;
+pub mod web;
 pub mod wire;
 
 pub use error::TransportError;
