@@ -32,9 +32,16 @@ fn one_viewer_sees_every_frame_stamped_and_soon() {
     let reports = measure(&scratch, "one", &sender.url, 1, 2, 8).finish(1, FINISH);
     let r = &reports[0];
     assert!(r.fps() >= 24.0, "fewer than 24 frames a second: {r:?}");
-    assert_eq!(r.stamped(), r.presented(), "a presented frame without its stamp: {r:?}");
+    assert_eq!(
+        r.stamped(),
+        r.presented(),
+        "a presented frame without its stamp: {r:?}"
+    );
     let p95 = r.p95_ms().expect("latencies measured");
-    assert!(p95 <= 100.0, "95th percentile latency {p95} ms > 100 ms: {r:?}");
+    assert!(
+        p95 <= 100.0,
+        "95th percentile latency {p95} ms > 100 ms: {r:?}"
+    );
 }
 
 #[test]
@@ -47,8 +54,15 @@ fn two_viewers_at_once() {
     let sender = start_sender(&scratch, "send", free_port(), &scratch.path("config"));
     let reports = measure(&scratch, "two", &sender.url, 2, 3, 8).finish(2, FINISH);
     for r in &reports {
-        assert!(r.fps() >= 20.0, "a viewer of two below 20 frames a second: {r:?}");
-        assert_eq!(r.stamped(), r.presented(), "a frame without its stamp: {r:?}");
+        assert!(
+            r.fps() >= 20.0,
+            "a viewer of two below 20 frames a second: {r:?}"
+        );
+        assert_eq!(
+            r.stamped(),
+            r.presented(),
+            "a frame without its stamp: {r:?}"
+        );
     }
 }
 
@@ -128,7 +142,11 @@ fn a_killed_viewer_frees_its_slot_and_spares_the_other() {
 
     let r = &watcher.finish(1, FINISH)[0];
     assert!(r.fps() >= 20.0, "the other viewer fell below 20 fps: {r:?}");
-    assert_eq!(r.stamped(), r.presented(), "a frame without its stamp: {r:?}");
+    assert_eq!(
+        r.stamped(),
+        r.presented(),
+        "a frame without its stamp: {r:?}"
+    );
     drop(victim);
 }
 
@@ -173,6 +191,10 @@ fn a_restarted_sender_is_picked_up_without_reload() {
         back - restart_at
     );
     assert_eq!(r.status(), "", "the page is not live at the end: {r:?}");
-    assert_eq!(r.stamped(), r.presented(), "a frame without its stamp: {r:?}");
+    assert_eq!(
+        r.stamped(),
+        r.presented(),
+        "a frame without its stamp: {r:?}"
+    );
     drop(second);
 }

@@ -194,7 +194,10 @@ impl Measure {
             if Instant::now() > deadline {
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!("measure.mjs still running after {limit:?}: {}", self.stderr_now());
+                panic!(
+                    "measure.mjs still running after {limit:?}: {}",
+                    self.stderr_now()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         };
