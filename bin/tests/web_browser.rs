@@ -13,7 +13,7 @@ mod web;
 use std::time::{Duration, Instant};
 
 use common::{free_port, Scratch};
-use web::{http_status, measure, require_browser, serial, start_sender, VIEWER_LEFT};
+use web::{http_status, measure, require_browser, serial, start_sender, viewers_left};
 
 /// Time for measure.mjs to finish after its counting window (closing browsers).
 const FINISH: Duration = Duration::from_secs(90);
@@ -120,7 +120,7 @@ fn a_killed_viewer_frees_its_slot_and_spares_the_other() {
     let mut watcher = measure(&scratch, "watcher", &sender.url, 1, 3, 6);
     watcher.wait_for("browser 0 first frame", FIRST_FRAME);
 
-    let left_before = sender.picam.stderr_now().matches(VIEWER_LEFT).count();
+    let left_before = viewers_left(&sender.picam.stderr_now());
     let status = std::process::Command::new("kill")
         .args(["-KILL", &pid.to_string()])
         .status()
@@ -130,12 +130,12 @@ fn a_killed_viewer_frees_its_slot_and_spares_the_other() {
     // Bounded: the sender must notice the silent viewer by itself (no DELETE came).
     loop {
         let log = sender.picam.stderr_now();
-        if log.matches(VIEWER_LEFT).count() > left_before {
+        if viewers_left(&log) > left_before {
             break;
         }
         assert!(
             killed.elapsed() < Duration::from_secs(10),
-            "no {VIEWER_LEFT:?} within 10 s of killing a viewer's browser: {log}"
+            "no viewer left within 10 s of killing a viewer's browser: {log}"
         );
         std::thread::sleep(Duration::from_millis(50));
     }

@@ -16,9 +16,17 @@ use crate::common::{spawn_in, Picam, Scratch};
 /// What the sender prints once its web port is up: `picam: watch in a browser: URL`.
 pub const WATCH_LINE: &str = "watch in a browser: http://";
 
-/// What the sender logs when a viewer's slot is freed (the viewer said goodbye, or went
-/// silent and timed out).
-pub const VIEWER_LEFT: &str = "viewer left";
+/// Whether a line of the sender's log says a viewer's slot was freed (the viewer said
+/// goodbye, or went silent and timed out): `browser viewer ID left: WHY; its slot is
+/// free` (or a plain `viewer left`).
+pub fn viewer_left(line: &str) -> bool {
+    line.contains("viewer") && line.contains(" left")
+}
+
+/// How many lines of `log` say a viewer left.
+pub fn viewers_left(log: &str) -> usize {
+    log.lines().filter(|l| viewer_left(l)).count()
+}
 
 /// Browsers on a 2-core machine: one test at a time, or the tests measure each other.
 pub static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
