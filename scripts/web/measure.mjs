@@ -102,11 +102,13 @@ function pageProbe(readStamp) {
     lastPresentedCount: null,
     missedCallbacks: 0,   // frames the compositor presented without our callback seeing them
     unstampedAt: [],      // the first few unstamped frames: [ms into the count, width, height]
+    repeated: 0,          // stamped frames whose stamp we had just read (no new latency)
+    lastStampUs: null,
     start() {
       Object.assign(m, { collecting: true, startWall: performance.timeOrigin + performance.now(),
         presented: 0, stamped: 0, unstamped: 0, latency: [], expected: [], received: [],
         perSecond: [], maxGapMs: 0, lastWall: 0, lastPresentedCount: null,
-        missedCallbacks: 0, unstampedAt: [] });
+        missedCallbacks: 0, unstampedAt: [], repeated: 0 });
     },
     stop() { m.collecting = false; },
   };
@@ -154,6 +156,14 @@ function pageProbe(readStamp) {
       return;
     }
     m.stamped++;
+    // Right after a reconnection Chromium may hand drawImage the old stream's last
+    // picture once more: that picture was measured when it was new, so its age now is
+    // no latency of anything.
+    if (stamp.timeUs === m.lastStampUs) {
+      m.repeated++;
+      return;
+    }
+    m.lastStampUs = stamp.timeUs;
     const sent = stamp.timeUs / 1000;
     m.latency.push(shown - sent);
     m.expected.push(origin + meta.expectedDisplayTime - sent);
@@ -240,6 +250,7 @@ async function pageReport() {
     lastAgeMs: m.lastWall ? performance.timeOrigin + performance.now() - m.lastWall : null,
     missedCallbacks: m.missedCallbacks,
     unstampedAt: m.unstampedAt,
+    repeated: m.repeated,
     error: m.error,
     stats,
   };
@@ -402,6 +413,7 @@ async function main() {
       per_second: base.perSecond,
       missed_callbacks: base.missedCallbacks ?? null,
       unstamped_at: base.unstampedAt ?? [],
+      repeated: base.repeated ?? 0,
       connections: base.connections ?? null,
       status: base.status,
       pid: s.pid,
