@@ -58,4 +58,7 @@ pub enum TransportError {
         /// The operating system's error.
         source: std::io::Error,
     },
+    /// A browser's SDP offer that picam cannot answer.
+    #[error("cannot answer the browser's offer: {0}")]
+    BadOffer(String),
 }

@@ -34,6 +34,7 @@ pub mod web;
 pub mod wire;
 
 pub use error::TransportError;
+pub use io::web as web_io;
 pub use io::{tcp, udp, ReceiverCommand, ReceiverHooks, SenderHooks};
 pub use machine::{drain, Drained, Machine, Output, Transmit};
 pub use recv::{

@@ -6,6 +6,7 @@
 pub(crate) mod sockopt;
 pub mod tcp;
 pub mod udp;
+pub mod web;
 
 use std::time::Instant;
 
