@@ -140,9 +140,16 @@ pub async fn run<E: FnMut(FanoutEvent)>(
         tokio::select! {
             frame = hooks.frames.recv() => match frame {
                 Some(source) => {
+                    // One copy per frame, shared by every viewer. An SPS that does not
+                    // promise "no reordering" is rewritten to (browsers would otherwise
+                    // hold frames back for reordering that picam's encoders never do).
+                    let data: Arc<[u8]> =
+                        match media::h264_sps::rewrite_access_unit(&source.frame.data) {
+                            Some(rewritten) => Arc::from(rewritten),
+                            None => Arc::from(&source.frame.data[..]),
+                        };
                     let frame = WebFrame {
-                        // One copy per frame, shared by every viewer.
-                        data: Arc::from(&source.frame.data[..]),
+                        data,
                         capture_us: source.frame.capture_us,
                         keyframe: source.frame.keyframe,
                         skipped_before: source.skipped_before,
