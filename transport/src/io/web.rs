@@ -193,7 +193,7 @@ fn log_event(event: &FanoutEvent) {
     match event {
         FanoutEvent::ViewerConnected(id) => tracing::info!("browser viewer {id} connected"),
         FanoutEvent::ViewerLeft(id, why) => {
-            tracing::info!("browser viewer {id} left: {why}; its slot is free")
+            tracing::info!("browser viewer left: {id} ({why}); its slot is free")
         }
         FanoutEvent::SetBitrate(Some(bps)) => {
             tracing::debug!(bps, "browser viewers' bitrate vote")
