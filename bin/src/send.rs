@@ -212,7 +212,9 @@ pub fn run_with(args: &SendArgs, shutdown: Shutdown, role: Role) -> Result<()> {
         Some(remote) => {
             tracing::info!(source = %source.describe(), %remote, protocol = ?settings.protocol, "starting sender")
         }
-        None => tracing::info!(source = %source.describe(), "starting sender (browser viewers only)"),
+        None => {
+            tracing::info!(source = %source.describe(), "starting sender (browser viewers only)")
+        }
     }
 
     let (frame_tx, frame_rx) = mpsc::channel::<SourceFrame>(CAPTURE_QUEUE);
@@ -230,8 +232,13 @@ pub fn run_with(args: &SendArgs, shutdown: Shutdown, role: Role) -> Result<()> {
         std::thread::Builder::new()
             .name("capture".into())
             .spawn(move || {
-                let result =
-                    capture_loop(source.as_mut(), outlets, &control_rx, &queue_full, &shutdown);
+                let result = capture_loop(
+                    source.as_mut(),
+                    outlets,
+                    &control_rx,
+                    &queue_full,
+                    &shutdown,
+                );
                 if let Err(e) = &result {
                     tracing::error!("{e:#}");
                 }
@@ -281,12 +288,10 @@ pub fn run_with(args: &SendArgs, shutdown: Shutdown, role: Role) -> Result<()> {
             let on_event = move |event| {
                 let command = match event {
                     FanoutEvent::ForceKeyframe => Control::ForceKeyframe,
-                    FanoutEvent::SetBitrate(vote) => {
-                        match lock(&votes).set(Voter::Web, vote) {
-                            Some(bps) => Control::SetBitrate(bps),
-                            None => return,
-                        }
-                    }
+                    FanoutEvent::SetBitrate(vote) => match lock(&votes).set(Voter::Web, vote) {
+                        Some(bps) => Control::SetBitrate(bps),
+                        None => return,
+                    },
                     FanoutEvent::ViewerConnected(_) | FanoutEvent::ViewerLeft(..) => return,
                 };
                 let _ = control_tx.try_send(command);
@@ -332,10 +337,12 @@ pub fn run_with(args: &SendArgs, shutdown: Shutdown, role: Role) -> Result<()> {
         let on_event = move |event| {
             let command = match event {
                 SenderEvent::ForceKeyframe => Control::ForceKeyframe,
-                SenderEvent::SetBitrate(bps) => match lock(&votes_native).set(Voter::Native, Some(bps)) {
-                    Some(bps) => Control::SetBitrate(bps),
-                    None => return,
-                },
+                SenderEvent::SetBitrate(bps) => {
+                    match lock(&votes_native).set(Voter::Native, Some(bps)) {
+                        Some(bps) => Control::SetBitrate(bps),
+                        None => return,
+                    }
+                }
                 SenderEvent::SetFps(fps) => Control::SetFps(fps),
                 SenderEvent::ReceiverLeft => {
                     tracing::info!("receiver said bye");
@@ -496,7 +503,9 @@ fn web_congestion() -> CongestionFeedback {
         Ok("twcc") => CongestionFeedback::Twcc,
         Ok("remb") | Ok("") | Err(_) => CongestionFeedback::Remb,
         Ok(other) => {
-            tracing::warn!("PICAM_WEB_CONGESTION={other:?} is neither \"remb\" nor \"twcc\": using remb");
+            tracing::warn!(
+                "PICAM_WEB_CONGESTION={other:?} is neither \"remb\" nor \"twcc\": using remb"
+            );
             CongestionFeedback::Remb
         }
     }

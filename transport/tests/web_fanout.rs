@@ -81,9 +81,7 @@ impl Browser {
             (103, false, 0x42e01f),
             (104, true, 0x42001f),
         ] {
-            config
-                .codec_config()
-                .add_h264(pt.into(), None, mode, id);
+            config.codec_config().add_h264(pt.into(), None, mode, id);
         }
         let mut rtc = config.build(now);
         let addr: SocketAddr = format!("10.0.1.{n}:5000").parse().unwrap();
@@ -334,7 +332,11 @@ fn a_browser_connects_and_gets_a_keyframe_first_then_every_frame() {
     net.join().unwrap();
     net.connect_all();
     // The viewer's arrival asks the encoder for a keyframe.
-    assert!(net.events.contains(&FanoutEvent::ForceKeyframe), "{:?}", net.events);
+    assert!(
+        net.events.contains(&FanoutEvent::ForceKeyframe),
+        "{:?}",
+        net.events
+    );
     // Frames before that keyframe would not decode: they are not sent.
     net.send_frame(false);
     net.stream(60);
@@ -365,7 +367,11 @@ fn joins_and_keyframe_requests_are_coalesced() {
     let after = net.fanout.stats().keyframes_requested;
     assert_eq!(after - before, 1, "four PLIs at once, one keyframe request");
     for b in &net.browsers {
-        assert!(b.frames.len() >= 55, "each viewer keeps its frames: {}", b.frames.len());
+        assert!(
+            b.frames.len() >= 55,
+            "each viewer keeps its frames: {}",
+            b.frames.len()
+        );
     }
 }
 
@@ -455,7 +461,10 @@ fn a_slow_viewer_skips_its_own_frames_and_does_not_hold_back_the_others() {
     assert!(fast >= 280, "the fast viewer got {fast} of 300 frames");
     // The slow one gets some, not all: its own frames were skipped.
     assert!(slow > 0, "the slow viewer got no frame at all");
-    assert!(slow < fast, "the slow viewer cannot take every frame: {slow}");
+    assert!(
+        slow < fast,
+        "the slow viewer cannot take every frame: {slow}"
+    );
     assert!(stats.frames_skipped_lagging > 0, "{stats:?}");
     // Its estimate pulled the vote down, to the floor and no further (a quarter of
     // the 4 Mbit/s ceiling).

@@ -66,10 +66,12 @@ impl WebListener {
     /// Binds HTTP (TCP) on `addr` and media (UDP) on the same address and port. Port 0
     /// takes a free TCP port and then the same UDP port.
     pub async fn bind(addr: SocketAddr) -> Result<Self, TransportError> {
-        let io_err = |context, addr| move |source| TransportError::Io {
-            context,
-            addr,
-            source,
+        let io_err = |context, addr| {
+            move |source| TransportError::Io {
+                context,
+                addr,
+                source,
+            }
         };
         let tcp = TcpListener::bind(addr)
             .await
@@ -280,8 +282,7 @@ async fn serve_connection(
     let Ok(local) = stream.local_addr() else {
         return;
     };
-    let response = match tokio::time::timeout(REQUEST_DEADLINE, read_request(&mut stream)).await
-    {
+    let response = match tokio::time::timeout(REQUEST_DEADLINE, read_request(&mut stream)).await {
         Err(_) => Response::text(408, "the request took too long"),
         Ok(Err(response)) => response,
         Ok(Ok(request)) => {

@@ -258,7 +258,10 @@ impl WebFanout {
 
     /// Checks the invariants (tests and fuzzers).
     pub fn check_invariants(&self) {
-        assert!(self.slots.len() <= self.config.max_viewers, "too many viewers");
+        assert!(
+            self.slots.len() <= self.config.max_viewers,
+            "too many viewers"
+        );
         for (i, a) in self.slots.iter().enumerate() {
             assert!(
                 self.slots[i + 1..].iter().all(|b| b.id != a.id),
@@ -308,8 +311,7 @@ impl WebFanout {
         let moved = match (self.voted_bitrate, vote) {
             (None, None) => false,
             (Some(old), Some(new)) => {
-                (f64::from(new) - f64::from(old)).abs()
-                    >= f64::from(old) * self.config.bitrate_step
+                (f64::from(new) - f64::from(old)).abs() >= f64::from(old) * self.config.bitrate_step
                     || (new == ceiling && old != ceiling)
             }
             _ => true,
@@ -408,7 +410,10 @@ impl Machine for WebFanout {
                 }
             }
             FanoutInput::Frame(frame) => {
-                if let Some(id) = frame.keyframe.then(|| profile_level_id(&frame.data)).flatten()
+                if let Some(id) = frame
+                    .keyframe
+                    .then(|| profile_level_id(&frame.data))
+                    .flatten()
                 {
                     if id != self.config.viewer.profile_level_id {
                         tracing::info!(

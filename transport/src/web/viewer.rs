@@ -308,12 +308,10 @@ impl WebViewer {
                 break;
             }
         }
-        let sends = found
-            .and_then(|mid| self.rtc.media(mid))
-            .is_some_and(|m| {
-                m.kind() == MediaKind::Video
-                    && matches!(m.direction(), Direction::SendOnly | Direction::SendRecv)
-            });
+        let sends = found.and_then(|mid| self.rtc.media(mid)).is_some_and(|m| {
+            m.kind() == MediaKind::Video
+                && matches!(m.direction(), Direction::SendOnly | Direction::SendRecv)
+        });
         let (Some(mid), true) = (found, sends) else {
             return Err(TransportError::BadOffer(
                 "the offer has no video section that receives (recvonly or sendrecv)".into(),
@@ -405,8 +403,7 @@ impl WebViewer {
                 Ok(())
             }
             ViewerInput::Timeout => {
-                if !self.connected && now.saturating_duration_since(self.created) > SETUP_TIMEOUT
-                {
+                if !self.connected && now.saturating_duration_since(self.created) > SETUP_TIMEOUT {
                     self.rtc.disconnect();
                     self.end(GoneReason::NeverConnected);
                     return;
