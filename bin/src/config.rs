@@ -101,14 +101,10 @@ pub struct Settings {
     /// The browser viewer (`--web`), sender only.
     pub web: Option<WebSettings>,
     /// `--web-token new`: replace the kept web access token.
-    // Read by the web driver (`send --web`), which lands separately.
-    #[cfg_attr(not(test), allow(dead_code))]
     pub web_token_new: bool,
 }
 
 /// The browser viewer's settings (`picam send --web`).
-// Read by the web driver (`send --web`), which lands separately.
-#[cfg_attr(not(test), allow(dead_code))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WebSettings {
     /// Where the viewer page and WHEP listen (TCP), and WebRTC media (UDP, same port).
@@ -504,8 +500,6 @@ impl Settings {
     /// The receiver's socket address when there is a receiver: `None` when no `remote`
     /// is configured and the browser viewer (`--web`) is on, so the sender serves
     /// browsers only; otherwise as [`Self::remote_addr`], with its errors.
-    // Called by the web driver (`send --web`), which lands separately.
-    #[cfg_attr(not(test), allow(dead_code))]
     pub fn remote_addr_opt(&self) -> Result<Option<SocketAddr>> {
         if !self.remote_given && self.web.is_some() {
             return Ok(None);

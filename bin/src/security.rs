@@ -76,8 +76,6 @@ const MAX_WEB_TOKEN_FILE: u64 = 256;
 /// directory (file `web-token`, mode 0600), made there at first use, and replaced by a
 /// new one when `renew` (`--web-token new`: links given out before stop working).
 /// Kept rather than made per run, so a bookmarked link keeps working across restarts.
-// Used by the web driver (`send --web`), which lands separately.
-#[allow(dead_code)]
 pub fn web_token(renew: bool) -> Result<WebToken> {
     web_token_in(&config_dir()?, renew)
 }
@@ -120,7 +118,6 @@ fn web_token_in(dir: &Path, renew: bool) -> Result<WebToken> {
 /// The address to open in a browser: `http://IP:PORT/#t=TOKEN` (the token in the
 /// fragment, which browsers never send to a server). For a bind on every address
 /// (0.0.0.0 or ::), IP is the address this host would use to reach the LAN.
-#[cfg_attr(not(test), allow(dead_code))]
 pub fn web_url(bind: SocketAddr, token: &WebToken) -> String {
     let ip = if bind.ip().is_unspecified() {
         lan_address(bind.is_ipv6())

@@ -630,24 +630,6 @@ fn lock(votes: &std::sync::Mutex<BitrateVotes>) -> std::sync::MutexGuard<'_, Bit
     votes.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_lower_vote_wins_and_repeats_are_quiet() {
-        let mut votes = BitrateVotes::default();
-        assert_eq!(votes.set(Voter::Native, Some(4_000_000)), Some(4_000_000));
-        assert_eq!(votes.set(Voter::Native, Some(4_000_000)), None);
-        assert_eq!(votes.set(Voter::Web, Some(1_500_000)), Some(1_500_000));
-        // The native side rising does not lift the browsers' limit.
-        assert_eq!(votes.set(Voter::Native, Some(5_000_000)), None);
-        // The last browser left: the native vote alone applies again.
-        assert_eq!(votes.set(Voter::Web, None), Some(5_000_000));
-        assert_eq!(votes.set(Voter::Native, Some(2_000_000)), Some(2_000_000));
-    }
-}
-
 /// Prints a record a second until shutdown; hands back the reporter and the window
 /// for the summary, which waits for the transport's final counters.
 async fn report_loop(
@@ -670,5 +652,23 @@ async fn report_loop(
             _ = tick.tick() => reporter.send(&window.interval(snapshot())),
             _ = shutdown.wait() => return (reporter, window),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lower_vote_wins_and_repeats_are_quiet() {
+        let mut votes = BitrateVotes::default();
+        assert_eq!(votes.set(Voter::Native, Some(4_000_000)), Some(4_000_000));
+        assert_eq!(votes.set(Voter::Native, Some(4_000_000)), None);
+        assert_eq!(votes.set(Voter::Web, Some(1_500_000)), Some(1_500_000));
+        // The native side rising does not lift the browsers' limit.
+        assert_eq!(votes.set(Voter::Native, Some(5_000_000)), None);
+        // The last browser left: the native vote alone applies again.
+        assert_eq!(votes.set(Voter::Web, None), Some(5_000_000));
+        assert_eq!(votes.set(Voter::Native, Some(2_000_000)), Some(2_000_000));
     }
 }
