@@ -14,7 +14,7 @@ use str0m::net::{Protocol, Receive};
 use str0m::rtp::Extension;
 use str0m::{Candidate, Event, Input, Output, Rtc};
 use transport::web::fanout::{FanoutConfig, FanoutEvent, FanoutInput, OfferRefused, WebFanout};
-use transport::web::viewer::WebFrame;
+use transport::web::viewer::{CongestionFeedback, ViewerConfig, WebFrame};
 use transport::{Machine, Output as Out};
 
 const SERVER: &str = "10.0.0.1:8080";
@@ -135,8 +135,16 @@ struct Net {
 
 impl Net {
     fn new(max_viewers: usize) -> Self {
+        Self::with_feedback(max_viewers, CongestionFeedback::Remb)
+    }
+
+    fn with_feedback(max_viewers: usize, congestion: CongestionFeedback) -> Self {
         let config = FanoutConfig {
             max_viewers,
+            viewer: ViewerConfig {
+                congestion,
+                ..Default::default()
+            },
             ..Default::default()
         };
         Self {
@@ -433,7 +441,10 @@ fn an_offer_without_video_or_without_h264_is_refused_with_the_reason() {
 
 #[test]
 fn a_slow_viewer_skips_its_own_frames_and_does_not_hold_back_the_others() {
-    let mut net = Net::new(8);
+    // str0m as the browser gives TWCC feedback, not REMB (Chromium's REMB path is
+    // exercised through a real router queue in bin/tests/web_netns.rs); the policy
+    // above the estimate is the same.
+    let mut net = Net::with_feedback(8, CongestionFeedback::Twcc);
     net.join().unwrap();
     net.join().unwrap();
     // Viewer 1 sits behind 300 kbit/s with a 400 ms router queue; the stream is about
@@ -477,4 +488,56 @@ fn a_slow_viewer_skips_its_own_frames_and_does_not_hold_back_the_others() {
         .collect();
     let low = votes.iter().copied().min().expect("a bitrate vote");
     assert!(low >= 1_000_000, "the vote went below the floor: {votes:?}");
+}
+
+/// The offer Debian's Chromium 156 made to `picam send --web` (recvonly video,
+/// H.264 and other codecs), as logged by the sender.
+const CHROMIUM_OFFER: &str = include_str!("fixtures/chromium-156-offer.sdp");
+
+#[test]
+fn chromium_offer_gets_h264_mode_1_playout_delay_and_remb() {
+    let mut fanout = WebFanout::new(FanoutConfig::default(), 3);
+    let (_, answer) = fanout
+        .offer(Instant::now(), CHROMIUM_OFFER, SERVER.parse().unwrap())
+        .map_err(|e| format!("{e:?}"))
+        .unwrap();
+    // One H.264 payload type (and its RTX), packetization mode 1, constrained baseline.
+    let m_line = answer.lines().find(|l| l.starts_with("m=video")).unwrap();
+    assert_eq!(
+        m_line.split(' ').count(),
+        5,
+        "one codec and its RTX: {m_line}"
+    );
+    assert!(answer.contains("packetization-mode=1"), "{answer}");
+    assert!(answer.contains("profile-level-id=42e01f"), "{answer}");
+    assert!(answer.contains("rtp-hdrext/playout-delay"), "{answer}");
+    assert!(answer.contains("goog-remb"), "{answer}");
+    assert!(answer.contains("nack"), "{answer}");
+    // REMB, not TWCC: no transport-wide sequence numbers, so no pacer.
+    assert!(!answer.contains("transport-wide-cc"), "{answer}");
+    assert!(answer.contains("a=sendonly"), "{answer}");
+}
+
+#[test]
+fn a_high_profile_camera_is_refused_by_a_baseline_only_browser_naming_both() {
+    let mut fanout = WebFanout::new(FanoutConfig::default(), 3);
+    let now = Instant::now();
+    // The camera's keyframe: SPS with profile_idc 100 (High), level 4.0.
+    let mut data = vec![0, 0, 0, 1, 0x67, 0x64, 0x00, 0x28, 0xac];
+    data.extend_from_slice(&[0, 0, 0, 1, 0x65, 0x88, 0x80]);
+    let frame = WebFrame {
+        data: Arc::from(data),
+        capture_us: 1,
+        keyframe: true,
+        skipped_before: 0,
+    };
+    fanout.handle_input(now, FanoutInput::Frame(&frame));
+    match fanout.offer(now, CHROMIUM_OFFER, SERVER.parse().unwrap()) {
+        Err(OfferRefused::Bad(e)) => {
+            let e = e.to_string();
+            assert!(e.contains("640028") && e.contains("H.264"), "{e}");
+        }
+        Err(e) => panic!("refused for another reason: {e:?}"),
+        Ok(_) => panic!("a High-profile stream was offered to a baseline-only browser"),
+    }
 }
