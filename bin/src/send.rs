@@ -19,7 +19,7 @@ use transport::{
 
 use crate::cli::SendArgs;
 use crate::config::{Settings, Wire};
-use crate::report::Reporter;
+use crate::report::{Reporter, WebRecord};
 use crate::security;
 use crate::send_stats::{SendSnapshot, SendWindow};
 use crate::shutdown::{self, Shutdown};
@@ -309,18 +309,30 @@ pub fn run_with(args: &SendArgs, shutdown: Shutdown, role: Role) -> Result<()> {
                 transport::random_session_id().into(),
             );
             let signalling = Signalling::new(token, SignallingConfig::default());
+            let (web_stats_tx, web_stats_rx) = watch::channel(WebStats::default());
             let hooks = WebHooks {
                 frames: web_rx,
                 on_event,
-                stats: watch::channel(WebStats::default()).0,
+                stats: web_stats_tx,
                 shutdown: shutdown.watch(),
             };
+            let reporter = (role == Role::Alone).then(|| {
+                tokio::spawn(web_report_loop(
+                    Reporter::new(args.link.stats, false),
+                    web_stats_rx,
+                    shutdown.clone(),
+                ))
+            });
             let shutdown = shutdown.clone();
             tokio::spawn(async move {
                 let served = transport::web_io::run(listener, signalling, fanout, hooks).await;
                 if remote.is_none() {
                     // Browsers are the only viewers: the sender ends with the web side.
                     shutdown.fire();
+                }
+                // The summary reads the final counters, published as the web side ended.
+                if let Some(reporter) = reporter {
+                    let _ = reporter.await;
                 }
                 served
             })
@@ -628,6 +640,54 @@ impl BitrateVotes {
 fn lock(votes: &std::sync::Mutex<BitrateVotes>) -> std::sync::MutexGuard<'_, BitrateVotes> {
     // A poisoned lock only means a panic elsewhere; the votes are still consistent.
     votes.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Prints a browser-viewer record a second until shutdown, then a summary.
+async fn web_report_loop(
+    reporter: Reporter,
+    mut stats: watch::Receiver<WebStats>,
+    shutdown: Shutdown,
+) {
+    let start = Instant::now();
+    let mut last_frames = 0u64;
+    let mut last_at = start;
+    let mut tick = tokio::time::interval_at(
+        (start + Duration::from_secs(1)).into(),
+        Duration::from_secs(1),
+    );
+    let record = |s: &WebStats, fps: f64, last: bool| WebRecord {
+        kind: "web",
+        t: start.elapsed().as_secs_f64(),
+        viewers: s.fanout.viewers,
+        joined: s.fanout.joined,
+        refused_full: s.fanout.refused_full,
+        frames_per_second: fps,
+        frames_skipped_lagging: s.fanout.frames_skipped_lagging,
+        frames_skipped_for_keyframe: s.fanout.frames_skipped_for_keyframe,
+        keyframe_requests: s.fanout.keyframes_requested,
+        unauthorized: s.signalling.unauthorized,
+        rate_limited: s.signalling.rate_limited,
+        last,
+    };
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let now = *stats.borrow_and_update();
+                let secs = last_at.elapsed().as_secs_f64().max(1e-3);
+                let fps = (now.fanout.frames_sent - last_frames) as f64 / secs;
+                last_frames = now.fanout.frames_sent;
+                last_at = Instant::now();
+                reporter.web(&record(&now, fps, false));
+            }
+            _ = shutdown.wait() => break,
+        }
+    }
+    // The web task publishes its final counters as it ends (it is awaited after this
+    // loop's summary only once it has: see `run_with`).
+    let _ = stats.changed().await;
+    let now = *stats.borrow();
+    let fps = now.fanout.frames_sent as f64 / start.elapsed().as_secs_f64().max(1e-3);
+    reporter.web(&record(&now, fps, true));
 }
 
 /// Prints a record a second until shutdown; hands back the reporter and the window
