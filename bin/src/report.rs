@@ -247,6 +247,36 @@ pub struct Reporter {
     to_stderr: bool,
 }
 
+/// One record of the browser viewers (`send --web`), a second apart. Counters are
+/// totals since start.
+#[derive(Debug, Serialize)]
+pub struct WebRecord {
+    /// Always "web": tells these records from the native sender's in one stream.
+    pub kind: &'static str,
+    /// Seconds since start.
+    pub t: f64,
+    /// Browsers watching now.
+    pub viewers: usize,
+    /// Browsers admitted since start.
+    pub joined: u64,
+    /// Offers turned away because every slot was taken.
+    pub refused_full: u64,
+    /// Frames handed to browsers over the interval, per second, summed over viewers.
+    pub frames_per_second: f64,
+    /// Frames a viewer skipped because its own link ran behind (totals).
+    pub frames_skipped_lagging: u64,
+    /// Frames a viewer skipped waiting for a keyframe (totals).
+    pub frames_skipped_for_keyframe: u64,
+    /// Keyframes the browsers asked the encoder for.
+    pub keyframe_requests: u64,
+    /// Requests refused for a missing or wrong token.
+    pub unauthorized: u64,
+    /// Requests refused for going over the request budgets.
+    pub rate_limited: u64,
+    /// True on the summary at exit.
+    pub last: bool,
+}
+
 impl Reporter {
     /// A reporter in `format`; `to_stderr` when stdout is taken by `--frames-out -`.
     pub fn new(format: StatsFormat, to_stderr: bool) -> Self {
@@ -286,6 +316,28 @@ impl Reporter {
                 },
                 secure_text(&r.secure),
                 cpu_text(r.cpu_ms_per_frame),
+            ),
+        };
+        self.emit(line);
+    }
+
+    /// Prints a browser-viewer record.
+    pub fn web(&self, r: &WebRecord) {
+        let line = match self.format {
+            StatsFormat::Json => serde_json::to_string(r).unwrap_or_default(),
+            StatsFormat::Text => format!(
+                "web{} {:6.1}s | viewers {} (joined {}, turned away {}) | {:5.1} frames/s to browsers | skipped {} lagging, {} awaiting keyframe | kf req {} | refused {} token, {} rate",
+                if r.last { " total" } else { "" },
+                r.t,
+                r.viewers,
+                r.joined,
+                r.refused_full,
+                r.frames_per_second,
+                r.frames_skipped_lagging,
+                r.frames_skipped_for_keyframe,
+                r.keyframe_requests,
+                r.unauthorized,
+                r.rate_limited,
             ),
         };
         self.emit(line);
