@@ -374,6 +374,7 @@ fn add_stats(sum: &mut ViewerStats, s: ViewerStats) {
     sum.frames_skipped_for_keyframe += s.frames_skipped_for_keyframe;
     sum.frames_skipped_lagging += s.frames_skipped_lagging;
     sum.keyframe_requests += s.keyframe_requests;
+    sum.catch_up_requests += s.catch_up_requests;
     sum.datagrams_sent += s.datagrams_sent;
 }
 

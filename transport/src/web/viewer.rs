@@ -170,6 +170,8 @@ pub struct ViewerStats {
     pub frames_skipped_lagging: u64,
     /// Keyframe requests (PLI/FIR) from the browser.
     pub keyframe_requests: u64,
+    /// Keyframes it asked for after skipping frames to let its queue drain.
+    pub catch_up_requests: u64,
     /// Datagrams sent.
     pub datagrams_sent: u64,
 }
@@ -181,6 +183,9 @@ const SETUP_TIMEOUT: Duration = Duration::from_secs(15);
 /// it is gone (closed lid, lost Wi-Fi, killed tab). str0m's ICE-lite side does not time
 /// out by itself, so the slot is freed here.
 const QUIET_LIMIT: Duration = Duration::from_secs(5);
+/// Least time between two keyframes one viewer asks for after catching up: a viewer on
+/// a link slower than the stream costs the others at most a keyframe a second.
+const CATCH_UP_INTERVAL: Duration = Duration::from_secs(1);
 
 /// With TWCC: where str0m's estimate starts and what it probes for, well above the
 /// encoder's ceiling, since its pacer sends at 1.1 x the estimate. It does not stay
@@ -200,6 +205,9 @@ pub struct WebViewer {
     created: Instant,
     last_heard: Instant,
     waiting_for_keyframe: bool,
+    /// When it began skipping frames to let its queue drain (until a keyframe is sent).
+    lagging_since: Option<Instant>,
+    last_catch_up_request: Option<Instant>,
     /// Bytes written but, by the estimate, not yet on the wire: a leaky bucket that
     /// drains at the estimated rate (what str0m's pacer does with its queue).
     backlog_bytes: f64,
@@ -280,6 +288,8 @@ impl WebViewer {
             created: now,
             last_heard: now,
             waiting_for_keyframe: true,
+            lagging_since: None,
+            last_catch_up_request: None,
             backlog_bytes: 0.0,
             backlog_at: now,
             estimate_bps: config.max_bitrate,
@@ -454,6 +464,23 @@ impl WebViewer {
         }
         if self.waiting_for_keyframe && !frame.keyframe {
             self.stats.frames_skipped_for_keyframe += 1;
+            // A viewer that skipped to catch up asks for a keyframe once its queue has
+            // drained (its link can take one now), at most once a second. Waiting for
+            // the encoder's planned keyframe alone could freeze it for several
+            // seconds: that keyframe may come while its queue is still full and be
+            // skipped too (seen through a 3 Mbit/s router queue).
+            if let Some(since) = self.lagging_since {
+                let drained = self.backlog_delay() <= self.config.lag_budget / 2;
+                let due = self
+                    .last_catch_up_request
+                    .is_none_or(|at| now.saturating_duration_since(at) >= CATCH_UP_INTERVAL);
+                if drained && due {
+                    self.last_catch_up_request = Some(now);
+                    self.stats.catch_up_requests += 1;
+                    tracing::trace!(candidate = %self.candidate, lagged = ?now.saturating_duration_since(since), "caught up: asking for a keyframe");
+                    self.pending.push_back(ViewerEvent::KeyframeWanted);
+                }
+            }
             return;
         }
         // A viewer whose own queue already holds more than the budget skips this frame:
@@ -466,10 +493,11 @@ impl WebViewer {
         };
         if self.backlog_delay() > budget {
             self.stats.frames_skipped_lagging += 1;
-            // It waits for the encoder's next planned keyframe without asking for one:
-            // a keyframe now would only lengthen the queue that made it skip, and
-            // would cost every other viewer a big frame.
+            // It does not ask for a keyframe now: one now would only lengthen the queue
+            // that made it skip (and cost every other viewer a big frame). It asks once
+            // the queue has drained (above), or takes the next planned one.
             self.waiting_for_keyframe = true;
+            self.lagging_since.get_or_insert(now);
             return;
         }
         let rtp_time = MediaTime::new(
@@ -490,6 +518,7 @@ impl WebViewer {
                 self.backlog_bytes += frame.data.len() as f64;
                 if frame.keyframe {
                     self.waiting_for_keyframe = false;
+                    self.lagging_since = None;
                 }
             }
             Err(e) => {
