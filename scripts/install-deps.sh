@@ -20,6 +20,12 @@ if [[ "${1:-}" == "--test" ]]; then
   # rtph264pay/rtpstreampay (good), rawvideoparse (bad), avdec_h264 (libav).
   packages+=(gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
     gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav)
+  # The browser viewer's tests (bin/tests/web_browser.rs): Chromium driven by
+  # playwright-core from node (scripts/web, `npm ci` in scripts/test.sh).
+  packages+=(chromium chromium-driver)
+  if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    packages+=(nodejs npm)
+  fi
 fi
 
 # shellcheck source=scripts/apt.sh

@@ -6,6 +6,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh --test
+# The browser tests' node dependencies, exactly as locked (playwright-core; it uses the
+# system Chromium and downloads no browser).
+if [[ ! -d scripts/web/node_modules ]]; then
+  npm ci --prefix scripts/web --prefer-offline --no-audit --no-fund
+fi
+node --test scripts/web/stamp.test.mjs
 export SDL_VIDEODRIVER="${SDL_VIDEODRIVER:-offscreen}"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -q -- -D warnings
