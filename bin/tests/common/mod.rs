@@ -5,6 +5,8 @@
 
 pub mod flood;
 pub mod keyed;
+pub mod netns;
+pub mod netns_web;
 pub mod peers;
 
 use std::io::{BufRead, BufReader, Read};
