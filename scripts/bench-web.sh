@@ -15,6 +15,7 @@
 # Prints a Markdown table; with --write it also replaces (or appends) the
 # "## Browser viewer (WebRTC)" section of docs/BENCHMARKS.md.
 # Usage: scripts/bench-web.sh [SECONDS_PER_RUN] [--write]   (default 20)
+# PICAM_WEB_BENCH_SENDERS="aiortc" (default "picam aiortc") runs only those senders.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$PWD"
@@ -27,6 +28,8 @@ for arg in "$@"; do
   esac
 done
 ((secs >= 8)) || { echo "bench-web.sh: at least 8 s per run" >&2; exit 2; }
+senders="${PICAM_WEB_BENCH_SENDERS:-picam aiortc}"
+runs() { [[ " $senders " == *" $1 "* ]]; }
 
 # Everything that is missing, named at once.
 missing=()
@@ -55,10 +58,12 @@ fi
 "$venv/bin/python" -c "import aiortc, aiohttp, numpy, av" \
   || { echo "bench-web.sh: the aiortc baseline's Python packages do not import" >&2; exit 1; }
 
-cargo build --release -q -p bin
 picam="$root/target/release/picam"
-"$picam" send --help 2>&1 | grep -q -- '--web' \
-  || { echo "bench-web.sh: this picam has no 'send --web'" >&2; exit 1; }
+if runs picam; then
+  cargo build --release -q -p bin
+  "$picam" send --help 2>&1 | grep -q -- '--web' \
+    || { echo "bench-web.sh: this picam has no 'send --web'" >&2; exit 1; }
+fi
 
 work=$(mktemp -d)
 id=$$
@@ -67,7 +72,7 @@ pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   for n in "$snd" "$rtr" "$rcv"; do ip netns delete "$n" 2>/dev/null || true; done
-  rm -rf "$work"
+  if [[ -n "${PICAM_WEB_BENCH_KEEP:-}" ]]; then echo "kept $work" >&2; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
 export PICAM_CONFIG_DIR="$work/config"
@@ -100,7 +105,7 @@ start_sender() {
   pids+=("$sender_pid")
   url=""
   for _ in $(seq 300); do
-    url=$(grep -o 'watch in a browser: http://[^ ]*' "$log" | head -1 | cut -d' ' -f4 || true)
+    url=$(grep -o 'watch in a browser: http://[^ ]*' "$log" | head -1 | grep -o 'http://.*' || true)
     [[ -n "$url" ]] && return 0
     kill -0 "$sender_pid" 2>/dev/null || break
     sleep 0.1
@@ -166,17 +171,18 @@ idle_cpu() {
     "$kind" "$c0" "$c1" "$t0" "$t1" "$hz" >> "$results"
 }
 
-echo "1/8 picam native (picam recv, UDP, loopback)" >&2
-"$picam" keygen --out "$work/k" 2>/dev/null
-"$picam" recv --headless --bind 127.0.0.1 --port $port --protocol udp --stats json \
-  --duration $((secs + 2)) --key "$work/k" > "$work/native-recv.json" 2>/dev/null &
-recv=$!
-sleep 0.5
-"$picam" send --remote 127.0.0.1 --port $port --protocol udp --width 1280 --height 720 \
-  --fps 30 --bitrate 4000000 --stats json --duration "$secs" --key "$work/k" \
-  > "$work/native-send.json" 2>/dev/null
-wait $recv || echo "bench-web.sh: picam recv failed" >&2
-python3 - "$work/native-recv.json" "$secs" >> "$results" <<'PY'
+if runs picam; then
+  echo "1/8 picam native (picam recv, UDP, loopback)" >&2
+  "$picam" keygen --out "$work/k" 2>/dev/null
+  "$picam" recv --headless --bind 127.0.0.1 --port $port --protocol udp --stats json \
+    --duration $((secs + 2)) --key "$work/k" > "$work/native-recv.json" 2>/dev/null &
+  recv=$!
+  sleep 0.5
+  "$picam" send --remote 127.0.0.1 --port $port --protocol udp --width 1280 --height 720 \
+    --fps 30 --bitrate 4000000 --stats json --duration "$secs" --key "$work/k" \
+    > "$work/native-send.json" 2>/dev/null
+  wait $recv || echo "bench-web.sh: picam recv failed" >&2
+  python3 - "$work/native-recv.json" "$secs" >> "$results" <<'PY'
 import json, sys
 recs = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
 r = ([x for x in recs if x.get("last")] or recs or [{}])[-1]
@@ -184,25 +190,30 @@ lat = r.get("latency_ms") or {}
 shown = r.get("frames_shown", 0)
 print(json.dumps({"case": "loopback", "sender": "picam native", "browsers": 0, "records": [{
     "presented": shown, "fps": shown / float(sys.argv[2]), "p50_ms": lat.get("p50"),
-    "p95_ms": lat.get("p95"), "max_ms": lat.get("max")}]}))
+      "p95_ms": lat.get("p95"), "max_ms": lat.get("max")}]}))
 PY
-port=$((port + 1))
+  port=$((port + 1))
+fi
 
-echo "2/8 picam --web, no viewer (CPU baseline), then 1, 2 and 4 Chromiums (loopback)" >&2
-start_sender "$work/picam-web.log" - picam 127.0.0.1 $port --stats json
-idle_cpu picam
-for n in 1 2 4; do
-  measure loopback picam "$n" 2
-done
-stop_sender
-port=$((port + 1))
+if runs picam; then
+  echo "2/8 picam --web, no viewer (CPU baseline), then 1, 2 and 4 Chromiums (loopback)" >&2
+  start_sender "$work/picam-web.log" - picam 127.0.0.1 $port --stats json
+  idle_cpu picam
+  for n in 1 2 4; do
+    measure loopback picam "$n" 2
+  done
+  stop_sender
+  port=$((port + 1))
+fi
 
-echo "3/8 aiortc, no viewer (CPU baseline), then 1 Chromium (loopback)" >&2
-start_sender "$work/aiortc.log" - aiortc 127.0.0.1 $port
-idle_cpu aiortc
-measure loopback aiortc 1 2
-stop_sender
-port=$((port + 1))
+if runs aiortc; then
+  echo "3/8 aiortc, no viewer (CPU baseline), then 1 Chromium (loopback)" >&2
+  start_sender "$work/aiortc.log" - aiortc 127.0.0.1 $port
+  idle_cpu aiortc
+  measure loopback aiortc 1 2
+  stop_sender
+  port=$((port + 1))
+fi
 
 # Three namespaces on private subnets (10.216.1.0/24 and 10.216.2.0/24), no default
 # route; the router forwards, counts, and drops or queues.
@@ -232,7 +243,7 @@ router_counters() {
     | awk '{printf "%s ", $2; n++} END {while (n++ < 2) printf "0 "}'
 }
 
-for kind in picam aiortc; do
+for kind in $senders; do
   echo "5-6/8 2% random loss on the router: $kind" >&2
   set_loss "numgen random mod 1000 < 20"
   start_sender "$work/loss-$kind.log" "$snd" "$kind" 10.216.1.1 $port --stats json
@@ -243,7 +254,7 @@ done
 
 set_loss ""
 ip netns exec "$rtr" tc qdisc add dev wbr1 root tbf rate 3mbit burst 32kbit latency 400ms
-for kind in picam aiortc; do
+for kind in $senders; do
   echo "7-8/8 3 Mbit/s tbf router queue (400 ms): $kind" >&2
   start_sender "$work/jam-$kind.log" "$snd" "$kind" 10.216.1.1 $port --stats json
   # 5 s to settle: the queue fills before the browser's feedback brings the encoder down.
@@ -256,7 +267,7 @@ chromium_version=$(chromium --version 2>/dev/null | head -1)
 aiortc_version=$("$venv/bin/python" -c "import aiortc; print(aiortc.__version__)")
 cpu_model=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
 python3 - "$results" "$secs" "$write" docs/BENCHMARKS.md "$(nproc)" "$cpu_model" \
-  "$chromium_version" "$aiortc_version" "$("$picam" --version 2>/dev/null || echo picam)" <<'PY'
+  "$chromium_version" "$aiortc_version" "$("$picam" --version 2>/dev/null || echo "picam (not run)")" <<'PY'
 import datetime, json, re, statistics, sys
 results, secs, write, doc, nproc, cpu_model, chromium, aiortc, picam = sys.argv[1:10]
 secs, write = int(secs), write == "1"
