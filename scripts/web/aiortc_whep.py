@@ -103,13 +103,14 @@ class StampedPattern(VideoStreamTrack):
         # A wide luma pattern; each picture is a window into it shifted by the frame number.
         self.luma = ((xs[None, :] + ys) * 2 % 220 + 16).astype(np.uint8)
         cw, ch = width // 2, height // 2
-        self.u = ((np.arange(cw)[None, :] * 255 // cw) + 0 * np.arange(ch)[:, None]).astype(np.uint8)
-        self.v = ((np.arange(ch)[:, None] * 255 // ch) + 0 * np.arange(cw)[None, :]).astype(np.uint8)
+        # Colour ramps: U across, V down.
+        self.u = np.tile((np.arange(cw) * 255 // cw).astype(np.uint8), (ch, 1))
+        self.v = np.tile((np.arange(ch) * 255 // ch).astype(np.uint8)[:, None], (1, cw))
+        self.start = None
+        self.ticks = 0
 
     async def recv(self) -> VideoFrame:
-        # aiortc's own pacing (VideoStreamTrack.next_timestamp): sleeps until this
-        # frame's turn at `fps`, on a 90 kHz clock.
-        pts, time_base = await self._next(1 / self.fps)
+        pts, time_base = await self.next_pts()
         w, h = self.width, self.height
         yuv = np.empty((h * 3 // 2, w), dtype=np.uint8)
         shift = (self.frame_no * 4) % 512
@@ -127,19 +128,18 @@ class StampedPattern(VideoStreamTrack):
         self.frame_no += 1
         return frame
 
-    async def _next(self, period: float):
-        # VideoStreamTrack.next_timestamp paces at its VIDEO_PTIME (1/30 s); this keeps
-        # the same scheme for any --fps.
+    async def next_pts(self):
+        """Sleeps until this frame's turn at `fps` on a 90 kHz clock: the scheme of
+        aiortc's own VideoStreamTrack.next_timestamp, which is fixed at 30 fps."""
         clock_rate = 90000
-        if not hasattr(self, "_start"):
-            self._start = time.time()
-            self._ts = 0
+        if self.start is None:
+            self.start = time.time()
         else:
-            self._ts += int(period * clock_rate)
-            wait = self._start + (self._ts / clock_rate) - time.time()
+            self.ticks += clock_rate // self.fps
+            wait = self.start + self.ticks / clock_rate - time.time()
             if wait > 0:
                 await asyncio.sleep(wait)
-        return self._ts, fractions.Fraction(1, clock_rate)
+        return self.ticks, fractions.Fraction(1, clock_rate)
 
 
 def cors(resp: web.StreamResponse) -> web.StreamResponse:
