@@ -101,11 +101,12 @@ function pageProbe(readStamp) {
     maxGapMs: 0,
     lastPresentedCount: null,
     missedCallbacks: 0,   // frames the compositor presented without our callback seeing them
+    unstampedAt: [],      // the first few unstamped frames: [ms into the count, width, height]
     start() {
       Object.assign(m, { collecting: true, startWall: performance.timeOrigin + performance.now(),
         presented: 0, stamped: 0, unstamped: 0, latency: [], expected: [], received: [],
         perSecond: [], maxGapMs: 0, lastWall: 0, lastPresentedCount: null,
-        missedCallbacks: 0 });
+        missedCallbacks: 0, unstampedAt: [] });
     },
     stop() { m.collecting = false; },
   };
@@ -131,8 +132,14 @@ function pageProbe(readStamp) {
     m.perSecond[second]++;
     const width = video.videoWidth;
     const band = Math.ceil(112 / Math.max(1, Math.floor(width / 16))) * 16;
-    if (width < 16 || band > video.videoHeight) {
+    const unstamped = () => {
       m.unstamped++;
+      if (m.unstampedAt.length < 10) {
+        m.unstampedAt.push([Math.round(shown - m.startWall), width, video.videoHeight]);
+      }
+    };
+    if (width < 16 || band > video.videoHeight) {
+      unstamped();
       return;
     }
     if (canvas.width !== width || canvas.height !== band) {
@@ -143,7 +150,7 @@ function pageProbe(readStamp) {
     ctx.drawImage(video, 0, 0, width, band, 0, 0, width, band);
     const stamp = readStamp(ctx.getImageData(0, 0, width, band).data, width, band);
     if (!stamp) {
-      m.unstamped++;
+      unstamped();
       return;
     }
     m.stamped++;
@@ -232,6 +239,7 @@ async function pageReport() {
     maxGapMs: m.maxGapMs,
     lastAgeMs: m.lastWall ? performance.timeOrigin + performance.now() - m.lastWall : null,
     missedCallbacks: m.missedCallbacks,
+    unstampedAt: m.unstampedAt,
     error: m.error,
     stats,
   };
@@ -393,6 +401,7 @@ async function main() {
         ? null : Math.round(base.lastAgeMs),
       per_second: base.perSecond,
       missed_callbacks: base.missedCallbacks ?? null,
+      unstamped_at: base.unstampedAt ?? [],
       connections: base.connections ?? null,
       status: base.status,
       pid: s.pid,
