@@ -16,15 +16,19 @@
 //! `PICAM_WEB_SENDER=aiortc` runs the aiortc baseline instead of picam.
 
 mod common;
+#[path = "common/netns_web.rs"]
+mod netns_web;
+// Its prerequisites check and reports; the loopback tests' other helpers are unused here.
+#[allow(dead_code)]
+#[path = "common/web.rs"]
+mod web;
 
 use common::netns::Topology;
-use common::netns_web::{measure, require_browser, start_sender, Viewer, WebSender};
 use common::Scratch;
+use netns_web::{measure, require_browser, start_sender, WebSender};
+use web::Report;
 
 const PORT: u16 = 8080;
-
-/// One test at a time: a 720p encoder and a Chromium decoding it fill a 2-core machine.
-static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn seconds() -> u64 {
     std::env::var("PICAM_WEB_NETNS_SECONDS")
@@ -62,7 +66,7 @@ fn watch(
     tag: &str,
     sender: WebSender,
     warmup: u64,
-) -> (Viewer, (u64, u64)) {
+) -> (Report, (u64, u64)) {
     let (process, url) = start_sender(
         scratch,
         &format!("{tag}.send"),
@@ -84,12 +88,12 @@ fn watch(
     process.terminate();
     let (_, _, err) = process.wait(std::time::Duration::from_secs(10));
     let viewer = viewers.remove(0);
-    eprintln!("{tag} ({sender:?}): {}", viewer.record);
+    eprintln!("{tag} ({sender:?}): {}", viewer.0);
     eprintln!(
         "{tag}: router forwarded {} packets, dropped {}",
         counters.0, counters.1
     );
-    if viewer.presented() == 0.0 {
+    if viewer.presented() == 0 {
         eprintln!("{tag}: the sender said:\n{err}");
     }
     (viewer, counters)
@@ -98,7 +102,8 @@ fn watch(
 #[test]
 fn the_browser_presents_the_frames_through_two_percent_random_loss() {
     const TEST: &str = "web_netns::the_browser_presents_the_frames_through_two_percent_random_loss";
-    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    // One at a time: a 720p encoder and a Chromium decoding it fill a 2-core machine.
+    let _serial = web::serial();
     let sender = WebSender::from_env();
     if !prerequisites(TEST, sender) {
         return;
@@ -115,21 +120,22 @@ fn the_browser_presents_the_frames_through_two_percent_random_loss() {
         dropped as f64 > 0.005 * forwarded as f64,
         "the router dropped only {dropped} of {forwarded} packets: the loss rule did not work"
     );
-    let ratio = viewer.presented() / (30.0 * secs);
+    let ratio = viewer.presented() as f64 / (30.0 * secs);
     assert!(
         ratio >= 0.9,
         "the browser presented {} frames in {secs} s through 2% loss: {:.1}% of 30 fps (< 90%); nacks sent {}: {}",
         viewer.presented(),
         100.0 * ratio,
-        viewer.num(&["stats", "nackCount"]),
-        viewer.record
+        viewer.0["stats"]["nackCount"],
+        viewer.0
     );
 }
 
 #[test]
 fn latency_stays_bounded_through_a_three_megabit_router_queue() {
     const TEST: &str = "web_netns::latency_stays_bounded_through_a_three_megabit_router_queue";
-    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    // One at a time: a 720p encoder and a Chromium decoding it fill a 2-core machine.
+    let _serial = web::serial();
     let sender = WebSender::from_env();
     if !prerequisites(TEST, sender) {
         return;
@@ -145,16 +151,16 @@ fn latency_stays_bounded_through_a_three_megabit_router_queue() {
     let (viewer, _) = watch(&scratch, &topo, "jam", sender, 5);
     drop(topo);
 
-    let p95 = viewer.num(&["p95_ms"]);
-    let fps = viewer.num(&["fps"]);
+    let p95 = viewer.p95_ms().unwrap_or(f64::INFINITY);
+    let fps = viewer.fps();
     assert!(
-        viewer.num(&["stamped"]) > 0.0 && p95 <= 400.0,
+        viewer.stamped() > 0 && p95 <= 400.0,
         "latency p95 {p95} ms through the 3 Mbit/s queue (bound 400 ms): the encoder did not come down: {}",
-        viewer.record
+        viewer.0
     );
     assert!(
         fps >= 15.0,
         "{fps} fps presented through the 3 Mbit/s queue (bound 15): {}",
-        viewer.record
+        viewer.0
     );
 }

@@ -6,7 +6,6 @@
 pub mod flood;
 pub mod keyed;
 pub mod netns;
-pub mod netns_web;
 pub mod peers;
 
 use std::io::{BufRead, BufReader, Read};

@@ -1,15 +1,17 @@
 //! Browser viewers in network namespaces: a WHEP sender (`picam send --web`, or the
 //! aiortc baseline `scripts/web/aiortc_whep.py`) in one namespace, real Chromium driven
 //! by `scripts/web/measure.mjs --netns` in another, and what the browsers measured.
+//!
+//! Included by `web_netns.rs` only (`#[path]`), beside `common/web.rs` (the loopback
+//! browser tests' helpers), whose prerequisites check and reports it reuses.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
-use super::netns::start_logged;
-use super::{json_records, Picam, Scratch};
+use crate::common::netns::start_logged;
+use crate::common::{json_records, Picam, Scratch};
+use crate::web::Report;
 
 /// The repository's root (the `bin` crate sits one level below it).
 pub fn repo_root() -> PathBuf {
@@ -119,29 +121,6 @@ pub fn start_sender(
     (process, url)
 }
 
-/// One browser's record from `measure.mjs`.
-#[derive(Clone, Debug)]
-pub struct Viewer {
-    /// The whole JSON line.
-    pub record: Value,
-}
-
-impl Viewer {
-    /// A number at `path` (`["stats", "nackCount"]`), NaN if absent.
-    pub fn num(&self, path: &[&str]) -> f64 {
-        let mut v = &self.record;
-        for key in path {
-            v = &v[*key];
-        }
-        v.as_f64().unwrap_or(f64::NAN)
-    }
-
-    /// Frames presented in the measured window.
-    pub fn presented(&self) -> f64 {
-        self.num(&["presented"])
-    }
-}
-
 /// Runs `measure.mjs` against `url` with `browsers` Chromium processes (in namespace
 /// `netns` if given) for `seconds` after `warmup` seconds; one record per browser.
 /// Bounded: the harness is killed if it overruns by a minute.
@@ -152,7 +131,7 @@ pub fn measure(
     (warmup, seconds): (u64, u64),
     browsers: u32,
     netns: Option<&str>,
-) -> Vec<Viewer> {
+) -> Vec<Report> {
     let out_path = scratch.path(&format!("{name}.measure.out"));
     let err_path = scratch.path(&format!("{name}.measure.err"));
     let mut cmd = Command::new("node");
@@ -187,10 +166,10 @@ pub fn measure(
         status.is_some_and(|s| s.success()),
         "{name}: measure.mjs failed ({status:?}):\n{err}"
     );
-    let viewers: Vec<Viewer> = json_records(&out)
+    let viewers: Vec<Report> = json_records(&out)
         .into_iter()
         .filter(|r| r.get("browser").is_some())
-        .map(|record| Viewer { record })
+        .map(Report)
         .collect();
     assert_eq!(
         viewers.len(),
