@@ -7,7 +7,11 @@
 #      and 127.0.0.1 in place of the README's example code and address;
 #   3. the prose that follows them: from then on `send --remote ADDR` alone streams
 #      with the paired key;
-#   4. the documented error for a bad value (`picam send --port 70000`), word for word.
+#   4. the documented error for a bad value (`picam send --port 70000`), word for word;
+#   5. the browser section's `send --web PORT`: it prints the page's address with a
+#      token, serves the page there, and refuses a WHEP offer without the token (401).
+#      The port is replaced by a free one; the browser itself is tested by
+#      bin/tests/web_browser.rs.
 # Every command is taken from README.md itself; only `--duration N` is appended and the
 # example code/address substituted. `scripts/test.sh` in the first block is the command
 # running this check and is not run again.
@@ -162,4 +166,32 @@ actual="$("$CARGO_TARGET_DIR/release/picam" send --port 70000 2>&1 >/dev/null ||
 [ "$actual" = "$documented" ] ||
     fail "picam send --port 70000 says '$actual', the README says '$documented'"
 
-echo "check-readme: ok: the first code block, pairing and streaming as the Use section says, and the bad-value example"
+# ---- 5. the browser viewer
+mapfile -t web < <(code_blocks "Watch in a browser")
+[ "${#web[@]}" -eq 1 ] || fail "the browser section should have one command, has ${#web[@]}"
+web_cmd="${web[0]}"
+example_port="$(grep -Eo -- '--web [0-9]+' <<<"$web_cmd" | grep -Eo '[0-9]+')"
+[ -n "$example_port" ] || fail "the browser command names no --web PORT: $web_cmd"
+port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+web_cmd="${web_cmd//--web $example_port/--web $port}"
+web_log="$work/send-web.log"
+echo "check-readme: running: $web_cmd --duration 20"
+PICAM_CONFIG_DIR="$pi" timeout -k 5 300 bash -c "$web_cmd --duration 20" >"$web_log" 2>&1 &
+web_pid=$!
+wait_for "$web_log" 'watch in a browser: http://' 300 || {
+    tail -n 30 "$web_log" >&2
+    fail "'$web_cmd' printed no 'watch in a browser: http://...' line"
+}
+url="$(grep -Eo 'http://[^ ]+' "$web_log" | head -n 1)"
+[[ "$url" =~ ^http://[^/]+:$port/\#t=[0-9a-f]{32}$ ]] || fail "the printed address is not http://HOST:$port/#t=TOKEN: $url"
+base="${url%%#*}"
+wait_for "$web_log" 'starting sender' 60 || true
+page="$(curl -s --max-time 10 "$base")" || fail "GET $base failed"
+grep -q '<video' <<<"$page" || fail "GET $base did not serve the viewer page"
+status="$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 -X POST \
+    -H 'Content-Type: application/sdp' --data-binary $'v=0\r\n' "${base}whep")"
+[ "$status" = 401 ] || fail "a WHEP offer without the token got HTTP $status, not 401"
+kill -TERM "$web_pid" 2>/dev/null || true
+wait "$web_pid" || true
+
+echo "check-readme: ok: the first code block, pairing and streaming as the Use section says, the bad-value example, and the browser viewer's address, page and token"

@@ -15,7 +15,7 @@ packages=(
 if [[ "${1:-}" == "--test" ]]; then
   # Peers and tools the tests use: the ffmpeg CLI, a virtual X server for the window
   # test, and iproute2 for the network-namespace tests.
-  packages+=(ffmpeg xvfb x11-apps imagemagick iproute2 nftables)
+  packages+=(ffmpeg xvfb x11-apps imagemagick iproute2 nftables curl)
   # GStreamer peers for the RTP/raw interop tests (bin/tests/interop.rs): x264enc (ugly),
   # rtph264pay/rtpstreampay (good), rawvideoparse (bad), avdec_h264 (libav).
   packages+=(gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good

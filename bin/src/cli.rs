@@ -14,6 +14,9 @@ pub struct Cli {
 }
 
 /// The subcommands.
+// Parsed once at start and moved into its subcommand: the size difference between
+// variants costs nothing, and boxing would only add a deref at every use.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Capture, encode and stream to the configured receiver.
@@ -147,6 +150,18 @@ pub struct SendArgs {
     /// `ffmpeg -protocol_whitelist file,udp,rtp -i FILE`.
     #[arg(long, value_name = "FILE")]
     pub sdp: Option<std::path::PathBuf>,
+    /// Serve a viewer page and WHEP (WebRTC) for browsers on this TCP port (media on the
+    /// same UDP port); a bare PORT listens on every address. `--remote` is then
+    /// optional. The address to open, with its access token, is printed at start.
+    #[arg(long, value_name = "[ADDR:]PORT")]
+    pub web: Option<String>,
+    /// `--web`: how many browsers may watch at once (1..=32, default 8).
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub web_max_viewers: Option<i64>,
+    /// `--web-token new`: replace the kept web access token (links given out before
+    /// stop working). The token is kept beside the paired keys, in `web-token`.
+    #[arg(long, value_name = "new")]
+    pub web_token: Option<String>,
 }
 
 /// How cameras and H.264 streams are read (`picam send`).

@@ -40,6 +40,25 @@ pub struct FileConfig {
     rtcp_mux: Option<bool>,
     payload_type: Option<i64>,
     clock_rate: Option<i64>,
+    web: Option<WebValue>,
+    web_max_viewers: Option<i64>,
+}
+
+/// `web` in the file: a bare port (`web = 8080`) or `"[ADDR:]PORT"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum WebValue {
+    Port(i64),
+    Text(String),
+}
+
+impl WebValue {
+    fn into_text(self) -> String {
+        match self {
+            WebValue::Port(port) => port.to_string(),
+            WebValue::Text(text) => text,
+        }
+    }
 }
 
 /// Validated settings for either side.
@@ -77,6 +96,39 @@ pub struct Settings {
     pub payload_type: u8,
     /// `rtp`: the RTP clock rate, Hz.
     pub clock_rate: u32,
+    /// Whether `remote` was configured (flag or file) rather than left at its default.
+    pub remote_given: bool,
+    /// The browser viewer (`--web`), sender only.
+    pub web: Option<WebSettings>,
+    /// `--web-token new`: replace the kept web access token.
+    pub web_token_new: bool,
+}
+
+/// The browser viewer's settings (`picam send --web`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WebSettings {
+    /// Where the viewer page and WHEP listen (TCP), and WebRTC media (UDP, same port).
+    pub bind: SocketAddr,
+    /// How many browsers may watch at once.
+    pub max_viewers: usize,
+}
+
+/// Most browsers watching one sender at once: each costs a WebRTC session and its
+/// share of the uplink (one encoding, sent once per viewer).
+pub const MAX_WEB_VIEWERS: i64 = 32;
+
+/// `--web [ADDR:]PORT`: a bare port listens on every IPv4 address.
+pub fn parse_web(value: &str) -> Option<SocketAddr> {
+    let value = value.trim();
+    let addr = if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        SocketAddr::new(
+            IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+            value.parse().ok()?,
+        )
+    } else {
+        value.parse().ok()?
+    };
+    (addr.port() != 0).then_some(addr)
 }
 
 /// Which wire format carries the stream (`--wire`).
@@ -199,7 +251,8 @@ impl Settings {
                 "invalid `bind` = {bind:?} {origin}: must be an IP address such as 0.0.0.0"
             )
         })?;
-        let (remote, _) = pick(link.remote.clone(), file.remote, path, "127.0.0.1".into());
+        let (remote, origin) = pick(link.remote.clone(), file.remote, path, "127.0.0.1".into());
+        let remote_given = !matches!(origin, Origin::Default);
         let payload_size = ranged(
             "payload_size",
             pick(link.payload_size, file.payload_size, path, 1400),
@@ -336,7 +389,42 @@ impl Settings {
             1_000_000,
             " Hz (RFC 6184 H.264 uses 90000)",
         )? as u32;
+        // Checked for both sides, like every key in the file; used by the sender only.
+        let (web, origin) = pick(
+            send.and_then(|s| s.web.clone()),
+            file.web.map(WebValue::into_text),
+            path,
+            String::new(),
+        );
+        let web_bind = match origin {
+            Origin::Default => None,
+            _ => Some(parse_web(&web).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "invalid `web` = {web:?} {origin}: allowed PORT (1..=65535, on every address) or ADDR:PORT, e.g. 8080, 127.0.0.1:8080 or [::]:8080"
+                )
+            })?),
+        };
+        let max_viewers = ranged(
+            "web_max_viewers",
+            pick(flag(|s| s.web_max_viewers), file.web_max_viewers, path, 8),
+            1,
+            MAX_WEB_VIEWERS,
+            " viewers",
+        )? as usize;
+        let web_token_new = match send.and_then(|s| s.web_token.as_deref()) {
+            None => false,
+            Some("new") => true,
+            Some(other) => bail!(
+                "invalid `--web-token` = {other:?}: the only value is \"new\" (replaces the kept web access token, so earlier links stop working)"
+            ),
+        };
+        let web = web_bind
+            .filter(|_| send.is_some())
+            .map(|bind| WebSettings { bind, max_viewers });
         Ok(Self {
+            remote_given,
+            web,
+            web_token_new,
             wire,
             rtcp_mux,
             payload_type,
@@ -407,6 +495,16 @@ impl Settings {
                     self.remote
                 )
             })
+    }
+
+    /// The receiver's socket address when there is a receiver: `None` when no `remote`
+    /// is configured and the browser viewer (`--web`) is on, so the sender serves
+    /// browsers only; otherwise as [`Self::remote_addr`], with its errors.
+    pub fn remote_addr_opt(&self) -> Result<Option<SocketAddr>> {
+        if !self.remote_given && self.web.is_some() {
+            return Ok(None);
+        }
+        self.remote_addr().map(Some)
     }
 
     /// Where the receiver listens.
@@ -514,6 +612,23 @@ mod tests {
                 "invalid `source` = \"v4l2:\" from the command line: `v4l2:` names no file; allowed",
             ),
             (
+                &["--web", "70000"],
+                "invalid `web` = \"70000\" from the command line: allowed PORT (1..=65535",
+            ),
+            (&["--web", "0"], "invalid `web` = \"0\""),
+            (&["--web", "localhost:8080"], "invalid `web` = \"localhost:8080\""),
+            (&["--web", "1.2.3.4"], "invalid `web` = \"1.2.3.4\""),
+            (&["--web", ""], "invalid `web` = \"\""),
+            (
+                &["--web", "8080", "--web-max-viewers", "0"],
+                "invalid `web_max_viewers` = 0 from the command line: allowed 1..=32 viewers",
+            ),
+            (&["--web-max-viewers", "33"], "invalid `web_max_viewers` = 33"),
+            (
+                &["--web", "8080", "--web-token", "old"],
+                "invalid `--web-token` = \"old\": the only value is \"new\"",
+            ),
+            (
                 &["--config", "/nonexistent/picam.toml"],
                 "cannot read config file /nonexistent/picam.toml",
             ),
@@ -564,6 +679,97 @@ mod tests {
         std::fs::write(&path, "prot = \"udp\"\n").unwrap();
         let got = error_of(&["--config", p]);
         assert!(got.contains("unknown field `prot`"), "{got}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn web_flags_and_keys() {
+        let s = send_settings(&[]).unwrap();
+        assert_eq!(
+            (s.web, s.web_token_new, s.remote_given),
+            (None, false, false)
+        );
+        assert_eq!(
+            s.remote_addr_opt().unwrap(),
+            Some("127.0.0.1:5000".parse().unwrap())
+        );
+        let cases: &[(&str, &str)] = &[
+            ("8080", "0.0.0.0:8080"),
+            ("127.0.0.1:8080", "127.0.0.1:8080"),
+            ("[::]:8443", "[::]:8443"),
+            ("[::1]:1", "[::1]:1"),
+            ("65535", "0.0.0.0:65535"),
+        ];
+        for (flag, bind) in cases {
+            let s = send_settings(&["--web", flag]).unwrap();
+            let want = WebSettings {
+                bind: bind.parse().unwrap(),
+                max_viewers: 8,
+            };
+            assert_eq!(s.web, Some(want), "--web {flag}");
+            // Browsers only: no receiver.
+            assert_eq!(s.remote_addr_opt().unwrap(), None, "--web {flag}");
+            // Other callers still get the default receiver.
+            assert_eq!(s.remote_addr().unwrap(), "127.0.0.1:5000".parse().unwrap());
+        }
+        let s = send_settings(&[
+            "--web",
+            "8080",
+            "--web-max-viewers",
+            "32",
+            "--web-token",
+            "new",
+            "--remote",
+            "127.0.0.2",
+        ])
+        .unwrap();
+        assert_eq!(s.web.unwrap().max_viewers, 32);
+        assert!(s.web_token_new);
+        assert_eq!(
+            s.remote_addr_opt().unwrap(),
+            Some("127.0.0.2:5000".parse().unwrap())
+        );
+        let s = send_settings(&["--remote", "no.such.host.invalid", "--web", "1"]).unwrap();
+        let err = format!("{:#}", s.remote_addr_opt().unwrap_err());
+        let same = format!("{:#}", s.remote_addr().unwrap_err());
+        assert_eq!(err, same);
+        assert!(
+            err.contains("invalid `remote` = \"no.such.host.invalid\""),
+            "{err}"
+        );
+
+        let dir = std::env::temp_dir().join(format!("picam-config-web-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.toml");
+        let p = path.to_str().unwrap();
+        std::fs::write(&path, "web = 8080\nweb_max_viewers = 4\n").unwrap();
+        let s = send_settings(&["--config", p]).unwrap();
+        let want = WebSettings {
+            bind: "0.0.0.0:8080".parse().unwrap(),
+            max_viewers: 4,
+        };
+        assert_eq!(s.web, Some(want));
+        std::fs::write(&path, "web = \"127.0.0.1:9000\"\nremote = \"127.0.0.3\"\n").unwrap();
+        let s = send_settings(&["--config", p]).unwrap();
+        assert_eq!(s.web.unwrap().bind, "127.0.0.1:9000".parse().unwrap());
+        assert!(s.remote_addr_opt().unwrap().is_some());
+        // The flag overrides the file.
+        let s = send_settings(&["--config", p, "--web", "7000"]).unwrap();
+        assert_eq!(s.web.unwrap().bind, "0.0.0.0:7000".parse().unwrap());
+        std::fs::write(&path, "web = 0\n").unwrap();
+        let got = error_of(&["--config", p]);
+        assert!(
+            got.contains(&format!("invalid `web` = \"0\" in {p}")),
+            "{got}"
+        );
+        std::fs::write(&path, "web_max_viewers = 99\n").unwrap();
+        let got = error_of(&["--config", p]);
+        assert!(
+            got.contains(&format!(
+                "invalid `web_max_viewers` = 99 in {p}: allowed 1..=32"
+            )),
+            "{got}"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -5,14 +5,16 @@
 //! config directory; else the receiver shows a pairing code and waits, and the sender
 //! says how to pair. Pairing runs over UDP on the stream's port number.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use tokio::net::UdpSocket;
+use transport::secure::key::{read_secret_file, write_secret_file, KeyError};
 use transport::secure::pairing::{self, PairInitiator, PairOutcome, PairResponder, PairState};
 use transport::secure::Psk;
+use transport::web::token::WebToken;
 
 use crate::cli::KeygenArgs;
 use crate::shutdown::Shutdown;
@@ -61,6 +63,97 @@ pub fn paired_key_path(side: Side) -> Result<PathBuf> {
         Side::Sender => "sender.key",
         Side::Receiver => "receiver.key",
     }))
+}
+
+/// The name of the web access token's file, beside the paired keys.
+const WEB_TOKEN_FILE: &str = "web-token";
+
+/// The most a token file may hold: 32 hex digits and a line end, with room for
+/// whitespace; anything longer is refused unread.
+const MAX_WEB_TOKEN_FILE: u64 = 256;
+
+/// The browser viewer's access token (`picam send --web`): the one kept in the config
+/// directory (file `web-token`, mode 0600), made there at first use, and replaced by a
+/// new one when `renew` (`--web-token new`: links given out before stop working).
+/// Kept rather than made per run, so a bookmarked link keeps working across restarts.
+pub fn web_token(renew: bool) -> Result<WebToken> {
+    web_token_in(&config_dir()?, renew)
+}
+
+/// [`web_token`] in `dir`.
+fn web_token_in(dir: &Path, renew: bool) -> Result<WebToken> {
+    let path = dir.join(WEB_TOKEN_FILE);
+    if !renew {
+        match read_secret_file(&path, MAX_WEB_TOKEN_FILE) {
+            Ok(bytes) => {
+                // The text is not shown on failure: it may be the token, damaged.
+                let token = std::str::from_utf8(&bytes)
+                    .ok()
+                    .and_then(|text| text.parse::<WebToken>().ok());
+                return token.with_context(|| {
+                    format!(
+                        "{} does not hold a web access token (32 hex digits on one line): run with `--web-token new` to replace it",
+                        path.display()
+                    )
+                });
+            }
+            Err(KeyError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!(
+                        "reading the web access token (`--web-token new` replaces {})",
+                        path.display()
+                    )
+                })
+            }
+        }
+    }
+    let token = WebToken::generate()?;
+    write_secret_file(&path, format!("{token}\n").as_bytes())
+        .context("keeping the web access token")?;
+    tracing::info!(path = %path.display(), "made a new web access token");
+    Ok(token)
+}
+
+/// The address to open in a browser: `http://IP:PORT/#t=TOKEN` (the token in the
+/// fragment, which browsers never send to a server). For a bind on every address
+/// (0.0.0.0 or ::), IP is the address this host would use to reach the LAN.
+pub fn web_url(bind: SocketAddr, token: &WebToken) -> String {
+    let ip = if bind.ip().is_unspecified() {
+        lan_address(bind.is_ipv6())
+    } else {
+        bind.ip()
+    };
+    format!("http://{}/#t={token}", SocketAddr::new(ip, bind.port()))
+}
+
+/// The local address the routing table picks for a LAN-wide destination: "connecting"
+/// a UDP socket only chooses a route and a source address, no packet is sent. The
+/// destination is a documentation address (TEST-NET-1, 2001:db8::), reached by the
+/// default route. Without a route (no network), loopback.
+fn lan_address(v6: bool) -> IpAddr {
+    let (local, probe, fallback): (SocketAddr, SocketAddr, IpAddr) = if v6 {
+        (
+            (Ipv6Addr::UNSPECIFIED, 0).into(),
+            (Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1), 9).into(),
+            Ipv6Addr::LOCALHOST.into(),
+        )
+    } else {
+        (
+            (Ipv4Addr::UNSPECIFIED, 0).into(),
+            (Ipv4Addr::new(192, 0, 2, 1), 9).into(),
+            Ipv4Addr::LOCALHOST.into(),
+        )
+    };
+    std::net::UdpSocket::bind(local)
+        .and_then(|socket| {
+            socket.connect(probe)?;
+            socket.local_addr()
+        })
+        .map(|addr| addr.ip())
+        .ok()
+        .filter(|ip| !ip.is_unspecified())
+        .unwrap_or(fallback)
 }
 
 /// `picam keygen --out FILE`.
@@ -298,4 +391,119 @@ pub fn print_code(code: &str, listen: SocketAddr) {
         pairing::WINDOW.as_secs() / 60
     );
     eprintln!();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fresh directory standing in for the config directory (`PICAM_CONFIG_DIR`):
+    /// passed in rather than set in the environment, which tests share across threads.
+    fn temp_config_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("picam-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn the_web_token_is_made_once_kept_private_and_replaced_on_request() {
+        let dir = temp_config_dir("web-token");
+        let first = web_token_in(&dir, false).unwrap();
+        let path = dir.join(WEB_TOKEN_FILE);
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            format!("{first}\n")
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        assert_eq!(web_token_in(&dir, false).unwrap(), first);
+        let renewed = web_token_in(&dir, true).unwrap();
+        assert_ne!(renewed, first);
+        assert_eq!(web_token_in(&dir, false).unwrap(), renewed);
+
+        std::fs::write(&path, "not a token\n").unwrap();
+        let err = format!("{:#}", web_token_in(&dir, false).unwrap_err());
+        assert!(err.contains("does not hold a web access token"), "{err}");
+        assert!(
+            err.contains("--web-token new") && !err.contains("not a token"),
+            "{err}"
+        );
+        assert!(web_token_in(&dir, true).is_ok());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_web_token_file_gets_the_key_files_checks() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = temp_config_dir("web-token-odd");
+        let token = web_token_in(&dir, false).unwrap();
+        let path = dir.join(WEB_TOKEN_FILE);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = format!("{:#}", web_token_in(&dir, false).unwrap_err());
+        assert!(err.contains("readable by others"), "{err}");
+
+        std::fs::remove_file(&path).unwrap();
+        let victim = dir.join("victim");
+        std::fs::write(&victim, "precious\n").unwrap();
+        std::os::unix::fs::symlink(&victim, &path).unwrap();
+        let err = format!("{:#}", web_token_in(&dir, true).unwrap_err());
+        assert!(err.contains("symbolic link"), "{err}");
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+
+        std::fs::remove_file(&path).unwrap();
+        std::fs::create_dir(&path).unwrap();
+        assert!(web_token_in(&dir, false).is_err());
+        std::fs::remove_dir(&path).unwrap();
+
+        let file = std::fs::File::create(&path).unwrap();
+        file.set_len(1 << 30).unwrap();
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .unwrap();
+        let err = format!("{:#}", web_token_in(&dir, false).unwrap_err());
+        assert!(err.contains("1073741824 bytes"), "{err}");
+        assert_ne!(web_token_in(&dir, true).unwrap(), token);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_web_url_names_a_reachable_address_and_carries_the_token() {
+        let token: WebToken = "00112233445566778899aabbccddeeff".parse().unwrap();
+        let cases = [
+            (
+                "127.0.0.1:8080",
+                "http://127.0.0.1:8080/#t=00112233445566778899aabbccddeeff",
+            ),
+            (
+                "192.168.1.20:80",
+                "http://192.168.1.20:80/#t=00112233445566778899aabbccddeeff",
+            ),
+            (
+                "[::1]:8443",
+                "http://[::1]:8443/#t=00112233445566778899aabbccddeeff",
+            ),
+            (
+                "[fd00::5]:9000",
+                "http://[fd00::5]:9000/#t=00112233445566778899aabbccddeeff",
+            ),
+        ];
+        for (bind, want) in cases {
+            assert_eq!(web_url(bind.parse().unwrap(), &token), want);
+        }
+        for bind in ["0.0.0.0:8080", "[::]:8080"] {
+            let bind: SocketAddr = bind.parse().unwrap();
+            let url = web_url(bind, &token);
+            let rest = url.strip_prefix("http://").unwrap();
+            let (host, fragment) = rest.split_once('/').unwrap();
+            assert_eq!(fragment, "#t=00112233445566778899aabbccddeeff");
+            let host: SocketAddr = host.parse().unwrap_or_else(|e| panic!("{url}: {e}"));
+            assert_eq!(host.port(), 8080);
+            assert_eq!(host.is_ipv6(), bind.is_ipv6(), "{url}");
+            assert!(!host.ip().is_unspecified(), "{url}");
+        }
+    }
 }

@@ -9,6 +9,10 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use capture::{Control, H264FileSource, Source, StreamOptions, TestPatternSource, Y4mSource};
 use tokio::sync::{mpsc, watch};
+use transport::web::fanout::{FanoutConfig, FanoutEvent, WebFanout};
+use transport::web::signalling::{Signalling, SignallingConfig};
+use transport::web::viewer::{CongestionFeedback, ViewerConfig};
+use transport::web_io::{WebHooks, WebStats};
 use transport::{
     Protocol, Sender, SenderConfig, SenderEvent, SenderHooks, SenderStats, SourceFrame,
 };
@@ -59,7 +63,7 @@ pub fn open_source(settings: &Settings, args: &SendArgs) -> Result<Box<dyn Sourc
         } => crate::rpicam_choice::open(
             &spec.to_string(),
             program.as_deref(),
-            extra,
+            &web_profile(settings, extra),
             *stride,
             settings.encoder,
             crate::rpicam_choice::parse_encoder(flags.encoder.as_deref())?,
@@ -67,6 +71,18 @@ pub fn open_source(settings: &Settings, args: &SendArgs) -> Result<Box<dyn Sourc
         SourceSpec::V4l2(_) | SourceSpec::Auto => open_camera(settings, args, spec)?,
     };
     Ok(source)
+}
+
+/// rpicam-vid's options, with constrained baseline asked for when browsers watch:
+/// every browser decodes it (Debian's Chromium and Firefox's OpenH264 offer nothing
+/// else), while picam asks rpicam-vid for High otherwise. An explicit `--profile` in
+/// the user's options wins.
+fn web_profile(settings: &Settings, extra: &[String]) -> Vec<String> {
+    let mut args = extra.to_vec();
+    if settings.web.is_some() && !extra.iter().any(|a| a == "--profile") {
+        args.extend(["--profile".to_string(), "baseline".to_string()]);
+    }
+    args
 }
 
 /// The V4L2 sources (`v4l2:DEV`, `auto`), Linux only.
@@ -150,31 +166,65 @@ pub enum Role {
 /// until the source ends or `shutdown` fires; fires `shutdown` when it stops.
 pub fn run_with(args: &SendArgs, shutdown: Shutdown, role: Role) -> Result<()> {
     let settings = Settings::for_send(args)?;
-    let remote = settings.remote_addr()?;
+    // With `--web` a picam receiver is optional: browsers may be the only viewers.
+    let remote = settings.remote_addr_opt()?;
     if let Some(path) = &args.sdp {
         if settings.wire != Wire::Rtp {
             bail!("`--sdp` describes an RTP stream: use it with `--wire rtp`");
         }
+        let Some(remote) = remote else {
+            bail!("`--sdp` describes the stream sent to `--remote`: give `--remote`");
+        };
         std::fs::write(path, sdp(&settings, remote))
             .with_context(|| format!("writing the SDP file {}", path.display()))?;
         tracing::info!(path = %path.display(), "SDP written");
     }
     // Pair (or find the key) before the camera starts: a wrong code fails at once.
     // The interop wires are plain (their peers cannot decrypt): no key there.
-    let key = if settings.wire == Wire::Picam {
-        security::sender_key(&settings.security, args.pair.as_deref(), remote, &shutdown)?
-    } else {
-        None
+    let key = match remote {
+        Some(remote) if settings.wire == Wire::Picam => {
+            security::sender_key(&settings.security, args.pair.as_deref(), remote, &shutdown)?
+        }
+        _ => None,
     };
     let secure_on = key.is_some();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    // The web port is bound before the camera starts, so a port in use fails at once,
+    // and the URL is printed only once it can be served.
+    let web = match &settings.web {
+        Some(web) => {
+            let token = security::web_token(settings.web_token_new)?;
+            let listener = runtime
+                .block_on(transport::web_io::WebListener::bind(web.bind))
+                .with_context(|| format!("invalid `web` = \"{}\": cannot serve there", web.bind))?;
+            let url = security::web_url(listener.local_addr(), &token);
+            eprintln!("picam: watch in a browser: {url}");
+            Some((listener, token, web.max_viewers))
+        }
+        None => None,
+    };
     let mut source = open_source(&settings, args)?;
     // A source blocked waiting (a camera starting, a child restarting) ends on shutdown.
     source.set_stop(shutdown.capture_stop());
-    tracing::info!(source = %source.describe(), %remote, protocol = ?settings.protocol, "starting sender");
+    match remote {
+        Some(remote) => {
+            tracing::info!(source = %source.describe(), %remote, protocol = ?settings.protocol, "starting sender")
+        }
+        None => {
+            tracing::info!(source = %source.describe(), "starting sender (browser viewers only)")
+        }
+    }
 
     let (frame_tx, frame_rx) = mpsc::channel::<SourceFrame>(CAPTURE_QUEUE);
+    let (web_tx, web_rx) = mpsc::channel::<SourceFrame>(CAPTURE_QUEUE);
     let (control_tx, control_rx) = std_mpsc::sync_channel::<Control>(CONTROL_QUEUE);
     let queue_full = Arc::new(AtomicU64::new(0));
+    let outlets = Outlets {
+        native: remote.is_some().then_some(frame_tx),
+        web: web.is_some().then_some(web_tx),
+    };
 
     let capture = {
         let shutdown = shutdown.clone();
@@ -184,7 +234,7 @@ pub fn run_with(args: &SendArgs, shutdown: Shutdown, role: Role) -> Result<()> {
             .spawn(move || {
                 let result = capture_loop(
                     source.as_mut(),
-                    &frame_tx,
+                    outlets,
                     &control_rx,
                     &queue_full,
                     &shutdown,
@@ -197,10 +247,8 @@ pub fn run_with(args: &SendArgs, shutdown: Shutdown, role: Role) -> Result<()> {
                 result
             })?
     };
+    let votes = Arc::new(std::sync::Mutex::new(BitrateVotes::default()));
 
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
     let result = runtime.block_on(async {
         if role == Role::Alone {
             tokio::spawn(shutdown::watch_signals(
@@ -234,10 +282,67 @@ pub fn run_with(args: &SendArgs, shutdown: Shutdown, role: Role) -> Result<()> {
             },
             transport::random_session_id(),
         );
+        let web_task = web.map(|(listener, token, max_viewers)| {
+            let control_tx = control_tx.clone();
+            let votes = votes.clone();
+            let on_event = move |event| {
+                let command = match event {
+                    FanoutEvent::ForceKeyframe => Control::ForceKeyframe,
+                    FanoutEvent::SetBitrate(vote) => match lock(&votes).set(Voter::Web, vote) {
+                        Some(bps) => Control::SetBitrate(bps),
+                        None => return,
+                    },
+                    FanoutEvent::ViewerConnected(_) | FanoutEvent::ViewerLeft(..) => return,
+                };
+                let _ = control_tx.try_send(command);
+            };
+            let fanout = WebFanout::new(
+                FanoutConfig {
+                    max_viewers,
+                    viewer: ViewerConfig {
+                        max_bitrate: settings.encoder.bitrate,
+                        congestion: web_congestion(),
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                },
+                transport::random_session_id().into(),
+            );
+            let signalling = Signalling::new(token, SignallingConfig::default());
+            let hooks = WebHooks {
+                frames: web_rx,
+                on_event,
+                stats: watch::channel(WebStats::default()).0,
+                shutdown: shutdown.watch(),
+            };
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                let served = transport::web_io::run(listener, signalling, fanout, hooks).await;
+                if remote.is_none() {
+                    // Browsers are the only viewers: the sender ends with the web side.
+                    shutdown.fire();
+                }
+                served
+            })
+        });
+        let Some(remote) = remote else {
+            let served = match web_task {
+                Some(task) => task.await.map_err(|e| anyhow::anyhow!("web task: {e}"))?,
+                None => Ok(()),
+            };
+            shutdown.fire();
+            return served.map_err(anyhow::Error::from);
+        };
+        let votes_native = votes.clone();
         let on_event = move |event| {
             let command = match event {
                 SenderEvent::ForceKeyframe => Control::ForceKeyframe,
-                SenderEvent::SetBitrate(bps) => Control::SetBitrate(bps),
+                SenderEvent::SetBitrate(bps) => {
+                    match lock(&votes_native).set(Voter::Native, Some(bps)) {
+                        Some(bps) => Control::SetBitrate(bps),
+                        None => return,
+                    }
+                }
                 SenderEvent::SetFps(fps) => Control::SetFps(fps),
                 SenderEvent::ReceiverLeft => {
                     tracing::info!("receiver said bye");
@@ -287,7 +392,12 @@ pub fn run_with(args: &SendArgs, shutdown: Shutdown, role: Role) -> Result<()> {
                 reporter.send(&window.last(last));
             }
         }
-        sent
+        if let Some(task) = web_task {
+            if let Ok(Err(e)) = task.await {
+                tracing::error!("browser viewers: {e}");
+            }
+        }
+        sent.map_err(anyhow::Error::from)
     });
     let captured = join_capture(capture);
     result?;
@@ -386,14 +496,78 @@ fn join_capture(capture: std::thread::JoinHandle<Result<()>>) -> Result<()> {
         .map_err(|_| anyhow::anyhow!("capture thread panicked"))?
 }
 
+/// The browsers' congestion feedback: REMB, or TWCC when `PICAM_WEB_CONGESTION=twcc`
+/// (for comparison in `scripts/bench-web.sh`; see `CongestionFeedback`).
+fn web_congestion() -> CongestionFeedback {
+    match std::env::var("PICAM_WEB_CONGESTION").as_deref() {
+        Ok("twcc") => CongestionFeedback::Twcc,
+        Ok("remb") | Ok("") | Err(_) => CongestionFeedback::Remb,
+        Ok(other) => {
+            tracing::warn!(
+                "PICAM_WEB_CONGESTION={other:?} is neither \"remb\" nor \"twcc\": using remb"
+            );
+            CongestionFeedback::Remb
+        }
+    }
+}
+
+/// Where captured frames go: the native stream, the browser viewers, or both. Each has
+/// its own bounded queue, so a slow side drops its own frames and never holds up the
+/// other.
+struct Outlets {
+    native: Option<mpsc::Sender<SourceFrame>>,
+    web: Option<mpsc::Sender<SourceFrame>>,
+}
+
+/// One outlet's queue and the frames it missed since its last delivery.
+struct Outlet<'a> {
+    queue: &'a mpsc::Sender<SourceFrame>,
+    skipped_before: u32,
+}
+
+impl Outlet<'_> {
+    /// Offers a frame; false when the outlet is gone (the stage stopped).
+    fn offer(
+        &mut self,
+        frame: &media::EncodedFrame,
+        queue_full: &AtomicU64,
+        source: &mut dyn Source,
+    ) -> bool {
+        let frame = SourceFrame {
+            frame: frame.clone(),
+            skipped_before: self.skipped_before,
+        };
+        match self.queue.try_send(frame) {
+            Ok(()) => self.skipped_before = 0,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                // The next frame would reference the one dropped here: make it a
+                // keyframe where the source can, and in any case tell the stage, which
+                // waits for one.
+                self.skipped_before = self.skipped_before.saturating_add(1);
+                queue_full.fetch_add(1, Ordering::Relaxed);
+                source.control(Control::ForceKeyframe);
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => return false,
+        }
+        true
+    }
+}
+
 fn capture_loop(
     source: &mut dyn Source,
-    frames: &mpsc::Sender<SourceFrame>,
+    outlets: Outlets,
     controls: &std_mpsc::Receiver<Control>,
     queue_full: &AtomicU64,
     shutdown: &Shutdown,
 ) -> Result<()> {
-    let mut skipped_before = 0u32;
+    let mut outlets: Vec<Outlet> = [outlets.native.as_ref(), outlets.web.as_ref()]
+        .into_iter()
+        .flatten()
+        .map(|queue| Outlet {
+            queue,
+            skipped_before: 0,
+        })
+        .collect();
     while !shutdown.fired() {
         while let Ok(command) = controls.try_recv() {
             source.control(command);
@@ -405,24 +579,55 @@ fn capture_loop(
             tracing::info!("source ended");
             return Ok(());
         };
-        let frame = SourceFrame {
-            frame,
-            skipped_before,
-        };
-        match frames.try_send(frame) {
-            Ok(()) => skipped_before = 0,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                // The next frame would reference the one dropped here: make it a
-                // keyframe where the source can, and in any case tell the sender, which
-                // leaves a gap in the frame numbers so the receiver waits for one.
-                skipped_before = skipped_before.saturating_add(1);
-                queue_full.fetch_add(1, Ordering::Relaxed);
-                source.control(Control::ForceKeyframe);
+        for outlet in &mut outlets {
+            if !outlet.offer(&frame, queue_full, source) {
+                // One stage stopped: the sender is shutting down.
+                return Ok(());
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => return Ok(()),
         }
     }
     Ok(())
+}
+
+/// Which side votes on the encoder's bitrate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Voter {
+    /// The picam receiver's congestion control.
+    Native,
+    /// The browser viewers (their slowest estimate, within the fan-out's floor).
+    Web,
+}
+
+/// The encoder runs at the lower of the two votes: one encoder feeds both, and the
+/// native link's jam guard must hold whatever the browsers say (and the reverse).
+#[derive(Debug, Default)]
+struct BitrateVotes {
+    native: Option<u32>,
+    web: Option<u32>,
+    applied: Option<u32>,
+}
+
+impl BitrateVotes {
+    /// Records a vote; the bitrate to apply when the lower of the votes changed.
+    fn set(&mut self, voter: Voter, vote: Option<u32>) -> Option<u32> {
+        match voter {
+            Voter::Native => self.native = vote,
+            Voter::Web => self.web = vote,
+        }
+        let lowest = match (self.native, self.web) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }?;
+        (self.applied != Some(lowest)).then(|| {
+            self.applied = Some(lowest);
+            lowest
+        })
+    }
+}
+
+fn lock(votes: &std::sync::Mutex<BitrateVotes>) -> std::sync::MutexGuard<'_, BitrateVotes> {
+    // A poisoned lock only means a panic elsewhere; the votes are still consistent.
+    votes.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Prints a record a second until shutdown; hands back the reporter and the window
@@ -447,5 +652,23 @@ async fn report_loop(
             _ = tick.tick() => reporter.send(&window.interval(snapshot())),
             _ = shutdown.wait() => return (reporter, window),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lower_vote_wins_and_repeats_are_quiet() {
+        let mut votes = BitrateVotes::default();
+        assert_eq!(votes.set(Voter::Native, Some(4_000_000)), Some(4_000_000));
+        assert_eq!(votes.set(Voter::Native, Some(4_000_000)), None);
+        assert_eq!(votes.set(Voter::Web, Some(1_500_000)), Some(1_500_000));
+        // The native side rising does not lift the browsers' limit.
+        assert_eq!(votes.set(Voter::Native, Some(5_000_000)), None);
+        // The last browser left: the native vote alone applies again.
+        assert_eq!(votes.set(Voter::Web, None), Some(5_000_000));
+        assert_eq!(votes.set(Voter::Native, Some(2_000_000)), Some(2_000_000));
     }
 }

@@ -173,7 +173,7 @@ impl View {
         };
         let due = w
             .last_present
-            .map_or(true, |t| now.saturating_duration_since(t) >= IDLE_REDRAW);
+            .is_none_or(|t| now.saturating_duration_since(t) >= IDLE_REDRAW);
         if flow == Flow::Redraw || due {
             w.present(None, now)?;
         }

@@ -92,10 +92,7 @@ fn shows_the_pattern(tag: &str, source: &str, width: u32) {
     let mut last = None;
     for (i, picture) in pictures.iter().enumerate() {
         let s = stamp::read(picture).unwrap_or_else(|| panic!("picture {i} has no stamp"));
-        assert!(
-            last.map_or(true, |l| s.frame > l),
-            "picture {i} out of order"
-        );
+        assert!(last.is_none_or(|l| s.frame > l), "picture {i} out of order");
         last = Some(s.frame);
         let psnr = picture.luma_psnr(&pattern.picture(s.frame), band).unwrap();
         assert!(

@@ -94,7 +94,7 @@ impl ChunkReader {
                 d.saturating_duration_since(Instant::now())
             });
             match self.next(Some(Stop::slice(left))) {
-                Chunk::Idle if deadline.map_or(true, |d| Instant::now() < d) => {}
+                Chunk::Idle if deadline.is_none_or(|d| Instant::now() < d) => {}
                 other => return other,
             }
         }

@@ -22,4 +22,19 @@ pub enum MediaError {
         /// What is wrong with it.
         what: String,
     },
+    /// An H.264 sequence parameter set that cannot be read: a field is missing (the
+    /// NAL unit ends first) or out of range.
+    #[error("bad H.264 SPS: {field}: {what}")]
+    Sps {
+        /// The syntax element's name in the standard (7.3.2.1.1, E.1.1).
+        field: &'static str,
+        /// What is wrong with it.
+        what: String,
+    },
+    /// A NAL unit handed over as an SPS that is another kind.
+    #[error("not an H.264 SPS: NAL unit type {nal_type}")]
+    NotSps {
+        /// Its `nal_unit_type`.
+        nal_type: u8,
+    },
 }

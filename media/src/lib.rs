@@ -5,13 +5,16 @@
 //! an encoded access unit ([`EncodedFrame`]), a decoded I420 picture ([`Picture`]), the
 //! latency stamp painted into pixels ([`stamp`]), the synthetic test pattern
 //! ([`pattern`]), the YUV4MPEG2 header ([`y4m`]) and the H.264 Annex B splitter
-//! ([`annexb`]), which capture (files, pipes) and transport (the raw `h264` wire) share.
+//! ([`annexb`]), which capture (files, pipes) and transport (the raw `h264` wire) share,
+//! and the H.264 SPS reader and "no reordering" rewriter ([`h264_sps`]) the web viewer
+//! needs.
 #![forbid(unsafe_code)]
 
 pub mod annexb;
 pub mod clock;
 mod error;
 mod frame;
+pub mod h264_sps;
 pub mod pattern;
 mod picture;
 pub mod stamp;

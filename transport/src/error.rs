@@ -48,6 +48,52 @@ pub enum TransportError {
         /// The limit.
         max: usize,
     },
+    /// An HTTP request head (web signalling) longer than the parser accepts: 431.
+    #[error("HTTP request head exceeds the maximum of {max} bytes")]
+    HttpHeadTooLarge {
+        /// The limit, bytes.
+        max: usize,
+    },
+    /// An HTTP request with more header fields than the parser accepts: 431.
+    #[error("HTTP request with more than {max} header fields")]
+    HttpTooManyHeaders {
+        /// The limit.
+        max: usize,
+    },
+    /// An HTTP request whose `Content-Length` is over the body limit: 413.
+    #[error("HTTP request body of {length} bytes (Content-Length) exceeds the maximum of {max}")]
+    HttpBodyTooLarge {
+        /// The `Content-Length` as sent (cut if long).
+        length: String,
+        /// The limit, bytes.
+        max: usize,
+    },
+    /// An HTTP request body framed by `Transfer-Encoding` (chunked): 411.
+    #[error("HTTP request body with Transfer-Encoding {transfer_encoding:?}: only bodies with a Content-Length are accepted")]
+    HttpLengthRequired {
+        /// The `Transfer-Encoding` as sent (cut if long).
+        transfer_encoding: String,
+    },
+    /// An HTTP request that does not parse, or is ambiguous: 400.
+    #[error("bad HTTP request: {what}")]
+    HttpMalformed {
+        /// What is wrong with it.
+        what: String,
+    },
+    /// Text that should be a web access token is not one.
+    #[error("invalid web access token {value:?}: expected 32 hexadecimal digits")]
+    BadWebToken {
+        /// The text (cut if long).
+        value: String,
+    },
+    /// The operating system's random source failed.
+    #[error("no randomness from the operating system for the {what}: {reason}")]
+    Random {
+        /// What the randomness was for.
+        what: &'static str,
+        /// The operating system's error.
+        reason: String,
+    },
     /// A socket operation failed.
     #[error("{context} ({addr}): {source}")]
     Io {
@@ -58,4 +104,7 @@ pub enum TransportError {
         /// The operating system's error.
         source: std::io::Error,
     },
+    /// A browser's SDP offer that picam cannot answer.
+    #[error("cannot answer the browser's offer: {0}")]
+    BadOffer(String),
 }

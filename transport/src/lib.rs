@@ -5,14 +5,15 @@
 //! machines with one shape ([`Machine`]: `handle_input(now, input)`, then
 //! `poll_output(now, buf)` until [`Output::Timeout`]). They never read a clock or touch
 //! a socket, so loss, reordering and deadlines are tested on simulated time. [`udp`]
-//! and [`tcp`] are thin tokio drivers around them, and `rtp/interop_io.rs` drives the
-//! interop wires' machines the same way; these three are the only modules here that do
-//! I/O.
+//! and [`tcp`] are thin tokio drivers around them, `rtp/interop_io.rs` drives the
+//! interop wires' machines the same way, and [`web_io`] the browser viewer's ([`web`]);
+//! these four are the only modules here that do I/O.
 //!
 //! Folders by concern: `wire/` (picam's native packet format and TCP framing),
 //! `send/` (the sender, `config.rs` its settings and vocabulary, its log of sent frames, loss measurement, pacing, congestion
 //! control), `recv/` (the receiver, reassembly, reports and clock pings), `io/` (the
-//! socket drivers). Loss repair has `repair/`; the interop wires (RTP and raw
+//! socket drivers). Loss repair has `repair/`; the browser viewer (WHEP signalling,
+//! WebRTC through str0m, the fan-out) `web/`; the interop wires (RTP and raw
 //! Annex B, beside picam's own) are in [`rtp`].
 //!
 //! The wire format is in [`wire`] and documented in the project's `ARCHITECTURE.md`.
@@ -34,6 +35,7 @@ pub mod web;
 pub mod wire;
 
 pub use error::TransportError;
+pub use io::web as web_io;
 pub use io::{tcp, udp, ReceiverCommand, ReceiverHooks, SenderHooks};
 pub use machine::{drain, Drained, Machine, Output, Transmit};
 pub use recv::{

@@ -158,7 +158,7 @@ fn guarded_latency_settles_after_each_capacity_step_and_throughput_returns() {
         // nothing decodable at all once the FIFO overflows.
         let unguarded_p95 = p95(&unguarded, 13, 20);
         assert!(
-            unguarded_p95.map_or(true, |p| p > Duration::from_millis(1000)),
+            unguarded_p95.is_none_or(|p| p > Duration::from_millis(1000)),
             "seed {seed}: unguarded p95 only {unguarded_p95:?}"
         );
         // Throughput comes back: in the last 4 s at 8 Mbit/s, at least 4 Mbit/s of

@@ -130,7 +130,7 @@ fn a_late_wake_after_the_sender_went_quiet_does_not_spin() {
         rx.now += Duration::from_secs(255);
         rx.input(transport::ReceiverInput::Timeout);
         assert!(
-            rx.timeout.map_or(true, |t| t > rx.now),
+            rx.timeout.is_none_or(|t| t > rx.now),
             "repair {repair}: timeout {:?} not after now",
             rx.timeout.map(|t| t - rx.now)
         );

@@ -168,7 +168,7 @@ impl MjpegDecoder {
         let stale = self
             .scaler
             .as_ref()
-            .map_or(true, |s| s.input().format != format);
+            .is_none_or(|s| s.input().format != format);
         if stale {
             self.scaler = Some(
                 ffmpeg::software::scaling::Context::get(

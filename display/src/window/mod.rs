@@ -442,10 +442,10 @@ impl Window {
         check_picture(p)?;
         let driver = self.driver.as_str();
         let resized = self.gpu.with_dependent_mut(|owner, assets| {
-            let resized = !assets
+            let resized = assets
                 .video
                 .as_ref()
-                .is_some_and(|v| (v.width, v.height) == (p.width, p.height));
+                .is_none_or(|v| (v.width, v.height) != (p.width, p.height));
             if resized {
                 assets.video = None;
                 let texture = owner

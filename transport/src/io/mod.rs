@@ -6,6 +6,7 @@
 pub(crate) mod sockopt;
 pub mod tcp;
 pub mod udp;
+pub mod web;
 
 use std::time::Instant;
 
@@ -94,7 +95,7 @@ const PUBLISH_EVERY: std::time::Duration = std::time::Duration::from_millis(10);
 impl Throttle {
     fn due(&mut self) -> bool {
         let now = Instant::now();
-        if self.force || self.last.map_or(true, |t| now >= t + PUBLISH_EVERY) {
+        if self.force || self.last.is_none_or(|t| now >= t + PUBLISH_EVERY) {
             self.last = Some(now);
             return true;
         }

@@ -90,7 +90,7 @@ impl Feedback {
     /// `last` when it is its frame's last. (Retransmissions and parity give no delay
     /// sample: their send times are not the frame's.)
     pub fn on_fragment(&mut self, now: Instant, frame: u32, index: u16, last: bool) {
-        let due = self.last_sample.map_or(true, |t| now >= t + SAMPLE_EVERY);
+        let due = self.last_sample.is_none_or(|t| now >= t + SAMPLE_EVERY);
         if last || due {
             if self.arrivals.len() == wire::MAX_REPORT_ENTRIES {
                 self.arrivals.remove(0);

@@ -305,7 +305,7 @@ impl Receiver {
         }
         if self
             .highest_seen
-            .map_or(true, |h| seq::after(header.frame, h))
+            .is_none_or(|h| seq::after(header.frame, h))
         {
             self.highest_seen = Some(header.frame);
         }

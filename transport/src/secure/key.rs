@@ -129,124 +129,17 @@ impl Psk {
     /// Reads a key file, refusing one that others can read, one that is not a regular
     /// file (a FIFO would block forever) and one longer than a key could be.
     pub fn read(path: &Path) -> Result<Self, KeyError> {
-        use std::io::Read;
-        let shown = path.display().to_string();
-        let io = |source| KeyError::Io {
-            path: shown.clone(),
-            source,
-        };
-        let mut options = std::fs::OpenOptions::new();
-        options.read(true);
-        #[cfg(unix)]
-        {
-            // Opening a FIFO for reading blocks until a writer comes; non-blocking, the
-            // open returns and the check below refuses it.
-            use std::os::unix::fs::OpenOptionsExt;
-            options.custom_flags(libc::O_NONBLOCK);
-        }
-        let file = options.open(path).map_err(io)?;
-        // Checked on the open file, so what is checked is what is read.
-        let meta = file.metadata().map_err(io)?;
-        if !meta.is_file() {
-            return Err(KeyError::NotRegular {
-                path: shown,
-                what: file_kind(meta.file_type()),
-            });
-        }
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = meta.permissions().mode();
-            if mode & 0o077 != 0 {
-                return Err(KeyError::Permissions {
-                    path: shown,
-                    mode: mode & 0o777,
-                });
-            }
-        }
-        if meta.len() > MAX_KEY_FILE {
-            return Err(KeyError::TooLarge {
-                path: shown,
-                size: meta.len(),
-            });
-        }
-        // At most one byte more than allowed, even if the file grew since.
-        let mut bytes = Vec::new();
-        file.take(MAX_KEY_FILE + 1)
-            .read_to_end(&mut bytes)
-            .map_err(io)?;
+        let bytes = read_secret_file(path, MAX_KEY_FILE)?;
         let text = std::str::from_utf8(&bytes).ok();
-        text.and_then(Self::from_hex)
-            .ok_or(KeyError::Format { path: shown })
+        text.and_then(Self::from_hex).ok_or(KeyError::Format {
+            path: path.display().to_string(),
+        })
     }
 
-    /// Writes the key to `path`, readable by its owner only; the directory is created
-    /// (owner only). The key goes to a new temporary file beside it (created
-    /// exclusively, never through a link), which then replaces `path` by a rename: a
-    /// symbolic link at `path` is refused, never followed, and a reader never sees half
-    /// a key.
+    /// Writes the key to `path`, readable by its owner only, as [`write_secret_file`]
+    /// does.
     pub fn write(&self, path: &Path) -> Result<(), KeyError> {
-        use std::io::Write;
-        let shown = path.display().to_string();
-        let io = |source| KeyError::Io {
-            path: shown.clone(),
-            source,
-        };
-        let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
-        if let Some(dir) = dir {
-            let mut builder = std::fs::DirBuilder::new();
-            builder.recursive(true);
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::DirBuilderExt;
-                builder.mode(0o700);
-            }
-            builder.create(dir).map_err(io)?;
-        }
-        match std::fs::symlink_metadata(path) {
-            Ok(meta) if meta.file_type().is_symlink() => {
-                return Err(KeyError::Symlink { path: shown })
-            }
-            Ok(meta) if !meta.is_file() => {
-                return Err(KeyError::NotRegular {
-                    path: shown,
-                    what: file_kind(meta.file_type()),
-                })
-            }
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io(e)),
-        }
-        let name = path
-            .file_name()
-            .ok_or_else(|| KeyError::NotRegular {
-                path: shown.clone(),
-                what: "directory",
-            })?
-            .to_string_lossy();
-        let mut tag = [0u8; 8];
-        getrandom::getrandom(&mut tag).map_err(|e| KeyError::Random(e.to_string()))?;
-        let tag: String = tag.iter().map(|b| format!("{b:02x}")).collect();
-        let temp = dir
-            .unwrap_or(Path::new("."))
-            .join(format!(".{name}.{tag}.tmp"));
-        let mut options = std::fs::OpenOptions::new();
-        // create_new is O_CREAT|O_EXCL: it fails on any existing name, a link included.
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
-        }
-        let mut file = options.open(&temp).map_err(io)?;
-        let written = writeln!(file, "{}", self.to_hex())
-            .and_then(|()| file.sync_all())
-            .and_then(|()| std::fs::rename(&temp, path));
-        if let Err(e) = written {
-            let _ = std::fs::remove_file(&temp);
-            return Err(io(e));
-        }
-        Ok(())
+        write_secret_file(path, format!("{}\n", self.to_hex()).as_bytes())
     }
 }
 
@@ -255,6 +148,124 @@ impl fmt::Debug for Psk {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Psk({})", self.fingerprint())
     }
+}
+
+/// Reads a small secret file (a key, the web access token): refuses one that others can
+/// read, one that is not a regular file (a FIFO would block forever) and one longer
+/// than `max` bytes (unread). Shared by every file picam keeps a secret in.
+pub fn read_secret_file(path: &Path, max: u64) -> Result<Vec<u8>, KeyError> {
+    use std::io::Read;
+    let shown = path.display().to_string();
+    let io = |source| KeyError::Io {
+        path: shown.clone(),
+        source,
+    };
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        // Opening a FIFO for reading blocks until a writer comes; non-blocking, the
+        // open returns and the check below refuses it.
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    let file = options.open(path).map_err(io)?;
+    // Checked on the open file, so what is checked is what is read.
+    let meta = file.metadata().map_err(io)?;
+    if !meta.is_file() {
+        return Err(KeyError::NotRegular {
+            path: shown,
+            what: file_kind(meta.file_type()),
+        });
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = meta.permissions().mode();
+        if mode & 0o077 != 0 {
+            return Err(KeyError::Permissions {
+                path: shown,
+                mode: mode & 0o777,
+            });
+        }
+    }
+    if meta.len() > max {
+        return Err(KeyError::TooLarge {
+            path: shown,
+            size: meta.len(),
+        });
+    }
+    // At most one byte more than allowed, even if the file grew since.
+    let mut bytes = Vec::new();
+    file.take(max + 1).read_to_end(&mut bytes).map_err(io)?;
+    Ok(bytes)
+}
+
+/// Writes a secret to `path`, readable by its owner only; the directory is created
+/// (owner only). The bytes go to a new temporary file beside it (created exclusively,
+/// never through a link), which then replaces `path` by a rename: a symbolic link at
+/// `path` is refused, never followed, and a reader never sees half a secret.
+pub fn write_secret_file(path: &Path, contents: &[u8]) -> Result<(), KeyError> {
+    use std::io::Write;
+    let shown = path.display().to_string();
+    let io = |source| KeyError::Io {
+        path: shown.clone(),
+        source,
+    };
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    if let Some(dir) = dir {
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            builder.mode(0o700);
+        }
+        builder.create(dir).map_err(io)?;
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => return Err(KeyError::Symlink { path: shown }),
+        Ok(meta) if !meta.is_file() => {
+            return Err(KeyError::NotRegular {
+                path: shown,
+                what: file_kind(meta.file_type()),
+            })
+        }
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(e)),
+    }
+    let name = path
+        .file_name()
+        .ok_or_else(|| KeyError::NotRegular {
+            path: shown.clone(),
+            what: "directory",
+        })?
+        .to_string_lossy();
+    let mut tag = [0u8; 8];
+    getrandom::getrandom(&mut tag).map_err(|e| KeyError::Random(e.to_string()))?;
+    let tag: String = tag.iter().map(|b| format!("{b:02x}")).collect();
+    let temp = dir
+        .unwrap_or(Path::new("."))
+        .join(format!(".{name}.{tag}.tmp"));
+    let mut options = std::fs::OpenOptions::new();
+    // create_new is O_CREAT|O_EXCL: it fails on any existing name, a link included.
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
+    }
+    let mut file = options.open(&temp).map_err(io)?;
+    let written = file
+        .write_all(contents)
+        .and_then(|()| file.sync_all())
+        .and_then(|()| std::fs::rename(&temp, path));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&temp);
+        return Err(io(e));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -243,7 +243,7 @@ impl Initiator {
 
     /// Writes a HELLO into `buf` when one is due; `time_us` is the sender's wall clock.
     pub fn poll_handshake(&mut self, now: Instant, time_us: u64, buf: &mut Vec<u8>) -> bool {
-        if self.hello_due(now).map_or(true, |at| now < at) {
+        if self.hello_due(now).is_none_or(|at| now < at) {
             return false;
         }
         let since = *self.unanswered_since.get_or_insert(now);
@@ -624,7 +624,7 @@ impl Responder {
     /// whose clock is behind the captured HELLOs' (a Pi without a real-time clock) falls
     /// under the budgets like a replay and may wait while replays spend its source's.
     fn spend_budget(&mut self, now: Instant, from: Option<SocketAddr>, time_us: u64) -> bool {
-        if self.newest_hello.map_or(true, |t| time_us > t) {
+        if self.newest_hello.is_none_or(|t| time_us > t) {
             return true;
         }
         let source = match self.source_budgets.iter().position(|(a, _)| *a == from) {

@@ -280,7 +280,7 @@ impl PairInitiator {
     /// after the first, doubling to 500 ms), then PAIR3 `PAIR3_COPIES` times.
     /// Also ends a pairing whose answers never checked out.
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> bool {
-        if self.confirm_left > 0 && self.next_confirm.map_or(true, |t| now >= t) {
+        if self.confirm_left > 0 && self.next_confirm.is_none_or(|t| now >= t) {
             buf.clone_from(&self.confirm);
             self.confirm_left -= 1;
             self.next_confirm = Some(now + PAIR3_SPACING);

@@ -311,9 +311,9 @@ impl Controller {
         };
         self.target = target.clamp(min, max);
         // Frame rate comes back first once the bitrate has room again.
-        let fps_due = self.last_fps_step.map_or(true, |t| {
-            now.saturating_duration_since(t) >= FPS_STEP_INTERVAL
-        });
+        let fps_due = self
+            .last_fps_step
+            .is_none_or(|t| now.saturating_duration_since(t) >= FPS_STEP_INTERVAL);
         if self.fps < self.config.max_fps && self.target >= 1.5 * min && fps_due {
             self.fps = (self.fps + (self.config.max_fps / 6).max(1)).min(self.config.max_fps);
             self.last_fps_step = Some(now);

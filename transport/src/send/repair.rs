@@ -145,7 +145,7 @@ impl SenderRepair {
             };
             let useful = nack
                 .done_through
-                .map_or(true, |done| seq::after(entry.frame, done));
+                .is_none_or(|done| seq::after(entry.frame, done));
             let resent_lately = entry
                 .last_resent
                 .is_some_and(|at| now.saturating_duration_since(at) < RESEND_GAP);

@@ -8,9 +8,11 @@
 //! - `fanout.rs`: all viewers of one sender, the keyframe and bitrate policy.
 //! - `page/index.html`: the viewer page, served from the binary.
 
+pub mod fanout;
 pub mod http;
 pub mod signalling;
 pub mod token;
+pub mod viewer;
 
 /// The viewer page (no framework, one file).
 pub const PAGE: &str = include_str!("page/index.html");

@@ -208,7 +208,7 @@ impl RtpReceiver {
         match rtcp::parse(data) {
             Some(fb) => {
                 if let Some((ssrc, ntp)) = fb.sender_report {
-                    if self.ssrc.map_or(true, |s| s == ssrc) {
+                    if self.ssrc.is_none_or(|s| s == ssrc) {
                         self.rtcp_to = Some(from);
                         self.reception.on_sender_report(now, ntp);
                         self.report_due = self.ssrc.is_some();
@@ -245,9 +245,9 @@ impl RtpReceiver {
         }
         let ssrc = packet.ssrc();
         if self.ssrc != Some(ssrc) {
-            let idle = self.last_heard.map_or(true, |t| {
-                now.saturating_duration_since(t) >= self.config.session_idle
-            });
+            let idle = self
+                .last_heard
+                .is_none_or(|t| now.saturating_duration_since(t) >= self.config.session_idle);
             if !idle {
                 self.stats.dropped.other_sender += 1;
                 return;
@@ -362,16 +362,15 @@ impl RtpReceiver {
     }
 
     fn retry_due(&self, now: Instant) -> bool {
-        self.last_pli.map_or(true, |t| {
-            now.saturating_duration_since(t) >= self.config.keyframe_retry
-        })
+        self.last_pli
+            .is_none_or(|t| now.saturating_duration_since(t) >= self.config.keyframe_retry)
     }
 
     fn report_interval_passed(&self, now: Instant) -> bool {
         self.ssrc.is_some()
-            && self.last_report.map_or(true, |t| {
-                now.saturating_duration_since(t) >= self.config.report_interval
-            })
+            && self
+                .last_report
+                .is_none_or(|t| now.saturating_duration_since(t) >= self.config.report_interval)
     }
 
     /// Writes a receiver report into `buf`, with the NACKs due when there are any.

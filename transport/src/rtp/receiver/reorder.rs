@@ -228,7 +228,7 @@ impl Reorder {
             let since_noticed = now.saturating_duration_since(m.noticed);
             let retry_due = m
                 .last_nack
-                .map_or(true, |t| now.saturating_duration_since(t) >= retry);
+                .is_none_or(|t| now.saturating_duration_since(t) >= retry);
             if since_noticed >= delay && retry_due && m.nacks < MAX_NACKS {
                 m.nacks += 1;
                 m.last_nack = Some(now);

@@ -117,9 +117,9 @@ impl RateController {
         let clear = self.loss < 0.02 && undelayed;
         let severe = queue.is_some_and(|q| q > self.config.overuse_queue * 4);
         let held = self.hold_until.is_some_and(|t| now < t);
-        let probe_due = self.last_probe.map_or(true, |t| {
-            now.saturating_duration_since(t) >= self.config.probe_interval
-        });
+        let probe_due = self
+            .last_probe
+            .is_none_or(|t| now.saturating_duration_since(t) >= self.config.probe_interval);
         let next = if congested && !held {
             self.hold_until = Some(now + self.config.hold);
             self.found_link = true;
