@@ -58,13 +58,16 @@ fi
 "$venv/bin/python" -c "import aiortc, aiohttp, numpy, av" \
   || { echo "bench-web.sh: the aiortc baseline's Python packages do not import" >&2; exit 1; }
 
-picam="$root/target/release/picam"
+picam="${CARGO_TARGET_DIR:-$root/target}/release/picam"
 if runs picam; then
   cargo build --release -q -p bin
   "$picam" send --help 2>&1 | grep -q -- '--web' \
     || { echo "bench-web.sh: this picam has no 'send --web'" >&2; exit 1; }
 fi
 
+# The machine's load when the run starts and ends (1, 5, 15 min), for the record: other
+# processes share the cores with the senders and the browsers.
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 work=$(mktemp -d)
 id=$$
 snd="picam-wsnd-b$id" rtr="picam-wrtr-b$id" rcv="picam-wrcv-b$id"
@@ -266,10 +269,12 @@ done
 chromium_version=$(chromium --version 2>/dev/null | head -1)
 aiortc_version=$("$venv/bin/python" -c "import aiortc; print(aiortc.__version__)")
 cpu_model=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
+load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 python3 - "$results" "$secs" "$write" docs/BENCHMARKS.md "$(nproc)" "$cpu_model" \
-  "$chromium_version" "$aiortc_version" "$("$picam" --version 2>/dev/null || echo "picam (not run)")" <<'PY'
+  "$chromium_version" "$aiortc_version" "$("$picam" --version 2>/dev/null || echo "picam (not run)")" \
+  "$load_start" "$load_end" <<'PY'
 import datetime, json, re, statistics, sys
-results, secs, write, doc, nproc, cpu_model, chromium, aiortc, picam = sys.argv[1:10]
+results, secs, write, doc, nproc, cpu_model, chromium, aiortc, picam, load0, load1 = sys.argv[1:12]
 secs, write = int(secs), write == "1"
 rows = [json.loads(l) for l in open(results)]
 
@@ -347,7 +352,8 @@ if write:
     section = f"""## Browser viewer (WebRTC)
 
 `scripts/bench-web.sh {secs} --write` (root), {datetime.date.today().isoformat()}, on this
-machine: {nproc} cores, {cpu_model}; {chromium}; aiortc {aiortc}; {picam}.
+machine: {nproc} cores, {cpu_model}; {chromium}; aiortc {aiortc}; {picam}. Load average
+(1/5/15 min) {load0} at the start and {load1} at the end of the run.
 All senders: test pattern 1280x720, 30 fps, 4 Mbit/s, H.264, stamped (`STAMP.md`); each
 row is {secs} s of measurement after a warm-up (2 s, 5 s for the queue). Browsers are
 headless Chromium processes (one per viewer: a background tab presents nothing) driven by
@@ -372,8 +378,13 @@ median of their p50s, p95 and max the worst.
 {out}
 Sender CPU is utime+stime from `/proc/PID/stat` over the measured window (% of one core),
 against the same sender with no viewer in the same run; "per viewer" is the difference
-divided by the number of viewers. The machine runs the browsers too ({nproc} cores for
-sender and all Chromiums), so the 4-browser row measures a crowded machine.
+divided by the number of viewers. picam encodes once whatever the number of viewers (its
+no-viewer figure is the encoder and the test pattern), so a viewer costs only packetising,
+SRTP and its feedback; aiortc encodes nothing without a viewer and runs one libx264
+encoder per viewer, so its per-viewer cost is its whole cost. The machine runs the
+browsers too ({nproc} cores for the sender and all Chromiums), so the 4-browser row
+measures a crowded machine. A presented share a little over 100% is the counting window's
+edges (a frame or two more than 30 x {secs}).
 
 `bin/tests/web_netns.rs` runs the loss and the queue cases in CI with generous bounds
 (at least 90% of frames presented through 2% loss; p95 at most 400 ms and at least 15 fps
