@@ -383,7 +383,8 @@ no-viewer figure is the encoder and the test pattern), so a viewer costs only pa
 SRTP and its feedback; aiortc encodes nothing without a viewer and runs one libx264
 encoder per viewer, so its per-viewer cost is its whole cost. The machine runs the
 browsers too ({nproc} cores for the sender and all Chromiums), so the 4-browser row
-measures a crowded machine. A presented share a little over 100% is the counting window's
+measures a crowded machine: there the sender itself may get less CPU than with no viewer
+(a negative "per viewer"), and differences under 1% of a core are noise. A presented share a little over 100% is the counting window's
 edges (a frame or two more than 30 x {secs}).
 
 `bin/tests/web_netns.rs` runs the loss and the queue cases in CI with generous bounds
