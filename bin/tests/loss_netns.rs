@@ -15,10 +15,11 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use common::{json_records, Picam, Scratch};
+use common::netns::{start_logged, Topology};
+use common::{json_records, Scratch};
 use serde_json::Value;
 
 /// Per mille of forwarded packets the router drops.
@@ -26,146 +27,14 @@ const LOSS_PERMILLE: u32 = 20;
 const PORT: &str = "5000";
 const RCV_ADDR: &str = "10.214.2.2";
 
-/// Three namespaces, two veth pairs and the lossy router, removed on drop. Names and
-/// subnets differ from `jam_netns.rs` so both tests can run at once.
-struct Topology {
-    ns: [String; 3],
-}
-
-fn run_cmd(program: &str, args: &[&str]) -> Result<String, String> {
-    let out = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("{program}: {e}"))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(format!(
-            "{program} {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
-
-fn ip(args: &[&str]) -> Result<String, String> {
-    run_cmd("ip", args)
-}
-
-fn in_ns(ns: &str, args: &[&str]) -> Result<String, String> {
-    let mut full = vec!["netns", "exec", ns];
-    full.extend_from_slice(args);
-    ip(&full)
-}
-
-impl Topology {
-    fn new(tag: &str) -> Result<Self, String> {
-        let id = std::process::id() % 100_000;
-        let ns = ["snd", "rtr", "rcv"].map(|r| format!("picam-l{r}-{tag}-{id}"));
-        // Built before the first namespace exists so that a failure half-way removes
-        // whatever was created.
-        let topo = Topology { ns: ns.clone() };
-        for n in &ns {
-            ip(&["netns", "add", n])?;
-            in_ns(n, &["ip", "link", "set", "lo", "up"])?;
-        }
-        let [snd, rtr, rcv] = &ns;
-        // Private test subnets that exist only inside these namespaces; no default route.
-        ip(&[
-            "link", "add", "lls0", "netns", snd, "type", "veth", "peer", "name", "llr0", "netns",
-            rtr,
-        ])?;
-        ip(&[
-            "link", "add", "llr1", "netns", rtr, "type", "veth", "peer", "name", "llv0", "netns",
-            rcv,
-        ])?;
-        in_ns(snd, &["ip", "addr", "add", "10.214.1.1/24", "dev", "lls0"])?;
-        in_ns(rtr, &["ip", "addr", "add", "10.214.1.2/24", "dev", "llr0"])?;
-        in_ns(rtr, &["ip", "addr", "add", "10.214.2.1/24", "dev", "llr1"])?;
-        in_ns(rcv, &["ip", "addr", "add", "10.214.2.2/24", "dev", "llv0"])?;
-        for (n, dev) in [(snd, "lls0"), (rtr, "llr0"), (rtr, "llr1"), (rcv, "llv0")] {
-            in_ns(n, &["ip", "link", "set", dev, "up"])?;
-        }
-        in_ns(rtr, &["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
-        in_ns(
-            snd,
-            &["ip", "route", "add", "10.214.2.0/24", "via", "10.214.1.2"],
-        )?;
-        in_ns(
-            rcv,
-            &["ip", "route", "add", "10.214.1.0/24", "via", "10.214.2.1"],
-        )?;
-        // The loss: a forward-hook chain on the router. The first rule counts every
-        // forwarded packet, the second drops LOSS_PERMILLE of them at random. (The chain
-        // is not called `fwd`: that is a keyword in nft 1.0.6.)
-        in_ns(rtr, &["nft", "add", "table", "inet", "picamloss"])?;
-        in_ns(
-            rtr,
-            &[
-                "nft",
-                "add",
-                "chain",
-                "inet",
-                "picamloss",
-                "loss",
-                "{ type filter hook forward priority 0 ; }",
-            ],
-        )?;
-        let threshold = LOSS_PERMILLE.to_string();
-        topo.set_loss(&["numgen", "random", "mod", "1000", "<", &threshold])?;
-        Ok(topo)
-    }
-
-    /// Replaces the router's loss rule: a counter of every forwarded packet, then
-    /// `selector` (an nft match, e.g. `numgen random mod 1000 < 20`) counted and dropped.
-    fn set_loss(&self, selector: &[&str]) -> Result<(), String> {
-        let rtr = self.ns[1].as_str();
-        let chain = ["inet", "picamloss", "loss"];
-        in_ns(rtr, &[&["nft", "flush", "chain"][..], &chain].concat())?;
-        in_ns(
-            rtr,
-            &[&["nft", "add", "rule"][..], &chain, &["counter"]].concat(),
-        )?;
-        in_ns(
-            rtr,
-            &[
-                &["nft", "add", "rule"][..],
-                &chain,
-                selector,
-                &["counter", "drop"],
-            ]
-            .concat(),
-        )?;
-        Ok(())
-    }
-
-    /// (packets forwarded or dropped, packets dropped) by the router so far.
-    fn counters(&self) -> Result<(u64, u64), String> {
-        let listing = in_ns(
-            &self.ns[1],
-            &["nft", "list", "chain", "inet", "picamloss", "loss"],
-        )?;
-        let packets: Vec<u64> = listing
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .windows(2)
-            .filter(|w| w[0] == "packets")
-            .filter_map(|w| w[1].parse().ok())
-            .collect();
-        match packets[..] {
-            [total, dropped] => Ok((total, dropped)),
-            _ => Err(format!("unexpected nft listing:\n{listing}")),
-        }
-    }
-}
-
-impl Drop for Topology {
-    fn drop(&mut self) {
-        for n in &self.ns {
-            let _ = ip(&["netns", "delete", n]);
-        }
-    }
+/// The namespaces (`common::netns`, on 10.214.0.0/16, apart from `jam_netns.rs` and
+/// `web_netns.rs`) with the router dropping `LOSS_PERMILLE` of the forwarded packets at
+/// random.
+fn lossy_topology(tag: &str) -> Result<Topology, String> {
+    let topo = Topology::new("l", 214, tag)?;
+    let threshold = LOSS_PERMILLE.to_string();
+    topo.set_loss(&["numgen", "random", "mod", "1000", "<", &threshold])?;
+    Ok(topo)
 }
 
 /// What one run measured.
@@ -212,7 +81,7 @@ fn run(scratch: &Scratch, wire: Wire, repair: bool, seconds: u64) -> Outcome {
         (Wire::Rtp, true) => "rtprepair",
         (Wire::Rtp, false) => "rtpnorepair",
     };
-    let topo = Topology::new(tag).unwrap_or_else(|e| panic!("{tag}: topology: {e}"));
+    let topo = lossy_topology(tag).unwrap_or_else(|e| panic!("{tag}: topology: {e}"));
     let picam = env!("CARGO_BIN_EXE_picam");
     let mut recv = Command::new("ip");
     recv.args(["netns", "exec", &topo.ns[2], picam, "recv", "--headless"])
@@ -307,7 +176,7 @@ fn check_wire(wire: Wire) {
     }
     // Probe once: a kernel without namespaces or nftables support is a missing
     // prerequisite (a failure under CI). Everything after this must work.
-    if let Err(e) = Topology::new("probe") {
+    if let Err(e) = lossy_topology("probe") {
         testkit::require(
             test,
             false,
@@ -401,8 +270,8 @@ fn first_picture_within_half_a_second_with_the_first_five_packets_lost() {
     }
     let scratch = Scratch::new("firstpicture");
     let key = common::key(&scratch);
-    let topo = Topology::new("first").unwrap_or_else(|e| panic!("topology: {e}"));
-    // The random loss of `Topology::new` replaced by: the first 5 packets, then none.
+    let topo = Topology::new("l", 214, "first").unwrap_or_else(|e| panic!("topology: {e}"));
+    // The router drops the first 5 packets, then none.
     topo.set_loss(&["numgen", "inc", "mod", "1000000", "<", "5"])
         .unwrap_or_else(|e| panic!("loss rule: {e}"));
     let picam = env!("CARGO_BIN_EXE_picam");
@@ -466,25 +335,4 @@ fn first_picture_within_half_a_second_with_the_first_five_packets_lost() {
         shown <= Duration::from_millis(500),
         "first picture {shown:?} after the sender's start (bar 0.5 s)"
     );
-}
-
-/// Starts `cmd` (picam, possibly through `ip netns exec`) with its output in the scratch
-/// directory as `NAME.out` and `NAME.err`, logging at info (the readiness line); killed
-/// on drop if a test panics.
-fn start_logged(scratch: &Scratch, name: &str, mut cmd: Command) -> Picam {
-    let stdout = scratch.path(&format!("{name}.out"));
-    let stderr = scratch.path(&format!("{name}.err"));
-    let child = cmd
-        .env("PICAM_LOG", "info")
-        .env("PICAM_CONFIG_DIR", scratch.path("config"))
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&stdout).unwrap())
-        .stderr(std::fs::File::create(&stderr).unwrap())
-        .spawn()
-        .unwrap_or_else(|e| panic!("start {name}: {e}"));
-    Picam {
-        child,
-        stdout,
-        stderr,
-    }
 }

@@ -5,6 +5,7 @@
 
 pub mod flood;
 pub mod keyed;
+pub mod netns;
 pub mod peers;
 
 use std::io::{BufRead, BufReader, Read};
