@@ -117,11 +117,14 @@ if [[ -n "$arm64_deb" ]]; then
 
   port=${PICAM_CHECK_PORT:-5599}
   size=${PICAM_CHECK_SIZE:-640x360}
-  /usr/bin/picam recv --headless --bind 127.0.0.1 --port "$port" --duration 14 \
+  # Encrypted, as by default: a key made by the installed picam, given to both sides
+  # (the emulated arm64 sender seals every packet with its own ChaCha20-Poly1305).
+  /usr/bin/picam keygen --out "$work/check.key" >/dev/null
+  /usr/bin/picam recv --headless --bind 127.0.0.1 --port "$port" --duration 14 --key "$work/check.key" \
     --stats json > "$work/recv.json" 2> "$work/recv.log" &
   recv_pid=$!
   sleep 1
-  qemu-aarch64 "$pi" send --source test --remote 127.0.0.1 --port "$port" \
+  qemu-aarch64 "$pi" send --source test --remote 127.0.0.1 --port "$port" --key "$work/check.key" \
     --width "${size%x*}" --height "${size#*x}" --fps 30 --duration 5 \
     --stats json > "$work/send.json" 2> "$work/send.log" || { cat "$work/send.log"; fail "arm64 send failed"; }
   wait "$recv_pid" || { cat "$work/recv.log"; fail "native recv failed"; }

@@ -287,7 +287,11 @@ impl WebFanout {
 
     fn on_viewer_event(&mut self, id: ViewerId, event: ViewerEvent) {
         match event {
-            ViewerEvent::Connected => self.events.push_back(FanoutEvent::ViewerConnected(id)),
+            ViewerEvent::Connected => {
+                self.events.push_back(FanoutEvent::ViewerConnected(id));
+                // Its cautious start estimate votes until its browser reports.
+                self.revote();
+            }
             ViewerEvent::KeyframeWanted => self.keyframe_wanted = true,
             ViewerEvent::Estimate(_) => self.revote(),
             // Reaped (and reported) at the end of this drain.

@@ -195,6 +195,15 @@ fn pacing_start(max_bitrate: u32) -> u64 {
     (u64::from(max_bitrate) * 4).max(10_000_000)
 }
 
+/// What a viewer is taken to carry before its browser's first estimate: the native
+/// controller's start (1.5 Mbit/s), or the ceiling when lower. Starting at the ceiling
+/// filled a 3 Mbit/s router queue before the first REMB arrived (losses, keyframe
+/// requests, a stall); from here the browser's estimate lifts it within seconds on a
+/// link that has room.
+fn start_estimate(max_bitrate: u32) -> u32 {
+    max_bitrate.min(1_500_000)
+}
+
 /// One browser.
 pub struct WebViewer {
     rtc: Rtc,
@@ -292,7 +301,7 @@ impl WebViewer {
             last_catch_up_request: None,
             backlog_bytes: 0.0,
             backlog_at: now,
-            estimate_bps: config.max_bitrate,
+            estimate_bps: start_estimate(config.max_bitrate),
             gone: None,
             pending: Default::default(),
             config,
@@ -369,7 +378,7 @@ impl WebViewer {
         self.connected
     }
 
-    /// The latest bandwidth estimate, bits/s (the encoder's ceiling until one comes).
+    /// The latest bandwidth estimate, bits/s (a cautious start until one comes).
     pub fn estimate_bps(&self) -> u32 {
         self.estimate_bps
     }
