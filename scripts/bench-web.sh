@@ -6,6 +6,8 @@
 #     (scripts/web/aiortc_whep.py, untuned) into 1 Chromium, on loopback;
 #   - `picam send --web` into 2 and 4 Chromiums: fps of each, and the sender's CPU per
 #     viewer against the same sender with no viewer;
+#   - `picam send --web` with TWCC feedback and str0m's pacer (PICAM_WEB_CONGESTION=twcc)
+#     into 1 Chromium, against the REMB default;
 #   - in network namespaces (sender -> router -> viewer): 2% random loss on the router
 #     (nftables), and a 3 Mbit/s tbf router queue, picam and aiortc.
 # Browsers are real Chromium processes driven by scripts/web/measure.mjs, which reads
@@ -205,6 +207,13 @@ if runs picam; then
   for n in 1 2 4; do
     measure loopback picam "$n" 2
   done
+  stop_sender
+  port=$((port + 1))
+  # The same sender with the browsers' TWCC feedback into str0m's estimator and pacer
+  # instead of REMB (PICAM_WEB_CONGESTION=twcc): the alternative picam does not use,
+  # measured beside the default.
+  PICAM_WEB_CONGESTION=twcc start_sender "$work/picam-twcc.log" - picam 127.0.0.1 $port --stats json
+  measure loopback "picam (TWCC, str0m pacer)" 1 2
   stop_sender
   port=$((port + 1))
 fi

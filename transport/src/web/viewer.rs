@@ -40,12 +40,12 @@ pub enum CongestionFeedback {
     /// The browser estimates the bandwidth itself (its receive-side estimator over
     /// abs-send-time) and reports it in REMB; we send each frame at once, as picam's
     /// own wire sends an average frame. The default: measured in Chromium at 720p30,
-    /// 4 Mbit/s on loopback, stamp to presented frame p50 7.6 ms, p95 11.7 ms, and
-    /// 0.7 ms of jitter-buffer delay (docs/BENCHMARKS.md).
+    /// 4 Mbit/s on loopback, stamp to presented frame p50 7.6-9.6 ms, p95 11.7-15.1 ms, and
+    /// about 1 ms of jitter-buffer delay (docs/BENCHMARKS.md).
     Remb,
     /// Transport-wide feedback (TWCC) into str0m's send-side estimator, whose pacer
     /// sends at 1.1 x its estimate; GCC keeps the estimate near 1.5 x the media rate,
-    /// so every frame leaves over ~20 ms: p50 23.6 ms, p95 30.7 ms, 16 ms of jitter
+    /// so every frame leaves over ~20 ms: p50 24-29 ms, p95 31-38 ms, 16-18 ms of jitter
     /// buffer in the same measurement. Kept for comparison (`PICAM_WEB_CONGESTION=twcc`).
     Twcc,
 }
