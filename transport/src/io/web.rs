@@ -145,8 +145,15 @@ pub async fn run<E: FnMut(FanoutEvent)>(
                     // One copy per frame, shared by every viewer. An SPS that does not
                     // promise "no reordering" is rewritten to (browsers would otherwise
                     // hold frames back for reordering that picam's encoders never do).
+                    // Parameter sets come with keyframes only: other frames are not
+                    // scanned.
+                    let rewritten = source
+                        .frame
+                        .keyframe
+                        .then(|| media::h264_sps::rewrite_access_unit(&source.frame.data))
+                        .flatten();
                     let data: Arc<[u8]> =
-                        match media::h264_sps::rewrite_access_unit(&source.frame.data) {
+                        match rewritten {
                             Some(rewritten) => Arc::from(rewritten),
                             None => Arc::from(&source.frame.data[..]),
                         };

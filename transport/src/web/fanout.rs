@@ -358,19 +358,14 @@ impl WebFanout {
 /// They cannot hold an emulation-prevention byte (profile_idc and level_idc are
 /// never zero, so no `00 00` pair precedes them).
 pub fn profile_level_id(annexb: &[u8]) -> Option<u32> {
-    let mut i = 0;
-    while i + 3 <= annexb.len() {
-        if annexb[i] == 0 && annexb[i + 1] == 0 && annexb[i + 2] == 1 {
-            let nal = &annexb[i + 3..];
-            if nal.len() >= 4 && nal[0] & 0x1f == 7 {
-                return Some(u32::from_be_bytes([0, nal[1], nal[2], nal[3]]));
-            }
-            i += 3;
-        } else {
-            i += 1;
+    use media::annexb::{nal_type, nal_units};
+    let sps = nal_units(annexb).find(|nal| nal_type(nal) == Some(7))?;
+    match sps {
+        [_, profile, constraints, level, ..] => {
+            Some(u32::from_be_bytes([0, *profile, *constraints, *level]))
         }
+        _ => None,
     }
-    None
 }
 
 fn add_stats(sum: &mut ViewerStats, s: ViewerStats) {
