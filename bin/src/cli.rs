@@ -96,6 +96,33 @@ pub struct LinkArgs {
     /// sides must agree.
     #[arg(long, conflicts_with = "key")]
     pub insecure: bool,
+    /// Recording: the H.264 as received (`recv`) or as encoded (`send`), never
+    /// re-encoded.
+    #[command(flatten)]
+    pub record: RecordArgs,
+}
+
+/// Recording flags, on either side (`picam send` keeps the stream on the camera's own
+/// storage, `picam recv` on the viewer's).
+#[derive(Debug, Args, Default, Clone)]
+#[command(next_help_heading = "Recording")]
+pub struct RecordArgs {
+    /// Keep the stream in FILE, muxed (not re-encoded) into the container its extension
+    /// names: `.mkv` (Matroska), `.ts` (MPEG-TS) or `.mp4` (fragmented). An existing file
+    /// is never overwritten: the next free `NAME-1.EXT` is taken.
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
+    /// Start a new file every SECS seconds, named by its start time in UTC
+    /// (`NAME-YYYYmmdd-HHMMSS.EXT`), each on a keyframe.
+    #[arg(long, value_name = "SECS", allow_negative_numbers = true)]
+    pub record_segment: Option<i64>,
+    /// With `--record-segment`: keep the newest N segment files, deleting older ones.
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub record_keep: Option<i64>,
+    /// With `--record-segment`: keep the segment files under BYTES in all, deleting the
+    /// oldest (suffixes K, M, G, T: powers of 1000; e.g. 20G).
+    #[arg(long, value_name = "BYTES")]
+    pub record_max_bytes: Option<String>,
 }
 
 /// Flags of `picam send`.

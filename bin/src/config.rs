@@ -10,7 +10,7 @@ use capture::EncoderSettings;
 use serde::Deserialize;
 use transport::Protocol;
 
-use crate::cli::{LinkArgs, SendArgs};
+use crate::cli::{LinkArgs, RecordArgs, SendArgs};
 use crate::security::Security;
 use crate::source_spec::{self, SourceSpec};
 
@@ -42,6 +42,48 @@ pub struct FileConfig {
     clock_rate: Option<i64>,
     web: Option<WebValue>,
     web_max_viewers: Option<i64>,
+    record: Option<String>,
+    record_segment: Option<i64>,
+    record_keep: Option<i64>,
+    record_max_bytes: Option<BytesValue>,
+}
+
+/// `record_max_bytes` in the file: a number of bytes, or a string with a suffix
+/// (`"20G"`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum BytesValue {
+    Number(i64),
+    Text(String),
+}
+
+impl BytesValue {
+    fn into_text(self) -> String {
+        match self {
+            BytesValue::Number(n) => n.to_string(),
+            BytesValue::Text(text) => text,
+        }
+    }
+}
+
+/// The smallest ring `record_max_bytes` allows: a few seconds of a 4 Mbit/s stream; a
+/// smaller one would delete each segment as soon as the next one starts.
+pub const MIN_RECORD_MAX_BYTES: u64 = 10_000_000;
+
+/// A byte count with an optional decimal suffix: `20G`, `500M`, `1500000`, `2T`.
+pub fn parse_bytes(value: &str) -> Option<u64> {
+    let value = value.trim();
+    let (digits, scale) = match value.char_indices().last()? {
+        (i, 'k' | 'K') => (&value[..i], 1_000),
+        (i, 'm' | 'M') => (&value[..i], 1_000_000),
+        (i, 'g' | 'G') => (&value[..i], 1_000_000_000),
+        (i, 't' | 'T') => (&value[..i], 1_000_000_000_000),
+        _ => (value, 1),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse::<u64>().ok()?.checked_mul(scale)
 }
 
 /// `web` in the file: a bare port (`web = 8080`) or `"[ADDR:]PORT"`.
@@ -102,6 +144,8 @@ pub struct Settings {
     pub web: Option<WebSettings>,
     /// `--web-token new`: replace the kept web access token.
     pub web_token_new: bool,
+    /// Recording (`--record`), either side.
+    pub record: Option<record::RecordConfig>,
 }
 
 /// The browser viewer's settings (`picam send --web`).
@@ -222,6 +266,96 @@ pub fn read_file(path: Option<&Path>) -> Result<FileConfig> {
     toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
 }
 
+/// `record`, `record_segment`, `record_keep`, `record_max_bytes`: the recording, or
+/// `None` when `record` is not set (the other three are then refused: they would do
+/// nothing). A path in the file is relative to the file, like `key`.
+fn record_config(
+    flags: &RecordArgs,
+    file: &FileConfig,
+    path: Option<&Path>,
+) -> Result<Option<record::RecordConfig>> {
+    let in_file = |v: &str| match path.and_then(Path::parent) {
+        Some(dir) if Path::new(v).is_relative() => dir.join(v),
+        _ => PathBuf::from(v),
+    };
+    let (target, origin) = match (&flags.record, &file.record) {
+        (Some(p), _) => (Some(p.clone()), Origin::Flag),
+        (None, Some(p)) => (Some(in_file(p)), path.map_or(Origin::Default, Origin::File)),
+        (None, None) => (None, Origin::Default),
+    };
+    let segment = flags
+        .record_segment
+        .map(|v| (v, Origin::Flag))
+        .or_else(|| file.record_segment.zip(path.map(Origin::File)));
+    let keep = flags
+        .record_keep
+        .map(|v| (v, Origin::Flag))
+        .or_else(|| file.record_keep.zip(path.map(Origin::File)));
+    let max_bytes = flags
+        .record_max_bytes
+        .clone()
+        .map(|v| (v, Origin::Flag))
+        .or_else(|| {
+            file.record_max_bytes
+                .clone()
+                .map(BytesValue::into_text)
+                .zip(path.map(Origin::File))
+        });
+    let Some(target) = target else {
+        for (key, given) in [
+            ("record_segment", segment.is_some()),
+            ("record_keep", keep.is_some()),
+            ("record_max_bytes", max_bytes.is_some()),
+        ] {
+            if given {
+                bail!("`{key}` is set but `record` is not: give `record` (the file to record to)");
+            }
+        }
+        return Ok(None);
+    };
+    if let Err(e) = record::Container::for_path(&target) {
+        bail!(
+            "invalid `record` = {:?} {origin}: {e}",
+            target.display().to_string()
+        );
+    }
+    let segment = segment
+        .map(|v| ranged("record_segment", v, 1, 86_400, " seconds"))
+        .transpose()?
+        .map(|secs| std::time::Duration::from_secs(secs as u64));
+    let keep = keep
+        .map(|v| ranged("record_keep", v, 1, 1_000_000, " files"))
+        .transpose()?
+        .map(|n| n as u32);
+    let max_bytes = match max_bytes {
+        None => None,
+        Some((text, origin)) => match parse_bytes(&text) {
+            Some(n) if n >= MIN_RECORD_MAX_BYTES => Some(n),
+            _ => bail!(
+                "invalid `record_max_bytes` = {text:?} {origin}: allowed {MIN_RECORD_MAX_BYTES} bytes or more, as a number or with a suffix K, M, G or T (powers of 1000), e.g. 20G"
+            ),
+        },
+    };
+    if segment.is_none() {
+        for (key, given) in [
+            ("record_keep", keep.is_some()),
+            ("record_max_bytes", max_bytes.is_some()),
+        ] {
+            if given {
+                bail!(
+                    "`{key}` deletes old segments, so it needs `record_segment` (seconds per file)"
+                );
+            }
+        }
+    }
+    Ok(Some(record::RecordConfig {
+        path: target,
+        segment,
+        keep,
+        max_bytes,
+    }))
+}
+
 impl Settings {
     /// Settings for `picam send`.
     pub fn for_send(args: &SendArgs) -> Result<Self> {
@@ -237,6 +371,7 @@ impl Settings {
 
     fn resolve(link: &LinkArgs, send: Option<&SendArgs>, file: FileConfig) -> Result<Self> {
         let path = link.config.as_deref();
+        let record = record_config(&link.record, &file, path)?;
         let port = ranged("port", pick(link.port, file.port, path, 5000), 1, 65535, "")? as u16;
         let (protocol, origin) = pick(link.protocol.clone(), file.protocol, path, "udp".into());
         let Some(protocol) = parse_protocol(&protocol) else {
@@ -422,6 +557,7 @@ impl Settings {
             .filter(|_| send.is_some())
             .map(|bind| WebSettings { bind, max_viewers });
         Ok(Self {
+            record,
             remote_given,
             web,
             web_token_new,

@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 use decode::{Decoded, Decoder};
 use display::Flow;
 use media::{stamp, wallclock_us, Picture};
+use record::Recorder;
 use tokio::sync::{mpsc, watch};
 use transport::{Protocol, ReceivedFrame, Receiver, ReceiverCommand, ReceiverHooks, ReceiverStats};
 
@@ -19,7 +20,7 @@ use crate::frames_out::FramesOut;
 use crate::latency::Samples;
 use crate::latest::{Latest, Taken};
 use crate::recv_stats::{PictureCounts, RecvSnapshot, RecvWindow};
-use crate::report::Reporter;
+use crate::report::{RecordingRecord, Reporter};
 use crate::security;
 use crate::shutdown::{self, Shutdown};
 use crate::view::{OverlayDefault, View};
@@ -111,6 +112,19 @@ pub fn run_with(
     let (stats_tx, stats_rx) = watch::channel(ReceiverStats::default());
     let latest = Arc::new(Latest::<Picture>::new());
     let counters = Arc::new(DecodeCounters::default());
+    // The recording takes every frame the transport delivers (whole, in decodable
+    // order), beside the decoder's queue and never behind it.
+    let (recorder, mut record_tap) = match settings.record.clone() {
+        Some(config) => {
+            let commands = command_tx.clone();
+            let request_keyframe = Box::new(move || {
+                let _ = commands.try_send(ReceiverCommand::RequestKeyframe);
+            });
+            let (recorder, tap) = Recorder::start(config, request_keyframe)?;
+            (Some(recorder), Some(tap))
+        }
+        None => (None, None),
+    };
 
     // Bind before anything else starts, so a busy port is reported at once.
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -125,7 +139,12 @@ pub fn run_with(
     let secure_on = config.secure.is_some();
     let max_frame_bytes = config.max_frame_bytes;
     let hooks = ReceiverHooks {
-        on_frame: move |frame| frame_tx.try_send(frame).is_ok(),
+        on_frame: move |frame: ReceivedFrame| {
+            if let Some(tap) = record_tap.as_mut() {
+                tap.offer(&frame.frame);
+            }
+            frame_tx.try_send(frame).is_ok()
+        },
         commands: command_rx,
         stats: stats_tx,
         shutdown: shutdown.watch(),
@@ -168,6 +187,7 @@ pub fn run_with(
         counters: &counters,
         repair: repair_on,
         secure: secure_on,
+        recorder: recorder.as_ref(),
     };
     let ended = ready().and_then(|()| sink.run(&mut view, frames_out.as_mut()));
     shutdown.fire();
@@ -175,18 +195,21 @@ pub fn run_with(
     drop(view);
     let transport_result = runtime.block_on(transport);
     let decoded = join_decoder(decoder);
-    // Both stages have stopped: their counters are final.
+    // The transport has stopped, so no frame comes: the recording closes its file.
+    let recorded = recorder.map(Recorder::finish);
+    // Every stage has stopped: their counters are final.
     let ended = ended?;
     let skipped = frames_out.as_ref().map_or(0, FramesOut::skipped);
     let last = RecvSnapshot::take(
         *stats_rx.borrow(),
         counters.read(&latest, ended.shown, skipped),
     );
-    reporter.recv(&ended.window.whole_run(
-        last,
-        &ended.latency.whole_run,
-        &ended.present.whole_run,
-    ));
+    let mut summary =
+        ended
+            .window
+            .whole_run(last, &ended.latency.whole_run, &ended.present.whole_run);
+    summary.record = recorded.as_ref().map(RecordingRecord::from_stats);
+    reporter.recv(&summary);
     decoded?;
     transport_result.context("transport task failed")??;
     Ok(())
@@ -372,6 +395,8 @@ struct Sink<'a> {
     repair: bool,
     /// Encryption is on (its counters are reported).
     secure: bool,
+    /// The recording, if any (its figures are reported).
+    recorder: Option<&'a Recorder>,
 }
 
 /// What the sink loop leaves for the summary.
@@ -396,6 +421,7 @@ impl Sink<'_> {
             counters,
             repair,
             secure,
+            recorder,
         } = *self;
         let snapshot = |shown: u64, frames_out: &Option<&mut FramesOut>| {
             let skipped = frames_out.as_deref().map_or(0, FramesOut::skipped);
@@ -451,11 +477,12 @@ impl Sink<'_> {
                 break;
             }
             if Instant::now() >= next_report {
-                let record = window.interval(
+                let mut record = window.interval(
                     snapshot(shown, &frames_out),
                     &latency.interval,
                     &present.interval,
                 );
+                record.record = recorder.map(|r| RecordingRecord::from_stats(&r.stats()));
                 reporter.recv(&record);
                 view.update_stats(&record);
                 latency.interval.clear();

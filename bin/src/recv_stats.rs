@@ -141,6 +141,7 @@ impl RecvWindow {
             rtt_ms: s.rtt_us.map(|us| us as f64 / 1e3),
             repair: self.repair.then(|| repair_record(&s)),
             secure: self.secure.then(|| SecureRecord::from_stats(&s.secure)),
+            record: None,
             last,
         }
     }

@@ -53,8 +53,67 @@ pub struct RecvRecord {
     pub repair: Option<RecvRepairRecord>,
     /// The encrypted channel (null with `--insecure`).
     pub secure: Option<SecureRecord>,
+    /// The recording (null without `--record`).
+    pub record: Option<RecordingRecord>,
     /// True on the summary printed at exit.
     pub last: bool,
+}
+
+/// The recording's figures (`--record`), totals since start.
+#[derive(Debug, Serialize, Clone, PartialEq)]
+pub struct RecordingRecord {
+    /// The file being written, or null between files (after a write error, until
+    /// recording resumes; before the first keyframe).
+    pub file: Option<String>,
+    /// Files started.
+    pub files: u32,
+    /// Bytes of video written.
+    pub bytes: u64,
+    /// Frames written.
+    pub frames: u64,
+    /// Frames not written: waiting for a keyframe, a full queue (a slow disk), a write
+    /// error.
+    pub dropped: u64,
+    /// What stops the recording now (file and cause), or null.
+    pub error: Option<String>,
+}
+
+impl RecordingRecord {
+    /// From the record stage's figures.
+    pub fn from_stats(s: &record::RecordStats) -> Self {
+        Self {
+            file: s.file.as_ref().map(|p| p.display().to_string()),
+            files: s.files,
+            bytes: s.bytes,
+            frames: s.frames,
+            dropped: s.dropped,
+            error: s.error.clone(),
+        }
+    }
+
+    /// The stats line's and the overlay's words for it.
+    pub fn text(&self) -> String {
+        let dropped = if self.dropped > 0 {
+            format!(", {} dropped", self.dropped)
+        } else {
+            String::new()
+        };
+        let written = format!(
+            "{} frames, {:.1} MB{dropped}",
+            self.frames,
+            self.bytes as f64 / 1e6
+        );
+        match (&self.error, &self.file) {
+            (Some(e), _) => format!("rec FAILING ({e}); {written}"),
+            (None, Some(f)) => format!("rec {f}: {written}"),
+            (None, None) => format!("rec waiting for a keyframe; {written}"),
+        }
+    }
+}
+
+fn record_text(r: &Option<RecordingRecord>) -> String {
+    r.as_ref()
+        .map_or(String::new(), |r| format!(" | {}", r.text()))
 }
 
 /// The encrypted channel's counters, totals since start.
@@ -157,6 +216,8 @@ pub struct SendRecord {
     pub repair: Option<SendRepairRecord>,
     /// The encrypted channel (null with `--insecure`).
     pub secure: Option<SecureRecord>,
+    /// The recording (null without `--record`).
+    pub record: Option<RecordingRecord>,
     /// True on the summary printed at exit.
     pub last: bool,
 }
@@ -299,7 +360,7 @@ impl Reporter {
         let line = match self.format {
             StatsFormat::Json => serde_json::to_string(r).unwrap_or_default(),
             StatsFormat::Text => format!(
-                "recv{} {:6.1}s | in {:5.1} fps out {:5.1} fps | {:6.2} Mbit/s | {}{} | {}{} | kf req {}{}{}{}",
+                "recv{} {:6.1}s | in {:5.1} fps out {:5.1} fps | {:6.2} Mbit/s | {}{} | {}{} | kf req {}{}{}{}{}",
                 if r.last { " total" } else { "" },
                 r.t,
                 r.fps_in,
@@ -315,6 +376,7 @@ impl Reporter {
                     t => format!(" | {t}"),
                 },
                 secure_text(&r.secure),
+                record_text(&r.record),
                 cpu_text(r.cpu_ms_per_frame),
             ),
         };
@@ -348,7 +410,7 @@ impl Reporter {
         let line = match self.format {
             StatsFormat::Json => serde_json::to_string(r).unwrap_or_default(),
             StatsFormat::Text => format!(
-                "send{} {:6.1}s | {:5.1} fps | {:6.2} Mbit/s{} | sent {} | {} | kf forced {} (requests {}){}{}{}",
+                "send{} {:6.1}s | {:5.1} fps | {:6.2} Mbit/s{} | sent {} | {} | kf forced {} (requests {}){}{}{}{}",
                 if r.last { " total" } else { "" },
                 r.t,
                 r.fps,
@@ -367,6 +429,7 @@ impl Reporter {
                 r.keyframe_requests,
                 send_repair_text(&r.repair),
                 secure_text(&r.secure),
+                record_text(&r.record),
                 cpu_text(r.cpu_ms_per_frame),
             ),
         };

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use capture::{Control, H264FileSource, Source, StreamOptions, TestPatternSource, Y4mSource};
+use record::{RecordTap, Recorder};
 use tokio::sync::{mpsc, watch};
 use transport::web::fanout::{FanoutConfig, FanoutEvent, WebFanout};
 use transport::web::signalling::{Signalling, SignallingConfig};
@@ -19,7 +20,7 @@ use transport::{
 
 use crate::cli::SendArgs;
 use crate::config::{Settings, Wire};
-use crate::report::{Reporter, WebRecord};
+use crate::report::{RecordingRecord, Reporter, WebRecord};
 use crate::security;
 use crate::send_stats::{SendSnapshot, SendWindow};
 use crate::shutdown::{self, Shutdown};
@@ -221,9 +222,23 @@ pub fn run_with(args: &SendArgs, shutdown: Shutdown, role: Role) -> Result<()> {
     let (web_tx, web_rx) = mpsc::channel::<SourceFrame>(CAPTURE_QUEUE);
     let (control_tx, control_rx) = std_mpsc::sync_channel::<Control>(CONTROL_QUEUE);
     let queue_full = Arc::new(AtomicU64::new(0));
+    // The recording keeps the encoder's output on this machine (a Pi's own storage),
+    // whatever happens to the link; it asks the encoder itself for its keyframes.
+    let (recorder, record) = match settings.record.clone() {
+        Some(config) => {
+            let controls = control_tx.clone();
+            let request_keyframe = Box::new(move || {
+                let _ = controls.try_send(Control::ForceKeyframe);
+            });
+            let (recorder, tap) = Recorder::start(config, request_keyframe)?;
+            (Some(Arc::new(recorder)), Some(tap))
+        }
+        None => (None, None),
+    };
     let outlets = Outlets {
         native: remote.is_some().then_some(frame_tx),
         web: web.is_some().then_some(web_tx),
+        record,
     };
 
     let capture = {
@@ -343,7 +358,7 @@ pub fn run_with(args: &SendArgs, shutdown: Shutdown, role: Role) -> Result<()> {
                 None => Ok(()),
             };
             shutdown.fire();
-            return served.map_err(anyhow::Error::from);
+            return served.map_err(anyhow::Error::from).map(|()| None);
         };
         let votes_native = votes.clone();
         let on_event = move |event| {
@@ -378,6 +393,7 @@ pub fn run_with(args: &SendArgs, shutdown: Shutdown, role: Role) -> Result<()> {
                 shutdown.clone(),
                 settings.sender_repair().is_some(),
                 secure_on,
+                recorder.clone(),
             ))
         });
         let sent = match settings.wire {
@@ -396,23 +412,30 @@ pub fn run_with(args: &SendArgs, shutdown: Shutdown, role: Role) -> Result<()> {
             Wire::Rtp | Wire::H264 => run_interop_sender(&settings, remote, hooks).await,
         };
         shutdown.fire();
-        // The transport has ended, so its counters are final: the summary reads them.
-        if let Some(reporter) = reporter {
-            if let Ok((reporter, window)) = reporter.await {
+        // The transport has ended, so its counters are final: the summary reads them
+        // once the capture thread (the recording's producer) has ended too.
+        let summary = match reporter {
+            Some(reporter) => reporter.await.ok().map(|(reporter, window)| {
                 let last =
                     SendSnapshot::take(*stats_rx.borrow(), queue_full.load(Ordering::Relaxed));
-                reporter.send(&window.last(last));
-            }
-        }
+                (reporter, window.last(last))
+            }),
+            None => None,
+        };
         if let Some(task) = web_task {
             if let Ok(Err(e)) = task.await {
                 tracing::error!("browser viewers: {e}");
             }
         }
-        sent.map_err(anyhow::Error::from)
+        sent.map_err(anyhow::Error::from).map(|()| summary)
     });
     let captured = join_capture(capture);
-    result?;
+    // No frame comes any more: the recording writes what it holds and closes its file.
+    let recorded = recorder.and_then(Arc::into_inner).map(Recorder::finish);
+    if let Some((reporter, mut summary)) = result? {
+        summary.record = recorded.as_ref().map(RecordingRecord::from_stats);
+        reporter.send(&summary);
+    }
     captured
 }
 
@@ -529,6 +552,8 @@ fn web_congestion() -> CongestionFeedback {
 struct Outlets {
     native: Option<mpsc::Sender<SourceFrame>>,
     web: Option<mpsc::Sender<SourceFrame>>,
+    /// The recording's tap: its own bounded queue, never waited on.
+    record: Option<RecordTap>,
 }
 
 /// One outlet's queue and the frames it missed since its last delivery.
@@ -572,6 +597,7 @@ fn capture_loop(
     queue_full: &AtomicU64,
     shutdown: &Shutdown,
 ) -> Result<()> {
+    let mut record = outlets.record;
     let mut outlets: Vec<Outlet> = [outlets.native.as_ref(), outlets.web.as_ref()]
         .into_iter()
         .flatten()
@@ -591,6 +617,9 @@ fn capture_loop(
             tracing::info!("source ended");
             return Ok(());
         };
+        if let Some(tap) = record.as_mut() {
+            tap.offer(&frame);
+        }
         for outlet in &mut outlets {
             if !outlet.offer(&frame, queue_full, source) {
                 // One stage stopped: the sender is shutting down.
@@ -699,9 +728,15 @@ async fn report_loop(
     shutdown: Shutdown,
     repair: bool,
     secure: bool,
+    recorder: Option<Arc<Recorder>>,
 ) -> (Reporter, SendWindow) {
     let snapshot = || SendSnapshot::take(*stats.borrow(), queue_full.load(Ordering::Relaxed));
     let mut window = SendWindow::new(snapshot(), repair, secure);
+    let recording = || {
+        recorder
+            .as_ref()
+            .map(|r| RecordingRecord::from_stats(&r.stats()))
+    };
     let start = Instant::now();
     let mut tick = tokio::time::interval_at(
         (start + Duration::from_secs(1)).into(),
@@ -709,7 +744,11 @@ async fn report_loop(
     );
     loop {
         tokio::select! {
-            _ = tick.tick() => reporter.send(&window.interval(snapshot())),
+            _ = tick.tick() => {
+                let mut record = window.interval(snapshot());
+                record.record = recording();
+                reporter.send(&record);
+            }
             _ = shutdown.wait() => return (reporter, window),
         }
     }

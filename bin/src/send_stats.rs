@@ -118,6 +118,7 @@ impl SendWindow {
                 ),
             }),
             secure: self.secure.then(|| SecureRecord::from_stats(&s.secure)),
+            record: None,
             last,
         }
     }

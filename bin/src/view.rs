@@ -264,5 +264,8 @@ fn overlay_lines(r: &RecvRecord) -> Vec<String> {
     if !repair.is_empty() {
         lines.push(repair);
     }
+    if let Some(record) = &r.record {
+        lines.push(record.text());
+    }
     lines
 }
