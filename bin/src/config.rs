@@ -819,6 +819,110 @@ mod tests {
     }
 
     #[test]
+    fn record_flags_and_keys() {
+        assert_eq!(send_settings(&[]).unwrap().record, None);
+        let s = send_settings(&["--record", "out.MKV", "--record-segment", "60"]).unwrap();
+        let r = s.record.unwrap();
+        assert_eq!(r.path, PathBuf::from("out.MKV"));
+        assert_eq!(r.segment, Some(std::time::Duration::from_secs(60)));
+        assert_eq!((r.keep, r.max_bytes), (None, None));
+        let s = send_settings(&[
+            "--record",
+            "/tmp/x.ts",
+            "--record-segment",
+            "1",
+            "--record-keep",
+            "3",
+            "--record-max-bytes",
+            "20G",
+        ])
+        .unwrap();
+        let r = s.record.unwrap();
+        assert_eq!((r.keep, r.max_bytes), (Some(3), Some(20_000_000_000)));
+        let cases: &[(&[&str], &str)] = &[
+            (
+                &["--record", "out.avi"],
+                "invalid `record` = \"out.avi\" from the command line",
+            ),
+            (&["--record", "noext"], "invalid `record` = \"noext\""),
+            (
+                &["--record", "a.mp4", "--record-segment", "0"],
+                "invalid `record_segment` = 0 from the command line: allowed 1..=86400 seconds",
+            ),
+            (
+                &["--record", "a.mp4", "--record-keep", "2"],
+                "`record_keep` deletes old segments, so it needs `record_segment`",
+            ),
+            (
+                &[
+                    "--record",
+                    "a.mp4",
+                    "--record-segment",
+                    "5",
+                    "--record-max-bytes",
+                    "2Q",
+                ],
+                "invalid `record_max_bytes` = \"2Q\" from the command line",
+            ),
+            (
+                &[
+                    "--record",
+                    "a.mp4",
+                    "--record-segment",
+                    "5",
+                    "--record-max-bytes",
+                    "9M",
+                ],
+                "allowed 10000000 bytes or more",
+            ),
+            (
+                &["--record-segment", "5"],
+                "`record_segment` is set but `record` is not",
+            ),
+        ];
+        for (args, want) in cases {
+            let err = error_of(args);
+            assert!(err.contains(want), "{args:?}: {err}");
+        }
+        assert_eq!(parse_bytes("1500000"), Some(1_500_000));
+        assert_eq!(parse_bytes("2t"), Some(2_000_000_000_000));
+        assert_eq!(parse_bytes("k"), None);
+        assert_eq!(parse_bytes("-5G"), None);
+        assert_eq!(parse_bytes("99999999999T"), None);
+
+        // In the file: relative to the file, byte counts as numbers or strings.
+        let dir = std::env::temp_dir().join(format!("picam-config-rec-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.toml");
+        let p = path.to_str().unwrap();
+        std::fs::write(
+            &path,
+            "record = \"rec/door.mp4\"\nrecord_segment = 600\nrecord_max_bytes = 50000000\n",
+        )
+        .unwrap();
+        let r = send_settings(&["--config", p]).unwrap().record.unwrap();
+        assert_eq!(r.path, dir.join("rec/door.mp4"));
+        assert_eq!(r.max_bytes, Some(50_000_000));
+        // The flag wins over the file.
+        let r = send_settings(&["--config", p, "--record", "here.ts"])
+            .unwrap()
+            .record
+            .unwrap();
+        assert_eq!(r.path, PathBuf::from("here.ts"));
+        std::fs::write(
+            &path,
+            "record = \"a.mkv\"\nrecord_keep = 0\nrecord_segment = 9\n",
+        )
+        .unwrap();
+        let err = error_of(&["--config", p]);
+        assert!(
+            err.contains(&format!("invalid `record_keep` = 0 in {p}")),
+            "{err}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn web_flags_and_keys() {
         let s = send_settings(&[]).unwrap();
         assert_eq!(

@@ -588,6 +588,7 @@ mod tests {
             counters: &counters,
             repair: false,
             secure: false,
+            recorder: None,
         };
         let result = sink.run(&mut view, None);
         let took = begun.elapsed();
