@@ -12,6 +12,9 @@
 #      token, serves the page there, and refuses a WHEP offer without the token (401).
 #      The port is replaced by a free one; the browser itself is tested by
 #      bin/tests/web_browser.rs.
+#   6. the Record section's `recv --record FILE` and `send --remote ADDR --record
+#      DIR/FILE` (ADDR made 127.0.0.1, DIR a scratch directory): both files hold H.264
+#      that ffprobe reads.
 # Every command is taken from README.md itself; only `--duration N` is appended and the
 # example code/address substituted. `scripts/test.sh` in the first block is the command
 # running this check and is not run again.
@@ -194,4 +197,45 @@ status="$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 -X POST \
 kill -TERM "$web_pid" 2>/dev/null || true
 wait "$web_pid" || true
 
-echo "check-readme: ok: the first code block, pairing and streaming as the Use section says, the bad-value example, and the browser viewer's address, page and token"
+# ---- 6. the Record section: the viewer records, the camera records to "its own storage"
+mapfile -t rec < <(code_blocks "Record")
+[ "${#rec[@]}" -eq 2 ] || fail "the Record section should have two commands (recv, send), has ${#rec[@]}"
+rec_recv="" rec_send=""
+for cmd in "${rec[@]}"; do
+    case "$cmd" in
+    *" recv "*) rec_recv="$cmd" ;;
+    *" send "*) rec_send="$cmd" ;;
+    *) fail "a command in the Record section this check does not know how to run: $cmd" ;;
+    esac
+done
+recv_file="$(grep -Eo -- '--record [^ ]+' <<<"$rec_recv" | cut -d' ' -f2)"
+send_file="$(grep -Eo -- '--record [^ ]+' <<<"$rec_send" | cut -d' ' -f2)"
+[ -n "$recv_file" ] && [ -n "$send_file" ] || fail "the Record section's commands name no --record FILE"
+rec_addr="$(grep -Eo '([0-9]{1,3}\.){3}[0-9]{1,3}' <<<"$rec_send" | head -n 1)"
+# The Pi's storage is a directory of this check's.
+storage="$(dirname "$send_file")"
+mkdir -p "$work/storage"
+rec_send="${rec_send//$storage/$work/storage}"
+rec_send="${rec_send//$rec_addr/127.0.0.1}"
+send_file="$work/storage/$(basename "$send_file")"
+recv_cmd="$rec_recv"
+recv_log="$work/recv-record.log"
+run_recv "$recv_log" 30
+wait_for "$recv_log" 'receiving over' 300 || true
+echo "check-readme: running (camera): $rec_send --duration 5"
+PICAM_CONFIG_DIR="$pi" timeout -k 5 300 bash -c "$rec_send --duration 5" >"$work/send-record.log" 2>&1 || {
+    tail -n 30 "$work/send-record.log" >&2
+    fail "'$rec_send' failed"
+}
+kill -TERM "$recv_pid" 2>/dev/null || true
+wait "$recv_pid" || true
+for f in "$recv_file" "$send_file"; do
+    [ -s "$f" ] || fail "the Record section's commands left no $f"
+    codec="$(ffprobe -v error -select_streams v:0 -show_entries stream=codec_name -of csv=p=0 "$f")"
+    [ "$codec" = h264 ] || fail "$f holds '$codec', not h264"
+    frames="$(ffprobe -v error -count_frames -select_streams v:0 -show_entries stream=nb_read_frames -of csv=p=0 "$f")"
+    [ "${frames:-0}" -ge 60 ] || fail "$f holds only ${frames:-0} frames of a 5 s stream"
+    echo "check-readme: $f: h264, $frames frames"
+done
+
+echo "check-readme: ok: the first code block, pairing and streaming as the Use section says, the bad-value example, the browser viewer's address, page and token, and recording on both sides"
