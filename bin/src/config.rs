@@ -268,19 +268,21 @@ pub fn read_file(path: Option<&Path>) -> Result<FileConfig> {
 
 /// `record`, `record_segment`, `record_keep`, `record_max_bytes`: the recording, or
 /// `None` when `record` is not set (the other three are then refused: they would do
-/// nothing). A path in the file is relative to the file, like `key`.
+/// nothing). A relative path is relative to the working directory, in the file too
+/// (unlike `key`, which ships beside the file): recordings are data, and a service's
+/// configuration directory is read-only (`ProtectSystem=strict`) while its working
+/// directory, `/var/lib/picam`, is its own.
 fn record_config(
     flags: &RecordArgs,
     file: &FileConfig,
     path: Option<&Path>,
 ) -> Result<Option<record::RecordConfig>> {
-    let in_file = |v: &str| match path.and_then(Path::parent) {
-        Some(dir) if Path::new(v).is_relative() => dir.join(v),
-        _ => PathBuf::from(v),
-    };
     let (target, origin) = match (&flags.record, &file.record) {
         (Some(p), _) => (Some(p.clone()), Origin::Flag),
-        (None, Some(p)) => (Some(in_file(p)), path.map_or(Origin::Default, Origin::File)),
+        (None, Some(p)) => (
+            Some(PathBuf::from(p)),
+            path.map_or(Origin::Default, Origin::File),
+        ),
         (None, None) => (None, Origin::Default),
     };
     let segment = flags
@@ -890,7 +892,8 @@ mod tests {
         assert_eq!(parse_bytes("-5G"), None);
         assert_eq!(parse_bytes("99999999999T"), None);
 
-        // In the file: relative to the file, byte counts as numbers or strings.
+        // In the file: relative to the working directory, byte counts as numbers or
+        // strings.
         let dir = std::env::temp_dir().join(format!("picam-config-rec-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("c.toml");
@@ -901,7 +904,7 @@ mod tests {
         )
         .unwrap();
         let r = send_settings(&["--config", p]).unwrap().record.unwrap();
-        assert_eq!(r.path, dir.join("rec/door.mp4"));
+        assert_eq!(r.path, PathBuf::from("rec/door.mp4"));
         assert_eq!(r.max_bytes, Some(50_000_000));
         // The flag wins over the file.
         let r = send_settings(&["--config", p, "--record", "here.ts"])
