@@ -436,3 +436,38 @@ impl Reporter {
         self.emit(line);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_recording_is_told_by_its_state() {
+        let mut r = RecordingRecord {
+            file: Some("door.mkv".into()),
+            files: 1,
+            bytes: 12_345_678,
+            frames: 360,
+            dropped: 0,
+            error: None,
+        };
+        assert_eq!(r.text(), "rec door.mkv: 360 frames, 12.3 MB");
+        r.dropped = 4;
+        assert_eq!(r.text(), "rec door.mkv: 360 frames, 12.3 MB, 4 dropped");
+        r.file = None;
+        assert_eq!(
+            r.text(),
+            "rec waiting for a keyframe; 360 frames, 12.3 MB, 4 dropped"
+        );
+        r.error = Some("writing door.mkv: No space left on device".into());
+        assert_eq!(
+            r.text(),
+            "rec FAILING (writing door.mkv: No space left on device); 360 frames, 12.3 MB, 4 dropped"
+        );
+        assert_eq!(record_text(&None), "");
+        let json = serde_json::to_value(&r).unwrap();
+        for key in ["file", "files", "bytes", "frames", "dropped", "error"] {
+            assert!(json.get(key).is_some(), "{key} missing from {json}");
+        }
+    }
+}
