@@ -253,7 +253,10 @@ fn check(config: &RecordConfig) -> Result<Container, RecordError> {
             });
         }
     }
-    if config.segment.is_some_and(|s| s < Duration::from_millis(100)) {
+    if config
+        .segment
+        .is_some_and(|s| s < Duration::from_millis(100))
+    {
         return Err(RecordError::Invalid {
             option: "record-segment",
             reason: "a segment must last at least 0.1 s",
@@ -326,7 +329,10 @@ mod tests {
         let mut c = config("/tmp/x.mkv");
         c.keep = Some(3);
         let e = check(&c).unwrap_err().to_string();
-        assert!(e.contains("record-keep") && e.contains("record-segment"), "{e}");
+        assert!(
+            e.contains("record-keep") && e.contains("record-segment"),
+            "{e}"
+        );
         let mut c = config("/tmp/x.mkv");
         c.max_bytes = Some(3);
         let e = check(&c).unwrap_err().to_string();

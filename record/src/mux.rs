@@ -124,11 +124,13 @@ impl Muxer {
         };
         ffmpeg::init().map_err(err("initialising libavformat for"))?;
         // `file:` so that a name with a colon is never taken for a protocol.
-        let url = format!("file:{}", path.to_str().ok_or(RecordError::NotUtf8 {
-            path: path.to_path_buf(),
-        })?);
-        let mut out =
-            ffmpeg::format::output_as(&url, container.muxer()).map_err(err("opening"))?;
+        let url = format!(
+            "file:{}",
+            path.to_str().ok_or(RecordError::NotUtf8 {
+                path: path.to_path_buf(),
+            })?
+        );
+        let mut out = ffmpeg::format::output_as(&url, container.muxer()).map_err(err("opening"))?;
         let extradata = parameter_sets(keyframe);
         // SAFETY: `out` is a valid output context; the new stream's codecpar is owned
         // by it; extradata is allocated with av_mallocz (padding zeroed) as the field's
@@ -193,8 +195,15 @@ impl Muxer {
 
     /// Writes one access unit captured at `capture_us` (not before the file's first
     /// frame: the plan starts a new file when time goes backwards).
-    pub fn write(&mut self, data: &[u8], capture_us: u64, keyframe: bool) -> Result<(), RecordError> {
-        let us = capture_us.saturating_sub(self.first_us).min(i64::MAX as u64) as i64;
+    pub fn write(
+        &mut self,
+        data: &[u8],
+        capture_us: u64,
+        keyframe: bool,
+    ) -> Result<(), RecordError> {
+        let us = capture_us
+            .saturating_sub(self.first_us)
+            .min(i64::MAX as u64) as i64;
         let mut ts = us.rescale(MICROS, self.time_base);
         // Two frames closer than the muxer's tick (1 ms in Matroska) would share a
         // timestamp, which MPEG-TS and MP4 refuse: the later one moves a tick on.

@@ -149,11 +149,32 @@ pub fn parent(path: &Path) -> &Path {
     }
 }
 
+/// The first number worth trying for a new segment named `wanted`: one past the
+/// highest number a segment of the same second has (0 if there is none). A ring may
+/// have deleted `wanted` itself already; taking its name again would make the newest
+/// segment sort as the oldest, and the ring would delete it next.
+pub fn first_segment_number(path: &Path, wanted: &Path) -> u32 {
+    let Some(want) = wanted
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| segment_key(path, n))
+    else {
+        return 0;
+    };
+    list_segments(path)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|s| s.key.0 == want.0)
+        .map(|s| s.key.1 + 1)
+        .max()
+        .unwrap_or(0)
+}
+
 /// Creates the first free name of `wanted`, `wanted-1`, `wanted-2`, ... (never
-/// overwriting), and returns it.
-pub fn create_free(wanted: &Path) -> io::Result<PathBuf> {
+/// overwriting), starting at number `first`, and returns it.
+pub fn create_free(wanted: &Path, first: u32) -> io::Result<PathBuf> {
     let mut last = None;
-    for n in 0..MAX_SUFFIX {
+    for n in first..first + MAX_SUFFIX {
         let candidate = numbered(wanted, n);
         match std::fs::OpenOptions::new()
             .write(true)
@@ -181,10 +202,7 @@ mod tests {
         // 2026-12-06 01:02:03 UTC.
         let us = 1_796_518_923_000_000;
         assert_eq!(utc_stamp(us), "20261206-010203");
-        assert_eq!(
-            segment(p, us),
-            Path::new("/rec/out-20261206-010203.mkv")
-        );
+        assert_eq!(segment(p, us), Path::new("/rec/out-20261206-010203.mkv"));
         assert_eq!(
             numbered(&segment(p, us), 1),
             Path::new("/rec/out-20261206-010203-1.mkv")
@@ -259,9 +277,6 @@ mod tests {
             ]
         );
         // A byte limit below the current file alone deletes every other one.
-        assert_eq!(
-            ring_victims(all, Some(current), None, Some(1)).len(),
-            3
-        );
+        assert_eq!(ring_victims(all, Some(current), None, Some(1)).len(), 3);
     }
 }

@@ -221,9 +221,15 @@ impl Plan {
     pub fn check_invariants(&self) {
         if let Some(f) = &self.file {
             assert!(f.last_us >= f.first_us, "a file's time runs forwards");
-            assert!(self.retry_at.is_none(), "no retry pending while a file is open");
+            assert!(
+                self.retry_at.is_none(),
+                "no retry pending while a file is open"
+            );
         } else {
-            assert!(self.want_keyframe, "without a file a keyframe is always wanted");
+            assert!(
+                self.want_keyframe,
+                "without a file a keyframe is always wanted"
+            );
         }
     }
 
@@ -316,7 +322,6 @@ mod tests {
     /// Simulated time and a driver that checks invariants after every step.
     struct Sim {
         plan: Plan,
-        start: Instant,
         now: Instant,
         us: u64,
         limiter: Limiter,
@@ -328,7 +333,6 @@ mod tests {
             let start = Instant::now();
             Sim {
                 plan: Plan::new(segment),
-                start,
                 now: start,
                 us: T0,
                 limiter: Limiter::new(start),
@@ -370,7 +374,10 @@ mod tests {
         assert!(d.request_keyframe && !d.close && d.open.is_none());
         assert_eq!(s.requests, 1);
         for _ in 0..10 {
-            assert_eq!(s.frame(false, VGA).fate, Err(DropReason::WaitingForKeyframe));
+            assert_eq!(
+                s.frame(false, VGA).fate,
+                Err(DropReason::WaitingForKeyframe)
+            );
         }
         assert_eq!(s.requests, 1, "not again within a second");
         let us = s.us;
@@ -515,7 +522,10 @@ mod tests {
         assert_eq!(s.requests, before + 1, "asks once the retry time came");
         let d = s.frame(true, VGA);
         assert_eq!(d.open.map(|o| o.reason), Some(OpenReason::Retry));
-        assert!(dropped >= 30, "{dropped} frames dropped, counted by the caller");
+        assert!(
+            dropped >= 30,
+            "{dropped} frames dropped, counted by the caller"
+        );
     }
 
     #[test]

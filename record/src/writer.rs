@@ -175,7 +175,12 @@ impl Writer {
                 naming::sized(path, open.size)
             }
         };
-        let actual = naming::create_free(&wanted).map_err(|source| RecordError::Io {
+        let first = if self.config.segment.is_some() {
+            naming::first_segment_number(path, &wanted)
+        } else {
+            0
+        };
+        let actual = naming::create_free(&wanted, first).map_err(|source| RecordError::Io {
             action: "creating",
             path: wanted.clone(),
             source,
@@ -266,9 +271,7 @@ impl Writer {
         }
         if !self.failing {
             self.failing = true;
-            tracing::error!(
-                "recording failed: {e}; frames are dropped until it can write again"
-            );
+            tracing::error!("recording failed: {e}; frames are dropped until it can write again");
         }
         self.shared.stats().error = Some(e.to_string());
     }
@@ -289,8 +292,12 @@ impl Writer {
                 return;
             }
         };
-        let mut victims =
-            naming::ring_victims(segments.clone(), current, self.config.keep, self.config.max_bytes);
+        let mut victims = naming::ring_victims(
+            segments.clone(),
+            current,
+            self.config.keep,
+            self.config.max_bytes,
+        );
         if let Some(n) = force {
             if victims.len() < n {
                 let mut oldest: Vec<_> = segments
@@ -310,6 +317,9 @@ impl Writer {
 fn delete(path: &PathBuf) {
     match std::fs::remove_file(path) {
         Ok(()) => tracing::info!("deleted the old segment {}", path.display()),
-        Err(e) => tracing::warn!("recording: deleting the old segment {}: {e}", path.display()),
+        Err(e) => tracing::warn!(
+            "recording: deleting the old segment {}: {e}",
+            path.display()
+        ),
     }
 }
