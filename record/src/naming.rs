@@ -119,6 +119,32 @@ pub fn ring_victims(
     victims
 }
 
+/// The disk is full: the oldest segments to delete (never `keep_safe`, the file that
+/// just failed) until at least `need` bytes are freed, at least one if there is one.
+/// Returns them and the bytes the remaining segments hold.
+pub fn make_room(
+    mut segments: Vec<Segment>,
+    keep_safe: Option<&Path>,
+    need: u64,
+) -> (Vec<PathBuf>, u64) {
+    segments.sort_by(|a, b| a.key.cmp(&b.key));
+    let mut total: u64 = segments.iter().map(|s| s.bytes).sum();
+    let mut freed = 0;
+    let mut victims = Vec::new();
+    for s in segments {
+        if !victims.is_empty() && freed >= need {
+            break;
+        }
+        if Some(s.path.as_path()) == keep_safe {
+            continue;
+        }
+        freed += s.bytes;
+        total -= s.bytes;
+        victims.push(s.path);
+    }
+    (victims, total)
+}
+
 /// The segments of `path`'s pattern in its directory, with their sizes.
 pub fn list_segments(path: &Path) -> io::Result<Vec<Segment>> {
     let dir = parent(path);
@@ -276,6 +302,16 @@ mod tests {
                 PathBuf::from("out-20260101-000003.ts"),
             ]
         );
+        let (room, left) = make_room(all.clone(), Some(current), 15);
+        assert_eq!(
+            room,
+            vec![
+                PathBuf::from("out-20260101-000002.ts"),
+                PathBuf::from("out-20260101-000002-1.ts"),
+            ]
+        );
+        assert_eq!(left, 20);
+        assert_eq!(make_room(all.clone(), None, 0).0.len(), 1);
         // A byte limit below the current file alone deletes every other one.
         assert_eq!(ring_victims(all, Some(current), None, Some(1)).len(), 3);
     }

@@ -203,12 +203,13 @@ impl Plan {
     }
 
     /// The open or the write the last decision asked for failed at `now`: the file is
-    /// abandoned (the writer closes what it can), and a keyframe at least [`RETRY`]
-    /// later opens a new one.
-    pub fn handle_failure(&mut self, now: Instant) {
+    /// abandoned (the writer closes what it can), and a keyframe at least `retry_after`
+    /// later opens a new one: [`RETRY`] normally; zero when the writer made room on a
+    /// full disk (the ring deleted old segments), so the next keyframe opens.
+    pub fn handle_failure(&mut self, now: Instant, retry_after: Duration) {
         self.file = None;
         self.next_reason = OpenReason::Retry;
-        self.retry_at = Some(now + RETRY);
+        self.retry_at = (!retry_after.is_zero()).then(|| now + retry_after);
         self.want_keyframe = true;
     }
 
@@ -497,7 +498,7 @@ mod tests {
         let mut s = Sim::new(None);
         s.frame(true, VGA);
         s.frame(false, VGA);
-        s.plan.handle_failure(s.now);
+        s.plan.handle_failure(s.now, RETRY);
         s.plan.check_invariants();
         let before = s.requests;
         let mut dropped = 0;
@@ -526,6 +527,19 @@ mod tests {
             dropped >= 30,
             "{dropped} frames dropped, counted by the caller"
         );
+    }
+
+    #[test]
+    fn after_room_was_made_the_next_keyframe_opens() {
+        let mut s = Sim::new(None);
+        s.frame(true, VGA);
+        s.plan.handle_failure(s.now, Duration::ZERO);
+        s.plan.check_invariants();
+        let d = s.frame(false, VGA);
+        assert_eq!(d.fate, Err(DropReason::WaitingForKeyframe));
+        assert!(d.request_keyframe);
+        let d = s.frame(true, VGA);
+        assert_eq!(d.open.map(|o| o.reason), Some(OpenReason::Retry));
     }
 
     #[test]

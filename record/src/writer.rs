@@ -1,7 +1,7 @@
 //! The writer thread: takes frames off the queue, asks the [`Plan`] what to do with
 //! each, and does it (files, the muxer, the ring, the log).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -11,7 +11,7 @@ use media::EncodedFrame;
 
 use crate::mux::{self, Muxer};
 use crate::naming;
-use crate::plan::{FrameMeta, Limiter, Open, OpenReason, Plan};
+use crate::plan::{FrameMeta, Limiter, Open, OpenReason, Plan, RETRY};
 use crate::{Container, RecordConfig, RecordError, RecordStats, RECORD_QUEUE};
 
 /// How often the writer looks at the closing flag when no frame comes.
@@ -56,8 +56,16 @@ pub(crate) struct Writer {
     first_size: Option<(u32, u32)>,
     /// In a failure episode (logged once, until a frame is written again).
     failing: bool,
+    /// An unreadable SPS was reported (once: it comes with every keyframe).
+    bad_sps_said: bool,
     file_frames: u64,
     file_bytes: u64,
+    /// The open file's first frame's length: an abandoned file shorter than that holds
+    /// no picture and is deleted.
+    file_first: u64,
+    /// Learnt from a full disk: the segments may hold at most this many bytes (the
+    /// ring keeps below it from then on, instead of filling the disk again).
+    disk_limit: Option<u64>,
 }
 
 impl Writer {
@@ -70,8 +78,11 @@ impl Writer {
             mux: None,
             first_size: None,
             failing: false,
+            bad_sps_said: false,
             file_frames: 0,
             file_bytes: 0,
+            file_first: 0,
+            disk_limit: None,
         }
     }
 
@@ -104,7 +115,13 @@ impl Writer {
             match mux::sps_size(&frame.data) {
                 Some(Ok(size)) => Some(size),
                 Some(Err(e)) => {
-                    tracing::warn!("recording: {}", RecordError::from(e));
+                    if !self.bad_sps_said {
+                        self.bad_sps_said = true;
+                        tracing::warn!(
+                            "recording: {}; such keyframes cannot start a file",
+                            RecordError::from(e)
+                        );
+                    }
                     None
                 }
                 None => None,
@@ -232,8 +249,9 @@ impl Writer {
         self.mux = Some(muxer);
         self.file_frames = 0;
         self.file_bytes = 0;
+        self.file_first = frame.data.len() as u64;
         if self.config.segment.is_some() {
-            self.prune(Some(&actual), None);
+            self.prune(Some(&actual));
         }
         Ok(())
     }
@@ -259,16 +277,29 @@ impl Writer {
         let abandoned = self.mux.take().map(|m| {
             let path = m.path().to_path_buf();
             // Try to close it properly; on a full disk the trailer fails too, and the
-            // file still plays up to its last flushed fragment.
+            // file still plays up to its last flushed cluster or fragment.
             let _ = m.finish();
             path
         });
-        self.shared.stats().file = None;
-        self.plan.handle_failure(now);
-        let ring = self.config.keep.is_some() || self.config.max_bytes.is_some();
-        if ring && e.errno() == Some(ffmpeg_next::error::ENOSPC) {
-            self.prune(abandoned.as_deref(), Some(1));
+        if let Some(path) = &abandoned {
+            // A file cut off before its first picture reached the disk (a header, part
+            // of a cluster) plays nothing: it would only be litter, and a ring's victim.
+            let len = std::fs::metadata(path).map_or(0, |m| m.len());
+            if len < self.file_first {
+                let _ = std::fs::remove_file(path);
+                tracing::info!("deleted {}: no picture reached it", path.display());
+            }
         }
+        self.shared.stats().file = None;
+        let ring = self.config.keep.is_some() || self.config.max_bytes.is_some();
+        let mut retry_after = RETRY;
+        if ring
+            && e.errno() == Some(ffmpeg_next::error::ENOSPC)
+            && self.make_room(abandoned.as_deref())
+        {
+            retry_after = Duration::ZERO;
+        }
+        self.plan.handle_failure(now, retry_after);
         if !self.failing {
             self.failing = true;
             tracing::error!("recording failed: {e}; frames are dropped until it can write again");
@@ -276,10 +307,46 @@ impl Writer {
         self.shared.stats().error = Some(e.to_string());
     }
 
-    /// Deletes the oldest segments beyond `keep` / `max_bytes` (or, with `force`, at
-    /// least that many, to make room on a full disk), never `current`.
-    fn prune(&self, current: Option<&Path>, force: Option<usize>) {
-        if self.config.keep.is_none() && self.config.max_bytes.is_none() {
+    /// The disk is full: deletes the oldest segments, at least one and at least a
+    /// segment's worth of bytes (the size of the one that failed, or the largest), and
+    /// from then on keeps the segments below what fitted. Whether anything was deleted.
+    fn make_room(&mut self, failed: Option<&Path>) -> bool {
+        let segments = match naming::list_segments(&self.config.path) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("recording: listing old segments to make room: {e}");
+                return false;
+            }
+        };
+        let failed_len = failed
+            .and_then(|f| segments.iter().find(|s| s.path == f))
+            .map(|s| s.bytes);
+        let largest = segments.iter().map(|s| s.bytes).max().unwrap_or(0);
+        let need = failed_len.unwrap_or(largest).max(1);
+        let (victims, left) = naming::make_room(segments, failed, need);
+        if victims.is_empty() {
+            return false;
+        }
+        for v in &victims {
+            delete(v);
+        }
+        // What remains plus one segment fitted; keep a segment's room below that.
+        let limit = left.saturating_sub(need).max(1);
+        if self.disk_limit.is_none_or(|l| limit < l) {
+            tracing::info!("the disk is full: segments are kept below {limit} bytes from now on");
+            self.disk_limit = Some(limit);
+        }
+        true
+    }
+
+    /// Deletes the oldest segments beyond `keep` / `max_bytes` (and the limit a full disk
+    /// taught), never `current`.
+    fn prune(&self, current: Option<&Path>) {
+        let max_bytes = match (self.config.max_bytes, self.disk_limit) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if self.config.keep.is_none() && max_bytes.is_none() {
             return;
         }
         let segments = match naming::list_segments(&self.config.path) {
@@ -292,29 +359,13 @@ impl Writer {
                 return;
             }
         };
-        let mut victims = naming::ring_victims(
-            segments.clone(),
-            current,
-            self.config.keep,
-            self.config.max_bytes,
-        );
-        if let Some(n) = force {
-            if victims.len() < n {
-                let mut oldest: Vec<_> = segments
-                    .into_iter()
-                    .filter(|s| Some(s.path.as_path()) != current && !victims.contains(&s.path))
-                    .collect();
-                oldest.sort_by(|a, b| a.key.cmp(&b.key));
-                victims.extend(oldest.into_iter().take(n - victims.len()).map(|s| s.path));
-            }
-        }
-        for v in victims {
+        for v in naming::ring_victims(segments, current, self.config.keep, max_bytes) {
             delete(&v);
         }
     }
 }
 
-fn delete(path: &PathBuf) {
+fn delete(path: &Path) {
     match std::fs::remove_file(path) {
         Ok(()) => tracing::info!("deleted the old segment {}", path.display()),
         Err(e) => tracing::warn!(

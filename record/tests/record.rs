@@ -531,3 +531,117 @@ fn a_recording_killed_with_sigkill_still_plays() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_failed_open_is_an_error_until_a_keyframe_a_second_later_opens_a_new_file() {
+    if !tools("a_failed_open_is_an_error_until_a_keyframe_a_second_later_opens_a_new_file") {
+        return;
+    }
+    let dir = temp("vanished");
+    let sub = dir.join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    let mut c = config(&sub.join("cam.ts"));
+    c.segment = Some(Duration::from_secs(1));
+    let (rec, mut tap, _) = start(c);
+    let all = frames(320, 240, 90, 15, T0);
+    offer_all(&rec, &mut tap, &all[..20]);
+    // The directory vanishes (an unmounted card): the open file still takes writes,
+    // the next segment cannot be created.
+    std::fs::remove_dir_all(&sub).unwrap();
+    offer_all(&rec, &mut tap, &all[20..60]);
+    let s = rec.stats();
+    let error = s.error.clone().expect("the failure is reported");
+    assert!(
+        error.contains("sub/cam-20261206-010204.ts") && error.contains("No such file"),
+        "{error}"
+    );
+    assert_eq!(s.file, None, "{s:?}");
+    // Frame 45 (the first keyframe past the boundary) could not open a file; 46-59
+    // wait for a keyframe at least a second later.
+    assert_eq!((s.frames, s.dropped), (45, 15), "{s:?}");
+    std::fs::create_dir(&sub).unwrap();
+    std::thread::sleep(Duration::from_millis(1100));
+    offer_all(&rec, &mut tap, &all[60..]);
+    let s = rec.finish();
+    assert_eq!((s.frames, s.dropped, s.files, s.error), (75, 15, 2, None));
+    let resumed = sub.join("cam-20261206-010204.ts");
+    assert_eq!(decoded_frames(&resumed), 30);
+    decodes_cleanly(&resumed);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A small tmpfs, unmounted when dropped (also when the test fails).
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, size: &str) -> Tmpfs {
+        let (ok, _, err) = run(Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir));
+        assert!(ok, "mount tmpfs: {err}");
+        Tmpfs(dir.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_with_a_ring_deletes_the_oldest_segment_and_resumes() {
+    let name = "a_full_disk_with_a_ring_deletes_the_oldest_segment_and_resumes";
+    if !tools(name) || !testkit::require_root(name, "mounts a small tmpfs to fill") {
+        return;
+    }
+    let dir = temp("full");
+    let disk = dir.join("disk");
+    std::fs::create_dir(&disk).unwrap();
+    let _mount = Tmpfs::mount(&disk, "256k");
+    let mut c = config(&disk.join("cam.mkv"));
+    c.segment = Some(Duration::from_secs(1));
+    c.keep = Some(100);
+    let (rec, mut tap, _) = start(c);
+    // 20 s at 30 fps, about 50 kB a second: four times what the disk holds.
+    let all = frames(320, 240, 600, 30, T0);
+    let mut errors = Vec::new();
+    for f in all.chunks(1) {
+        offer_all(&rec, &mut tap, f);
+        if let Some(e) = rec.stats().error {
+            if errors.last() != Some(&e) {
+                errors.push(e);
+            }
+        }
+        assert!(errors.len() < 20, "bounded: {errors:?}");
+    }
+    let s = rec.finish();
+    eprintln!("{s:?}\n{errors:#?}");
+    for f in files_in(&disk) {
+        let p = disk.join(&f);
+        eprintln!(
+            "{f}: {} bytes, {} frames",
+            std::fs::metadata(&p).unwrap().len(),
+            decoded_frames(&p)
+        );
+    }
+    assert!(!errors.is_empty(), "the disk filled: {s:?}");
+    assert!(
+        errors[0].contains("cam-2026") && errors[0].contains("No space left"),
+        "{errors:?}"
+    );
+    assert_eq!(s.frames + s.dropped, 600, "{s:?}");
+    assert!(s.bytes > 400_000, "went on after deleting: {s:?}");
+    let left = files_in(&disk);
+    assert!(
+        !left.contains(&"cam-20261206-010203.mkv".to_string()),
+        "the oldest segment was deleted: {left:?}"
+    );
+    assert!(left.len() >= 2, "{left:?}");
+    // The newest segment was closed properly: it decodes from start to end.
+    let newest = disk.join(left.last().unwrap());
+    assert!(decoded_frames(&newest) > 0);
+    decodes_cleanly(&newest);
+    drop(_mount);
+    let _ = std::fs::remove_dir_all(&dir);
+}
