@@ -23,8 +23,14 @@
 //! The ring (`keep`, `max_bytes`, both needing `segment`): after each new segment
 //! opens, the oldest segment files of the name's pattern in that directory, earlier
 //! runs' included (an unattended camera restarts), are deleted down to the limits;
-//! the file being written never is. On a full disk the ring deletes its oldest segment
-//! and the recording retries at a keyframe a second later.
+//! the file being written never is. On a full disk (ENOSPC) the ring deletes its oldest
+//! segments, at least one segment's worth, retries at the next keyframe, and from then
+//! on keeps the segments below what fitted (so the disk does not fill again). Without a
+//! ring a failed file is abandoned and a keyframe at least a second later opens a new
+//! one (a new name), until the disk takes it again.
+//!
+//! Errors are said once per episode (`tracing::error!`, naming the file and the cause)
+//! and kept in [`RecordStats::error`] until a frame is written again (`info!`).
 
 #![deny(unsafe_code)]
 
@@ -322,6 +328,13 @@ mod tests {
             keep: None,
             max_bytes: None,
         }
+    }
+
+    #[test]
+    fn the_tap_moves_to_other_threads() {
+        fn send<T: Send>() {}
+        send::<RecordTap>();
+        send::<Recorder>();
     }
 
     #[test]

@@ -308,8 +308,8 @@ impl Writer {
     }
 
     /// The disk is full: deletes the oldest segments, at least one and at least a
-    /// segment's worth of bytes (the size of the one that failed, or the largest), and
-    /// from then on keeps the segments below what fitted. Whether anything was deleted.
+    /// segment's worth of bytes, and from then on keeps the segments below what fitted.
+    /// Whether anything was deleted.
     fn make_room(&mut self, failed: Option<&Path>) -> bool {
         let segments = match naming::list_segments(&self.config.path) {
             Ok(s) => s,
@@ -318,20 +318,20 @@ impl Writer {
                 return false;
             }
         };
-        let failed_len = failed
-            .and_then(|f| segments.iter().find(|s| s.path == f))
-            .map(|s| s.bytes);
-        let largest = segments.iter().map(|s| s.bytes).max().unwrap_or(0);
-        let need = failed_len.unwrap_or(largest).max(1);
-        let (victims, left) = naming::make_room(segments, failed, need);
+        // A segment's worth: the largest one (the one that failed may be cut short).
+        let need = segments.iter().map(|s| s.bytes).max().unwrap_or(0).max(1);
+        let held: u64 = segments.iter().map(|s| s.bytes).sum();
+        let (victims, _) = naming::make_room(segments, failed, need);
         if victims.is_empty() {
             return false;
         }
         for v in &victims {
             delete(v);
         }
-        // What remains plus one segment fitted; keep a segment's room below that.
-        let limit = left.saturating_sub(need).max(1);
+        // The disk was full with `held` bytes of segments. Keeping them below that minus
+        // two segments leaves room for the one being written and some slack (other
+        // files, file-system overhead); on a real card two segments are a small share.
+        let limit = held.saturating_sub(2 * need).max(1);
         if self.disk_limit.is_none_or(|l| limit < l) {
             tracing::info!("the disk is full: segments are kept below {limit} bytes from now on");
             self.disk_limit = Some(limit);
