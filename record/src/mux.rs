@@ -209,7 +209,7 @@ impl Muxer {
         // timestamp, which MPEG-TS and MP4 refuse: the later one moves a tick on.
         if let Some(last) = self.last_ts {
             if ts <= last {
-                ts = last + 1;
+                ts = last.saturating_add(1);
             }
         }
         // SAFETY: the packet borrows `data` for the duration of av_write_frame, which

@@ -70,9 +70,13 @@ pub fn segment_key(path: &Path, name: &str) -> Option<(String, u32)> {
     let (stem, ext) = stem_ext(path);
     let rest = name.strip_prefix(&stem)?.strip_prefix('-')?;
     let rest = rest.strip_suffix(&ext)?.strip_suffix('.')?;
+    // `get`, not indexing: a name in the directory may have multi-byte characters
+    // where the stamp would be.
     let (stamp, n) = match rest.len() {
         15 => (rest, 0),
-        l if l > 16 && rest.as_bytes()[15] == b'-' => (&rest[..15], rest[16..].parse().ok()?),
+        l if l > 16 && rest.as_bytes()[15] == b'-' => {
+            (rest.get(..15)?, rest.get(16..)?.parse().ok()?)
+        }
         _ => return None,
     };
     let b = stamp.as_bytes();
@@ -257,6 +261,9 @@ mod tests {
             "out-20261206-010203-x.mp4",
             "out-20261206-0102031.mp4",
             "out.640x480.mp4",
+            "out-ééééééé-é.mp4",
+            "out-éééééééé.mp4",
+            "out-20261206-01020é-1.mp4",
         ] {
             assert_eq!(segment_key(p, other), None, "{other}");
         }

@@ -558,6 +558,71 @@ mod tests {
         assert!(!p.is_open());
     }
 
+    /// Any sequence of frames and failures, in any order of sizes and times: no panic,
+    /// the invariants hold, and a frame is written only into an open file.
+    #[test]
+    fn random_inputs_keep_the_invariants() {
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for segment in [None, Some(Duration::from_millis(500))] {
+            let mut plan = Plan::new(segment);
+            let mut now = Instant::now();
+            let mut us = T0;
+            let mut open = false;
+            for _ in 0..20_000 {
+                let r = next();
+                now += Duration::from_micros(r % 100_000);
+                us = match r % 50 {
+                    0 => us.wrapping_sub(r % 10_000_000),
+                    1 => u64::MAX - r % 1000,
+                    2 => 0,
+                    _ => us.saturating_add(r % 70_000),
+                };
+                if r % 97 == 0 {
+                    plan.handle_failure(now, if r % 2 == 0 { RETRY } else { Duration::ZERO });
+                    open = false;
+                    plan.check_invariants();
+                    continue;
+                }
+                let keyframe = r % 7 == 0;
+                let size = match (r >> 8) % 4 {
+                    0 => None,
+                    1 => Some((640, 480)),
+                    2 => Some((320, 240)),
+                    _ => Some((0, 0)),
+                };
+                let d = plan.handle_frame(
+                    now,
+                    FrameMeta {
+                        keyframe,
+                        capture_us: us,
+                        size,
+                        len: (r >> 16) as usize % 100_000,
+                    },
+                );
+                plan.check_invariants();
+                if d.close {
+                    assert!(open, "close only an open file");
+                    open = false;
+                }
+                if d.open.is_some() {
+                    assert!(
+                        !open && keyframe,
+                        "a file opens on a keyframe, after a close"
+                    );
+                    open = true;
+                }
+                assert!(d.fate.is_err() || open, "written only into an open file");
+                assert_eq!(open, plan.is_open());
+            }
+        }
+    }
+
     #[test]
     fn the_gate_drops_up_to_the_next_keyframe_after_a_full_queue() {
         let mut g = Gate::default();
