@@ -90,7 +90,9 @@ fn probe(path: &Path) -> (String, u32, u32) {
         .output()
         .expect("ffprobe runs");
     let text = String::from_utf8_lossy(&out.stdout);
-    let fields: Vec<&str> = text.trim().split(',').collect();
+    // MPEG-TS lists the stream under its program too: the first line is the stream.
+    let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+    let fields: Vec<&str> = first.trim().split(',').collect();
     assert_eq!(
         fields.len(),
         3,
@@ -472,7 +474,7 @@ fn a_full_disk_is_named_once_and_spares_the_picture() {
         "no new file after space was freed: {record}"
     );
     assert!(
-        recv_err.contains("recording resumes"),
+        recv_err.contains("recording resumed"),
         "no word that recording resumed: {recv_err}"
     );
 }
