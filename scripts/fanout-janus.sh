@@ -4,7 +4,7 @@
 #   scripts/fanout-janus.sh [--source SPEC] [--seconds N] [--host ADDR] [--picam PATH]
 #                           [--api-port P] [--page-port P] [--rtp-port P]
 #                           [--janus-log FILE] [--picam-log FILE] [--keep-congestion-control]
-#                           [other picam send flags]
+#                           [--no-picam] [other picam send flags]
 #
 # Generates Janus's configuration from the templates in packaging/janus/ into a
 # temporary directory (only the streaming plugin and the HTTP transport load; /etc/janus
@@ -18,8 +18,9 @@
 #
 # --host: the address the API, the page and WebRTC media listen on (default 127.0.0.1;
 # give the machine's LAN address to serve other machines). picam sends RTP to Janus
-# on loopback either way (this script runs both on one machine; docs/FANOUT.md has
-# the two-machine layout). Any other flag goes to `picam send` (e.g. --width 1280
+# on loopback. --no-picam: the camera is another machine (a Pi): no picam is started,
+# the mountpoint listens on --host, and the command to run on the Pi is printed
+# (docs/FANOUT.md). Any other flag goes to `picam send` (e.g. --width 1280
 # --height 720 --fps 30 --bitrate 4000000 --intra 300 --stats json).
 # PICAM (or --picam) names the picam binary (default: picam on PATH, else
 # target/release/picam, else target/debug/picam). Janus is installed with apt if
@@ -34,7 +35,7 @@ usage() {
 
 source_spec=test secs=0 host=127.0.0.1 picam="${PICAM:-}"
 api_port=8088 page_port=8089 rtp_port=5004
-janus_log="" picam_log="" keep_guard=0
+janus_log="" picam_log="" keep_guard=0 no_picam=0
 extra=()
 while (($#)); do
   case "$1" in
@@ -48,6 +49,7 @@ while (($#)); do
     --janus-log) janus_log="${2:?}"; shift 2 ;;
     --picam-log) picam_log="${2:?}"; shift 2 ;;
     --keep-congestion-control) keep_guard=1; shift ;;
+    --no-picam) no_picam=1; shift ;;
     -h | --help) usage ;;
     *) extra+=("$1"); shift ;;
   esac
@@ -61,7 +63,7 @@ if [[ -z "$picam" ]]; then
     [[ -n "$p" && -x "$p" ]] && { picam="$p"; break; }
   done
 fi
-[[ -n "$picam" && -x "$picam" ]] \
+((no_picam)) || [[ -n "$picam" && -x "$picam" ]] \
   || { echo "fanout-janus.sh: no picam binary (build it, or give --picam PATH / PICAM)" >&2; exit 1; }
 
 if ! command -v janus >/dev/null; then
@@ -110,13 +112,16 @@ ln -s "$janus_lib/transports/libjanus_http.so" "$work/conf/transports/"
 admin_key=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
 # Each viewer's PeerConnection takes a port from this range (well away from the others).
 rtp_range="$((rtp_port + 10))-$((rtp_port + 200))"
+# RTP from a picam on this machine comes over loopback; from a Pi, to the LAN address.
+rtp_ip=127.0.0.1
+((no_picam)) && rtp_ip="$host"
 fill() {
   sed -e "s|@DIR@|$work/conf|g" -e "s|@DEBUG_LEVEL@|${PICAM_JANUS_DEBUG:-3}|g" \
     -e "s|@RTP_RANGE@|$rtp_range|g" -e "s|@ICE_IP@|$host|g" \
     -e "s|@API_PORT@|$api_port|g" -e "s|@API_IP@|$host|g" \
     -e "s|@ADMIN_KEY@|$admin_key|g" -e "s|@MOUNTPOINT_ID@|1|g" \
     -e "s|@RTP_PORT@|$rtp_port|g" -e "s|@RTCP_PORT@|$((rtp_port + 1))|g" \
-    -e "s|@RTP_IP@|127.0.0.1|g" -e "s|@PT@|96|g" "$1"
+    -e "s|@RTP_IP@|$rtp_ip|g" -e "s|@PT@|96|g" "$1"
 }
 for t in janus.jcfg janus.transport.http.jcfg janus.plugin.streaming.jcfg; do
   fill "$root/packaging/janus/$t.in" > "$work/conf/$t"
@@ -158,9 +163,13 @@ fi
 # each viewer's own link is Janus's to repair (NACK from its buffer).
 guard=(--no-congestion-control)
 ((keep_guard)) && guard=()
-"$picam" send --source "$source_spec" --wire rtp --remote 127.0.0.1 --port "$rtp_port" \
-  "${guard[@]}" "${extra[@]}" > "$picam_log" 2>&1 &
-picam_pid=$!
+if ((no_picam)); then
+  echo "fanout-janus.sh: on the camera, run: picam send --wire rtp --remote $host --port $rtp_port ${guard[*]} ${extra[*]}" >&2
+else
+  "$picam" send --source "$source_spec" --wire rtp --remote 127.0.0.1 --port "$rtp_port" \
+    "${guard[@]}" "${extra[@]}" > "$picam_log" 2>&1 &
+  picam_pid=$!
+fi
 
 python3 -m http.server --bind "$host" --directory "$work/www" "$page_port" \
   > "$work/page.log" 2>&1 &
@@ -178,6 +187,7 @@ echo "viewer: http://$host:$page_port/janus-viewer.html?api=$api_port&mp=1"
 started=$SECONDS
 while :; do
   for p in "$janus_pid" "$picam_pid" "$page_pid"; do
+    [[ -n "$p" ]] || continue
     if ! kill -0 "$p" 2>/dev/null; then
       name=janus
       [[ "$p" == "$picam_pid" ]] && name=picam
