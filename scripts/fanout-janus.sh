@@ -138,6 +138,9 @@ for p in "$api_port" "$page_port"; do
     exit 1
   fi
 done
+# Janus 1.1.2 may crash on its way out of a failed start (a port in use): no core file
+# in the caller's directory for that.
+ulimit -c 0
 janus -C "$work/conf/janus.jcfg" -F "$work/conf" -o > "$janus_log" 2>&1 &
 janus_pid=$!
 # Janus is up when its API answers `info`.

@@ -96,4 +96,14 @@ fn three_browsers_through_janus_and_a_late_joiner_get_a_keyframe_at_once() {
         "Janus (pid {}) still running after the script stopped",
         fanout.janus_pid
     );
+    assert_eq!(
+        fanout.other_pids.len(),
+        2,
+        "the script named picam's and the page server's pids"
+    );
+    let left = fanout.still_running();
+    assert!(
+        left.is_empty(),
+        "still running after the script stopped: {left:?}"
+    );
 }

@@ -35,6 +35,8 @@ pub struct Fanout {
     pub url: String,
     /// Janus's pid, from the script's `janus pid N` line.
     pub janus_pid: u32,
+    /// picam's and the page server's pids, from the same line.
+    pub other_pids: Vec<u32>,
 }
 
 /// Starts the fan-out on free loopback ports with the debug picam and `picam_args`
@@ -72,6 +74,7 @@ pub fn start(scratch: &Scratch, seconds: u32, picam_args: &[&str]) -> Fanout {
         janus_log,
         url: String::new(),
         janus_pid: 0,
+        other_pids: Vec::new(),
     };
     fanout.wait_for_url(Duration::from_secs(40));
     fanout
@@ -86,12 +89,18 @@ impl Fanout {
             if let Some(at) = out.find(VIEWER_LINE) {
                 let rest = &out[at + "viewer: ".len()..];
                 self.url = rest.split_whitespace().next().unwrap_or_default().into();
-                self.janus_pid = err
-                    .split("janus pid ")
-                    .nth(1)
-                    .and_then(|r| r.split(',').next())
-                    .and_then(|p| p.trim().parse().ok())
-                    .unwrap_or_else(|| panic!("no janus pid in {err:?}"));
+                // `fanout-janus.sh: janus pid J, picam pid P, page pid Q`
+                let pid = |name: &str| -> Option<u32> {
+                    err.split(&format!("{name} pid "))
+                        .nth(1)?
+                        .split([',', '\n'])
+                        .next()?
+                        .trim()
+                        .parse()
+                        .ok()
+                };
+                self.janus_pid = pid("janus").unwrap_or_else(|| panic!("no janus pid in {err:?}"));
+                self.other_pids = ["picam", "page"].into_iter().filter_map(pid).collect();
                 return;
             }
             let child = self.child.as_mut().expect("running");
@@ -149,6 +158,23 @@ impl Fanout {
 }
 
 impl Fanout {
+    /// The processes the script started that are still running (zombies aside).
+    pub fn still_running(&self) -> Vec<u32> {
+        std::iter::once(self.janus_pid)
+            .chain(self.other_pids.iter().copied())
+            .filter(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                    !stat
+                        .rsplit(')')
+                        .next()
+                        .unwrap_or("")
+                        .trim_start()
+                        .starts_with('Z')
+                })
+            })
+            .collect()
+    }
+
     /// Whether the Janus this fan-out started is still running (its pid is a `janus`).
     pub fn janus_alive(&self) -> bool {
         self.janus_pid != 0
