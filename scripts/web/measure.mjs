@@ -213,6 +213,7 @@ async function pageReport() {
             packetsReceived: s.packetsReceived,
             packetsLost: s.packetsLost,
             nackCount: s.nackCount,
+            retransmittedPacketsReceived: s.retransmittedPacketsReceived,
             pliCount: s.pliCount,
             firCount: s.firCount,
             freezeCount: s.freezeCount,
