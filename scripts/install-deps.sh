@@ -23,6 +23,9 @@ if [[ "${1:-}" == "--test" ]]; then
   # The browser viewer's tests (bin/tests/web_browser.rs): Chromium driven by
   # playwright-core from node (scripts/web, `npm ci` in scripts/test.sh).
   packages+=(chromium chromium-driver)
+  # The fan-out test (bin/tests/fanout_janus.rs): Debian's Janus Gateway, run by
+  # scripts/fanout-janus.sh on a generated configuration.
+  packages+=(janus)
   if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
     packages+=(nodejs npm)
   fi

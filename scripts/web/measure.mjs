@@ -103,12 +103,13 @@ function pageProbe(readStamp) {
     missedCallbacks: 0,   // frames the compositor presented without our callback seeing them
     unstampedAt: [],      // the first few unstamped frames: [ms into the count, width, height]
     repeated: 0,          // stamped frames whose stamp we had just read (no new latency)
+    backwards: 0,         // stamped frames older than the one presented before them
     lastStampUs: null,
     start() {
       Object.assign(m, { collecting: true, startWall: performance.timeOrigin + performance.now(),
         presented: 0, stamped: 0, unstamped: 0, latency: [], expected: [], received: [],
         perSecond: [], maxGapMs: 0, lastWall: 0, lastPresentedCount: null,
-        missedCallbacks: 0, unstampedAt: [], repeated: 0 });
+        missedCallbacks: 0, unstampedAt: [], repeated: 0, backwards: 0 });
     },
     stop() { m.collecting = false; },
   };
@@ -163,6 +164,9 @@ function pageProbe(readStamp) {
       m.repeated++;
       return;
     }
+    // Frames presented out of their order (a relay reordering, a decoder fed late
+    // packets) show as a stamp older than the previous one.
+    if (m.lastStampUs !== null && stamp.timeUs < m.lastStampUs) m.backwards++;
     m.lastStampUs = stamp.timeUs;
     const sent = stamp.timeUs / 1000;
     m.latency.push(shown - sent);
@@ -209,6 +213,7 @@ async function pageReport() {
             packetsReceived: s.packetsReceived,
             packetsLost: s.packetsLost,
             nackCount: s.nackCount,
+            retransmittedPacketsReceived: s.retransmittedPacketsReceived,
             pliCount: s.pliCount,
             firCount: s.firCount,
             freezeCount: s.freezeCount,
@@ -251,6 +256,7 @@ async function pageReport() {
     missedCallbacks: m.missedCallbacks,
     unstampedAt: m.unstampedAt,
     repeated: m.repeated,
+    backwards: m.backwards,
     error: m.error,
     stats,
   };
@@ -414,6 +420,7 @@ async function main() {
       missed_callbacks: base.missedCallbacks ?? null,
       unstamped_at: base.unstampedAt ?? [],
       repeated: base.repeated ?? 0,
+      backwards: base.backwards ?? 0,
       connections: base.connections ?? null,
       status: base.status,
       pid: s.pid,

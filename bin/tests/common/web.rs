@@ -265,6 +265,12 @@ impl Report {
         self.number("stamped").unwrap_or(0.0) as u64
     }
 
+    /// Stamped frames presented after a frame with a newer stamp (out of order).
+    #[allow(dead_code)] // fanout_janus.rs; web_browser.rs does not ask
+    pub fn backwards(&self) -> u64 {
+        self.number("backwards").unwrap_or(0.0) as u64
+    }
+
     /// Presented frames per second while counting.
     pub fn fps(&self) -> f64 {
         self.number("fps").unwrap_or(0.0)

@@ -1,0 +1,109 @@
+//! Many viewers through Janus Gateway (issue 20): `scripts/fanout-janus.sh` runs Debian's
+//! Janus on a generated configuration, `picam send --wire rtp` into its streaming
+//! mountpoint and the viewer page; real Chromium processes (`scripts/web/measure.mjs`)
+//! open the printed URL and read picam's latency stamp from every presented frame.
+//!
+//! The keyframe interval is 10 s (`--intra 300`), so a first picture within a second or
+//! two of a page opening mid-stream can only come from the viewer's keyframe request
+//! reaching picam through Janus (the mountpoint's RTCP port, latched on picam's sender
+//! reports). Bounds are generous for a loaded 2-core machine that decodes every
+//! browser's 720p in software; the measured figures are in BENCHMARKS.
+
+mod common;
+#[path = "common/janus.rs"]
+mod janus;
+#[allow(dead_code)]
+#[path = "common/web.rs"]
+mod web;
+
+use std::time::Duration;
+
+use common::Scratch;
+use web::{measure, require_browser, serial};
+
+/// Time for measure.mjs to finish after its counting window (closing browsers).
+const FINISH: Duration = Duration::from_secs(90);
+
+#[test]
+fn three_browsers_through_janus_and_a_late_joiner_get_a_keyframe_at_once() {
+    let _serial = serial();
+    let name = "three_browsers_through_janus_and_a_late_joiner_get_a_keyframe_at_once";
+    if !require_browser(name) || !janus::require_janus(name) {
+        return;
+    }
+    let scratch = Scratch::new("fanout-janus");
+    let mut fanout = janus::start(
+        &scratch,
+        120,
+        &[
+            "--width",
+            "1280",
+            "--height",
+            "720",
+            "--fps",
+            "30",
+            "--bitrate",
+            "4000000",
+            "--intra",
+            "300",
+            "--stats",
+            "json",
+        ],
+    );
+
+    // Three people open the link at once.
+    let reports = measure(&scratch, "three", &fanout.url, 3, 2, 8).finish(3, FINISH);
+    for r in &reports {
+        let first = r.first_frame_ms().expect("a first picture");
+        assert!(
+            first <= 2000.0,
+            "first picture {first} ms after opening the page (> 2 s): {r:?}"
+        );
+        assert!(r.fps() >= 24.0, "fewer than 24 frames a second: {r:?}");
+        assert_eq!(
+            r.stamped(),
+            r.presented(),
+            "a presented frame without its stamp: {r:?}"
+        );
+        assert_eq!(r.backwards(), 0, "frames presented out of order: {r:?}");
+        let p95 = r.p95_ms().expect("latencies measured");
+        assert!(
+            p95 <= 80.0,
+            "95th percentile latency {p95} ms > 80 ms: {r:?}"
+        );
+    }
+
+    // A fourth joins mid-stream, long after the last periodic keyframe would help.
+    let late = measure(&scratch, "late", &fanout.url, 1, 0, 3).finish(1, FINISH);
+    let first = late[0].first_frame_ms().expect("a first picture");
+    assert!(
+        first <= 1500.0,
+        "a late joiner waited {first} ms for its first picture: {:?}",
+        late[0]
+    );
+    let stats = fanout.picam_stats().expect("picam's stats");
+    let forced = stats["keyframes_forced"].as_u64().unwrap_or(0);
+    assert!(
+        forced >= 2,
+        "picam forced {forced} keyframes for 4 joining viewers (their PLI did not reach it through Janus): {stats}"
+    );
+
+    // Ctrl-C stops everything the script started.
+    let (exited, err) = fanout.stop(Duration::from_secs(15));
+    assert!(exited, "fanout-janus.sh did not stop on SIGTERM: {err}");
+    assert!(
+        !fanout.janus_alive(),
+        "Janus (pid {}) still running after the script stopped",
+        fanout.janus_pid
+    );
+    assert_eq!(
+        fanout.other_pids.len(),
+        2,
+        "the script named picam's and the page server's pids"
+    );
+    let left = fanout.still_running();
+    assert!(
+        left.is_empty(),
+        "still running after the script stopped: {left:?}"
+    );
+}
