@@ -15,6 +15,9 @@
 #   6. the Record section's `recv --record FILE` and `send --remote ADDR --record
 #      DIR/FILE` (ADDR made 127.0.0.1, DIR a scratch directory): both files hold H.264
 #      that ffprobe reads.
+#   7. the Janus section's `scripts/fanout-janus.sh --host ADDR ...` with ADDR made
+#      127.0.0.1 and `--seconds 15`: it prints the viewer's address on that host, serves
+#      the page there, Janus's API answers, and nothing is left running after it.
 # Every command is taken from README.md itself; only `--duration N` is appended and the
 # example code/address substituted. `scripts/test.sh` in the first block is the command
 # running this check and is not run again.
@@ -238,4 +241,28 @@ for f in "$recv_file" "$send_file"; do
     echo "check-readme: $f: h264, $frames frames"
 done
 
-echo "check-readme: ok: the first code block, pairing and streaming as the Use section says, the bad-value example, the browser viewer's address, page and token, and recording on both sides"
+# ---- 7. Many viewers through Janus: the script as written, on loopback, for a few seconds
+mapfile -t fan < <(code_blocks "Many viewers through Janus")
+[ "${#fan[@]}" -eq 1 ] || fail "the Janus section should have one command, has ${#fan[@]}"
+fan_cmd="${fan[0]}"
+fan_addr="$(grep -Eo -- '--host [^ ]+' <<<"$fan_cmd" | cut -d' ' -f2)"
+[ -n "$fan_addr" ] || fail "the Janus command names no --host: $fan_cmd"
+fan_cmd="${fan_cmd//--host $fan_addr/--host 127.0.0.1}"
+fan_log="$work/fanout.log"
+echo "check-readme: running: $fan_cmd --seconds 15"
+PICAM="$CARGO_TARGET_DIR/release/picam" timeout -k 5 300 bash -c "$fan_cmd --seconds 15" >"$fan_log" 2>&1 &
+fan_pid=$!
+wait_for "$fan_log" 'viewer: http://' 240 || {
+    tail -n 30 "$fan_log" >&2
+    fail "'$fan_cmd' printed no 'viewer: http://...' line"
+}
+viewer="$(grep -Eo 'viewer: http://[^ ]+' "$fan_log" | head -n 1 | cut -d' ' -f2)"
+[[ "$viewer" == http://127.0.0.1:* ]] || fail "the viewer address is not on --host: $viewer"
+curl -s --max-time 10 "$viewer" | grep -q '<video' || fail "GET $viewer did not serve the viewer page"
+api="$(grep -Eo 'api=[0-9]+' <<<"$viewer" | cut -d= -f2)"
+curl -s --max-time 10 "http://127.0.0.1:$api/janus/info" | grep -q '"server_info"' ||
+    fail "Janus's API on port $api does not answer"
+wait "$fan_pid" || { tail -n 30 "$fan_log" >&2; fail "'$fan_cmd' failed"; }
+if pgrep -x janus >/dev/null; then fail "Janus still runs after the script ended"; fi
+
+echo "check-readme: ok: the first code block, pairing and streaming as the Use section says, the bad-value example, the browser viewer's address, page and token, Janus's viewer page and API, and recording on both sides"
