@@ -338,14 +338,8 @@ keyframe to be repaired (NACK from Janus's queue) or replaced (PLI, within the l
 above). Janus relays each viewer's NACKs from its own per-viewer queue (500 ms).
 `bin/tests/fanout_janus.rs` runs the 3-browser case and a late joiner in CI (about 20 s).
 """
-    text = open(doc).read()
-    m = re.search(r"^## Fan-out through Janus\n", text, re.M)
-    if m:
-        nxt = re.search(r"^## ", text[m.end():], re.M)
-        end = m.end() + nxt.start() if nxt else len(text)
-        text = text[:m.start()] + section + ("\n" + text[end:] if nxt else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    open(doc, "w").write(text)
+    sys.path.insert(0, "scripts")
+    from benchmarks_section import replace_section
+    replace_section(doc, 'Fan-out through Janus', section)
     print(f"wrote the Fan-out through Janus section of {doc}", file=sys.stderr)
 PY

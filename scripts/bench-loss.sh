@@ -240,14 +240,8 @@ estimate is its last `loss_permille`; nft figures count packets in both directio
 asserts only generous bounds: at least 90% shown with repair, more than without, the
 router really dropped packets, and repair retransmitted or rebuilt something.
 """
-    text = open(doc).read()
-    m = re.search(r"^## Loss repair\n", text, re.M)
-    if m:
-        nxt = re.search(r"^## ", text[m.end():], re.M)
-        end = m.end() + nxt.start() if nxt else len(text)
-        text = text[:m.start()] + section + ("\n" + text[end:] if nxt else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    open(doc, "w").write(text)
+    sys.path.insert(0, "scripts")
+    from benchmarks_section import replace_section
+    replace_section(doc, 'Loss repair', section)
     print(f"wrote the Loss repair section of {doc}", file=sys.stderr)
 PY

@@ -137,14 +137,8 @@ reference-counted clone of the frame and a `try_send`) runs on the transport or 
 thread and is inside the whole-process figures only.
 
 {out}"""
-    text = open(doc).read()
-    m = re.search(r"^## Recording\n", text, re.M)
-    if m:
-        nxt = re.search(r"^## ", text[m.end():], re.M)
-        end = m.end() + nxt.start() if nxt else len(text)
-        text = text[:m.start()] + section + ("\n" + text[end:] if nxt else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    open(doc, "w").write(text)
+    sys.path.insert(0, "scripts")
+    from benchmarks_section import replace_section
+    replace_section(doc, 'Recording', section)
     print(f"wrote the Recording section of {doc}", file=sys.stderr)
 PY

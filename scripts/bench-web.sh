@@ -400,14 +400,8 @@ edges (a frame or two more than 30 x {secs}).
 (at least 90% of frames presented through 2% loss; p95 at most 400 ms and at least 15 fps
 through the queue).
 """
-    text = open(doc).read()
-    m = re.search(r"^## Browser viewer \(WebRTC\)\n", text, re.M)
-    if m:
-        nxt = re.search(r"^## ", text[m.end():], re.M)
-        end = m.end() + nxt.start() if nxt else len(text)
-        text = text[:m.start()] + section + ("\n" + text[end:] if nxt else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    open(doc, "w").write(text)
+    sys.path.insert(0, "scripts")
+    from benchmarks_section import replace_section
+    replace_section(doc, 'Browser viewer (WebRTC)', section)
     print(f"wrote the Browser viewer (WebRTC) section of {doc}", file=sys.stderr)
 PY

@@ -1,7 +1,7 @@
 //! The record stage on real frames: the test pattern encoded by libx264, recorded to
 //! each container, checked with ffprobe and ffmpeg (codec, size, every frame decodes),
-//! size changes, clock restarts, segments and the ring, bad directories, a flood, and a
-//! writer killed with SIGKILL.
+//! size changes, clock restarts, segments and the ring, bad directories, a flood, a full
+//! disk. A writer killed with SIGKILL: bin/tests/record.rs, on real picam processes.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -515,62 +515,8 @@ fn finish_returns_while_a_producer_still_offers() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Not a test by itself: with `PICAM_RECORD_CHILD=PATH` set, records 150 frames to
-/// PATH, says so on stdout and waits to be killed (see the crash test).
-#[test]
-fn crash_child() {
-    let Some(path) = std::env::var_os("PICAM_RECORD_CHILD") else {
-        return;
-    };
-    let path = PathBuf::from(path);
-    let (rec, mut tap, _) = start(config(&path));
-    offer_all(&rec, &mut tap, &frames(320, 240, 150, 30, T0));
-    println!("RECORDED {}", rec.stats().frames);
-    use std::io::Write;
-    std::io::stdout().flush().unwrap();
-    // Bounded: the parent kills us long before.
-    std::thread::sleep(Duration::from_secs(60));
-}
-
-#[test]
-fn a_recording_killed_with_sigkill_still_plays() {
-    if !tools("a_recording_killed_with_sigkill_still_plays") {
-        return;
-    }
-    use std::io::{BufRead, BufReader};
-    let dir = temp("crash");
-    for ext in ["mkv", "ts", "mp4"] {
-        let path = dir.join(format!("killed.{ext}"));
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
-            .env("PICAM_RECORD_CHILD", &path)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if line.contains("RECORDED") {
-                    let _ = tx.send(line);
-                }
-            }
-        });
-        let line = rx.recv_timeout(Duration::from_secs(60));
-        // SIGKILL: no trailer, no destructor, no flush beyond what was written.
-        child.kill().unwrap();
-        child.wait().unwrap();
-        let line = line.expect("the child recorded its frames");
-        assert!(line.ends_with("RECORDED 150"), "{line}");
-        let n = decoded_frames(&path);
-        // About 0.5 s (15 frames: the cluster or fragment being filled) may be lost;
-        // the bound is generous (1 s), the figure is printed.
-        assert!(n >= 120, "{ext}: {n} of 150 frames play after SIGKILL");
-        eprintln!("{ext}: {n} of 150 frames play after SIGKILL");
-    }
-    let _ = std::fs::remove_dir_all(&dir);
-}
+// A recording process killed with SIGKILL is tested on real `picam send` and `picam recv`
+// processes, for each container on each side: bin/tests/record.rs (`killed_*`).
 
 #[test]
 fn a_failed_open_is_an_error_until_a_keyframe_a_second_later_opens_a_new_file() {
