@@ -234,9 +234,10 @@ kill -TERM "$recv_pid" 2>/dev/null || true
 wait "$recv_pid" || true
 for f in "$recv_file" "$send_file"; do
     [ -s "$f" ] || fail "the Record section's commands left no $f"
-    codec="$(ffprobe -v error -select_streams v:0 -show_entries stream=codec_name -of csv=p=0 "$f")"
+    # (MPEG-TS lists the stream under its program too: the first line is the stream.)
+    codec="$(ffprobe -v error -select_streams v:0 -show_entries stream=codec_name -of csv=p=0 "$f" | head -n 1)"
     [ "$codec" = h264 ] || fail "$f holds '$codec', not h264"
-    frames="$(ffprobe -v error -count_frames -select_streams v:0 -show_entries stream=nb_read_frames -of csv=p=0 "$f")"
+    frames="$(ffprobe -v error -count_frames -select_streams v:0 -show_entries stream=nb_read_frames -of csv=p=0 "$f" | head -n 1)"
     [ "${frames:-0}" -ge 60 ] || fail "$f holds only ${frames:-0} frames of a 5 s stream"
     echo "check-readme: $f: h264, $frames frames"
 done
