@@ -51,8 +51,11 @@ fn three_browsers_through_janus_and_a_late_joiner_get_a_keyframe_at_once() {
         ],
     );
 
-    // Three people open the link at once.
-    let reports = measure(&scratch, "three", &fanout.url, 3, 2, 8).finish(3, FINISH);
+    // Three people open the link at once. Three Chromiums starting together on two
+    // cores (beside x264 at 720p30) present below the stream's rate for their first
+    // seconds (seen in CI: 15, 18, 21, 22 fps, then 28-31): the rate is counted after a
+    // 5 s warm-up; the first picture is timed from the page's opening.
+    let reports = measure(&scratch, "three", &fanout.url, 3, 5, 8).finish(3, FINISH);
     for r in &reports {
         let first = r.first_frame_ms().expect("a first picture");
         assert!(
