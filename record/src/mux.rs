@@ -39,30 +39,30 @@ use crate::{Container, RecordError};
 /// The time base frames are stamped in: microseconds, the capture clock's unit.
 const MICROS: Rational = Rational(1, 1_000_000);
 
-impl Container {
-    /// libavformat's name for the muxer.
-    pub fn muxer(self) -> &'static str {
-        match self {
-            Container::Matroska => "matroska",
-            Container::MpegTs => "mpegts",
-            Container::FragmentedMp4 => "mp4",
-        }
+/// libavformat's name for `container`'s muxer. (Free functions, not methods: what
+/// libavformat calls a container is this file's concern, and `Container`'s own methods
+/// stay in lib.rs.)
+fn muxer_name(container: Container) -> &'static str {
+    match container {
+        Container::Matroska => "matroska",
+        Container::MpegTs => "mpegts",
+        Container::FragmentedMp4 => "mp4",
     }
+}
 
-    /// The muxer options for a file that plays after a crash (see the module docs).
-    fn options(self) -> Dictionary<'static> {
-        let mut d = Dictionary::new();
-        d.set("flush_packets", "1");
-        match self {
-            Container::Matroska => d.set("cluster_time_limit", "500"),
-            Container::FragmentedMp4 => {
-                d.set("movflags", "frag_keyframe+empty_moov+default_base_moof");
-                d.set("frag_duration", "500000");
-            }
-            Container::MpegTs => {}
+/// The muxer options for a file that plays after a crash (see the module docs).
+fn crash_safe_options(container: Container) -> Dictionary<'static> {
+    let mut d = Dictionary::new();
+    d.set("flush_packets", "1");
+    match container {
+        Container::Matroska => d.set("cluster_time_limit", "500"),
+        Container::FragmentedMp4 => {
+            d.set("movflags", "frag_keyframe+empty_moov+default_base_moof");
+            d.set("frag_duration", "500000");
         }
-        d
+        Container::MpegTs => {}
     }
+    d
 }
 
 /// The SPS and PPS NAL units of an access unit, each with a 4-byte start code (Annex B):
@@ -130,7 +130,8 @@ impl Muxer {
                 path: path.to_path_buf(),
             })?
         );
-        let mut out = ffmpeg::format::output_as(&url, container.muxer()).map_err(err("opening"))?;
+        let mut out =
+            ffmpeg::format::output_as(&url, muxer_name(container)).map_err(err("opening"))?;
         let extradata = parameter_sets(keyframe);
         // SAFETY: `out` is a valid output context; the new stream's codecpar is owned
         // by it; extradata is allocated with av_mallocz (padding zeroed) as the field's
@@ -161,7 +162,7 @@ impl Muxer {
         }
         {
             let left = out
-                .write_header_with(container.options())
+                .write_header_with(crash_safe_options(container))
                 .map_err(err("writing the header of"))?;
             for (k, v) in left.iter() {
                 tracing::debug!("muxer option {k}={v} not used");
