@@ -94,6 +94,7 @@ function pageProbe(readStamp) {
     stamped: 0,
     unstamped: 0,
     latency: [],          // presentationTime (wall) minus stamp, ms
+    latencyAt: [],        // the second of the collection each latency was presented in
     expected: [],         // expectedDisplayTime (wall) minus stamp, ms
     received: [],         // receiveTime (wall) minus stamp, ms, where the browser gives it
     perSecond: [],        // frames presented in each second of the collection
@@ -107,7 +108,7 @@ function pageProbe(readStamp) {
     lastStampUs: null,
     start() {
       Object.assign(m, { collecting: true, startWall: performance.timeOrigin + performance.now(),
-        presented: 0, stamped: 0, unstamped: 0, latency: [], expected: [], received: [],
+        presented: 0, stamped: 0, unstamped: 0, latency: [], latencyAt: [], expected: [], received: [],
         perSecond: [], maxGapMs: 0, lastWall: 0, lastPresentedCount: null,
         missedCallbacks: 0, unstampedAt: [], repeated: 0, backwards: 0 });
     },
@@ -170,6 +171,7 @@ function pageProbe(readStamp) {
     m.lastStampUs = stamp.timeUs;
     const sent = stamp.timeUs / 1000;
     m.latency.push(shown - sent);
+    m.latencyAt.push(second);
     m.expected.push(origin + meta.expectedDisplayTime - sent);
     if (meta.receiveTime !== undefined) m.received.push(origin + meta.receiveTime - sent);
   }
@@ -248,6 +250,8 @@ async function pageReport() {
     stamped: m.stamped,
     unstamped: m.unstamped,
     latency: m.latency,
+    latencyAt: m.latencyAt,
+    startWall: m.startWall,
     expected: m.expected,
     received: m.received,
     perSecond: m.perSecond,
@@ -273,8 +277,20 @@ function summary(values) {
   return {
     p50: percentile(sorted, 50),
     p95: percentile(sorted, 95),
+    p99: percentile(sorted, 99),
     max: sorted.length ? Math.round(sorted[sorted.length - 1] * 10) / 10 : null,
   };
+}
+
+function perSecondLatency(values, seconds) {
+  const buckets = [];
+  values.forEach((v, i) => {
+    const s = seconds[i];
+    if (s === undefined) return;
+    while (buckets.length <= s) buckets.push([]);
+    buckets[s].push(v);
+  });
+  return buckets.map((b) => (b.length ? { n: b.length, ...summary(b) } : null));
 }
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -407,6 +423,12 @@ async function main() {
       p50_ms: lat.p50,
       p95_ms: lat.p95,
       max_ms: lat.max,
+      p99_ms: lat.p99,
+      // Latency in each second of the collection (null: no stamped frame that second),
+      // for time series such as a rate step's transient; start_wall_ms is that
+      // collection's start on the wall clock (ms since the epoch).
+      latency_per_second: perSecondLatency(base.latency, base.latencyAt || []),
+      start_wall_ms: base.startWall ? Math.round(base.startWall) : null,
       expected_p50_ms: exp.p50,
       expected_p95_ms: exp.p95,
       expected_max_ms: exp.max,
