@@ -274,7 +274,9 @@ for scen in $scenarios; do
 done
 
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
-base_version=$([[ -z "$base" ]] || "$base" --version 2>/dev/null || echo "?")
-new_version=$("$new" --version 2>/dev/null || echo "?")
+# The version string alone does not tell two builds apart: the file's hash does.
+version() { echo "$("$1" --version 2>/dev/null || echo "?"), sha256 $(sha256sum "$1" | cut -c1-12)"; }
+base_version=$([[ -z "$base" ]] || version "$base")
+new_version=$(version "$new")
 python3 -B scripts/bench-jam-report.py "$work/runs" "$secs" "$settle" "$write" docs/BENCHMARKS.md \
   "${base:-}" "$new" "$base_version" "$new_version" "$load_start" "$load_end" "$(nproc)"
