@@ -9,7 +9,9 @@
 //! (`testkit`).
 //!
 //! `PICAM_JAM_SECONDS` sets each run's length (default 15) and `PICAM_JAM_REPORT=FILE`
-//! writes the measured table as Markdown (`scripts/bench-jam.sh` does both).
+//! writes the measured table as Markdown (the BENCHMARKS table: `PICAM_JAM_SECONDS=30
+//! PICAM_JAM_REPORT=target/jam.md`). `scripts/bench-jam.sh` is a different bench: issue
+//! 22's before/after comparison of two builds.
 
 mod common;
 
