@@ -10,11 +10,12 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use super::log::SendLog;
 use super::loss_meter::LossSample;
 use crate::repair::fec::FecEncoder;
 use crate::repair::history::SendHistory;
 use crate::repair::policy;
-use crate::wire::{Nack, FRAGMENT_FLAGS_OFFSET, RETRANSMIT_FLAG};
+use crate::wire::{Nack, Report, FRAGMENT_FLAGS_OFFSET, RETRANSMIT_FLAG};
 use crate::{seq, SenderStats};
 
 /// Loss repair knobs (datagram transport only). `None` in the sender's config turns
@@ -34,6 +35,11 @@ pub struct RepairConfig {
     pub retransmit_burst: usize,
     /// The stream's bitrate when there is no congestion controller to ask, bits/s.
     pub nominal_bitrate: u32,
+    /// How late after its first send a repaired packet is still worth having: a
+    /// resend that cannot arrive within it does not count, and parity covers that
+    /// loss instead. With a round trip well under it, resends repair nearly all loss
+    /// and frames get little or no parity.
+    pub deadline: Duration,
 }
 
 impl RepairConfig {
@@ -46,6 +52,9 @@ impl RepairConfig {
             retransmit_share: 0.5,
             retransmit_burst: 256 << 10,
             nominal_bitrate: bitrate,
+            // A frame late by this much is a visible stall on a live picture; the
+            // receiver's fragment wait (200 ms) is a last resort, not a target.
+            deadline: Duration::from_millis(100),
         }
     }
 }
@@ -57,6 +66,47 @@ const RESEND_GAP: Duration = Duration::from_millis(3);
 const MAX_RESEND_QUEUE: usize = 1024;
 /// Weight of a new loss sample in the smoothed loss the parity policy reads.
 const LOSS_GAIN: f64 = 0.3;
+/// Round-trip samples above this are garbage (a report about a packet from before a
+/// restart, or a clock step), not a path.
+const MAX_RTT: Duration = Duration::from_secs(10);
+
+/// The round trip as the sender sees it, smoothed as TCP does (RFC 6298: `srtt` with
+/// gain 1/8, `rttvar` with gain 1/4).
+///
+/// Samples come from the receiver's reports: each report names packets it sampled
+/// (frame, index) and how long ago on its own clock each arrived, and the sender knows
+/// when it sent them on its own clock. So `now - sent - held` is a round trip with no
+/// clock sync needed (RTCP's LSR/DLSR does the same). It includes the queue the
+/// packet met, which is what a resend meets too.
+#[derive(Clone, Copy, Debug, Default)]
+struct RttEstimate {
+    srtt: Option<Duration>,
+    rttvar: Duration,
+}
+
+impl RttEstimate {
+    fn on_sample(&mut self, sample: Duration) {
+        if sample > MAX_RTT {
+            return;
+        }
+        match self.srtt {
+            None => {
+                self.srtt = Some(sample);
+                self.rttvar = sample / 2;
+            }
+            Some(srtt) => {
+                let err = sample.abs_diff(srtt);
+                self.rttvar = (self.rttvar * 3 + err) / 4;
+                self.srtt = Some((srtt * 7 + sample) / 8);
+            }
+        }
+    }
+
+    /// A round trip a resend will most likely beat: `srtt + 2 rttvar`.
+    fn likely(&self) -> Option<Duration> {
+        self.srtt.map(|s| s + self.rttvar * 2)
+    }
+}
 
 /// The sender's repair state.
 pub(crate) struct SenderRepair {
@@ -69,6 +119,7 @@ pub(crate) struct SenderRepair {
     /// Smoothed link loss and burst length from receiver reports.
     loss: f64,
     burst: f64,
+    rtt: RttEstimate,
     /// Reused across frames: its working space is allocated once.
     encoder: FecEncoder,
 }
@@ -78,6 +129,7 @@ impl std::fmt::Debug for SenderRepair {
         f.debug_struct("SenderRepair")
             .field("loss", &self.loss)
             .field("burst", &self.burst)
+            .field("rtt", &self.rtt)
             .field("resend", &self.resend.len())
             .finish()
     }
@@ -94,6 +146,7 @@ impl SenderRepair {
             refilled_at: None,
             loss: 0.0,
             burst: 1.0,
+            rtt: RttEstimate::default(),
             encoder: FecEncoder::new(),
         }
     }
@@ -115,6 +168,24 @@ impl SenderRepair {
         self.burst += LOSS_GAIN * (sample.mean_burst - self.burst);
     }
 
+    /// Round-trip samples from a receiver report: for each packet it sampled that
+    /// `log` still knows, the time since its send (`now_us`, sender clock) less the
+    /// time the receiver held it before reporting.
+    pub fn on_report(&mut self, now_us: u64, report: &Report<'_>, log: &SendLog) {
+        for arrival in report.arrivals() {
+            let Some(sent) = log.get(arrival.frame) else {
+                continue;
+            };
+            let held = report.report_us.saturating_sub(arrival.at_us);
+            let since_sent = now_us.saturating_sub(sent.packet_us(arrival.index));
+            // A negative span is the pacing estimate of a mid-frame packet's send time
+            // being off, or a bad report: no sample.
+            if let Some(rtt) = since_sent.checked_sub(held) {
+                self.rtt.on_sample(Duration::from_micros(rtt));
+            }
+        }
+    }
+
     /// The smoothed loss fraction the policy works from.
     pub fn loss(&self) -> f64 {
         self.loss
@@ -125,7 +196,8 @@ impl SenderRepair {
         if !self.config.fec {
             return 0;
         }
-        policy::parity_count(data_packets, keyframe, self.loss, self.burst)
+        let rounds = policy::resend_rounds(self.rtt.likely(), self.config.deadline);
+        policy::parity_with_resends(data_packets, keyframe, self.loss, self.burst, rounds)
     }
 
     /// Remembers a packet as sent (original transmissions only).
