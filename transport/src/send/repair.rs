@@ -5,7 +5,6 @@
 //! `recv/`; the shared pieces (Reed-Solomon, the history, the parity policy, the
 //! receiver's loss tracker) are in `crate::repair`.
 
-use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -13,10 +12,13 @@ use bytes::Bytes;
 use super::log::SendLog;
 use super::loss_meter::LossSample;
 use crate::repair::fec::FecEncoder;
-use crate::repair::history::SendHistory;
 use crate::repair::policy;
+use crate::repair::resend::Resender;
 use crate::wire::{Nack, Report, FRAGMENT_FLAGS_OFFSET, RETRANSMIT_FLAG};
 use crate::{seq, SenderStats};
+
+/// Bits of picam's packet sequence number on the wire.
+const SEQ_BITS: u32 = 32;
 
 /// Loss repair knobs (datagram transport only). `None` in the sender's config turns
 /// repair off (`--no-repair`): no parity, no history, nacks ignored.
@@ -59,9 +61,6 @@ impl RepairConfig {
     }
 }
 
-/// The same packet is not resent twice within this long (a nack and its repeat
-/// crossing a retransmission in flight).
-const RESEND_GAP: Duration = Duration::from_millis(3);
 /// Nacked packets waiting to be resent at once; more are refused (counted).
 const MAX_RESEND_QUEUE: usize = 1024;
 /// Weight of a new loss sample in the smoothed loss the parity policy reads.
@@ -111,8 +110,8 @@ impl RttEstimate {
 /// The sender's repair state.
 pub(crate) struct SenderRepair {
     config: RepairConfig,
-    history: SendHistory,
-    resend: VecDeque<u32>,
+    /// The history of sent packets and the nacked ones waiting (shared with RTP).
+    resender: Resender,
     /// Retransmission budget in bytes, refilled at the share of the bitrate.
     tokens: f64,
     refilled_at: Option<Instant>,
@@ -130,19 +129,23 @@ impl std::fmt::Debug for SenderRepair {
             .field("loss", &self.loss)
             .field("burst", &self.burst)
             .field("rtt", &self.rtt)
-            .field("resend", &self.resend.len())
+            .field("resend", &self.resender.queued())
             .finish()
     }
 }
 
 impl SenderRepair {
     pub fn new(config: RepairConfig) -> Self {
-        let history = SendHistory::new(config.history_bytes, config.history_age);
+        let resender = Resender::new(
+            SEQ_BITS,
+            config.history_bytes,
+            config.history_age,
+            MAX_RESEND_QUEUE,
+        );
         Self {
             tokens: config.retransmit_burst as f64,
             config,
-            history,
-            resend: VecDeque::new(),
+            resender,
             refilled_at: None,
             loss: 0.0,
             burst: 1.0,
@@ -202,40 +205,22 @@ impl SenderRepair {
 
     /// Remembers a packet as sent (original transmissions only).
     pub fn on_sent(&mut self, now: Instant, seq: u32, frame: u32, packet: &[u8]) {
-        self.history
-            .push(now, seq, frame, Bytes::copy_from_slice(packet));
+        self.resender
+            .on_sent(now, u64::from(seq), frame, Bytes::copy_from_slice(packet));
     }
 
     /// Queues the packets a nack asks for that can still help; counts the rest.
     pub fn on_nack(&mut self, now: Instant, nack: &Nack<'_>, stats: &mut SenderStats) {
+        // A packet of a frame the receiver is done with (shown or given up) is no use.
+        let useful = |frame| nack.done_through.is_none_or(|done| seq::after(frame, done));
         for wanted in nack.missing() {
-            stats.nack_requests += 1;
-            let Some(entry) = self.history.get(now, wanted) else {
-                // Never sent, or forgotten (older than the history keeps).
-                stats.nack_unknown += 1;
-                continue;
-            };
-            let useful = nack
-                .done_through
-                .is_none_or(|done| seq::after(entry.frame, done));
-            let resent_lately = entry
-                .last_resent
-                .is_some_and(|at| now.saturating_duration_since(at) < RESEND_GAP);
-            if !useful || resent_lately || self.resend.contains(&wanted) {
-                stats.nack_useless += 1;
-                continue;
-            }
-            if self.resend.len() >= MAX_RESEND_QUEUE {
-                stats.nack_over_budget += 1;
-                continue;
-            }
-            self.resend.push_back(wanted);
+            self.resender.on_nack(now, u64::from(wanted), useful, stats);
         }
     }
 
     /// Whether a retransmission is waiting.
     pub fn has_resend(&self) -> bool {
-        !self.resend.is_empty()
+        self.resender.has_resend()
     }
 
     /// Writes the next retransmission into `buf` (its retransmit flag set) and returns
@@ -249,25 +234,26 @@ impl SenderRepair {
         stats: &mut SenderStats,
     ) -> bool {
         self.refill(now, bitrate);
-        while let Some(wanted) = self.resend.pop_front() {
-            let Some(entry) = self.history.get(now, wanted) else {
-                stats.nack_unknown += 1;
-                continue;
-            };
-            if self.tokens < entry.packet.len() as f64 {
-                stats.nack_over_budget += 1;
-                continue;
+        let tokens = &mut self.tokens;
+        let admit = |entry: &crate::repair::history::Entry| {
+            let len = entry.packet.len() as f64;
+            let ok = *tokens >= len;
+            if ok {
+                *tokens -= len;
             }
-            self.tokens -= entry.packet.len() as f64;
-            buf.clear();
-            buf.extend_from_slice(&entry.packet);
-            buf[FRAGMENT_FLAGS_OFFSET] |= RETRANSMIT_FLAG;
-            self.history.mark_resent(wanted, now);
-            stats.packets_retransmitted += 1;
-            stats.retransmit_bytes += buf.len() as u64;
-            return true;
+            ok
+        };
+        let Some(packet) = self.resender.next(now, admit, stats) else {
+            return false;
+        };
+        buf.clear();
+        buf.extend_from_slice(&packet);
+        if let Some(flags) = buf.get_mut(FRAGMENT_FLAGS_OFFSET) {
+            *flags |= RETRANSMIT_FLAG;
         }
-        false
+        stats.packets_retransmitted += 1;
+        stats.retransmit_bytes += buf.len() as u64;
+        true
     }
 
     fn refill(&mut self, now: Instant, bitrate: u32) {
@@ -286,18 +272,14 @@ impl SenderRepair {
 
     /// A new receiver (TCP reconnect, which never uses repair) or a cleared queue.
     pub fn clear_resends(&mut self) {
-        self.resend.clear();
+        self.resender.clear_queue();
     }
 
     pub fn check_invariants(&self) {
         assert!(
-            self.resend.len() <= MAX_RESEND_QUEUE,
-            "resend queue over its bound"
-        );
-        assert!(
             self.tokens <= self.config.retransmit_burst as f64 + 1.0,
             "retransmit budget over its burst"
         );
-        self.history.check_invariants();
+        self.resender.check_invariants();
     }
 }
