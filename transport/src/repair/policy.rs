@@ -43,13 +43,13 @@ const MAX_ROUNDS: u32 = 3;
 ///
 /// The first resend arrives after the one-way trip to the receiver, the slack before
 /// it NACKs, and a round trip for the NACK and the resend: `1.5 rtt + NACK_SLACK`.
-/// Each further one comes one NACK retry interval later (the receiver spaces repeated
-/// NACKs by `1.25 rtt + 2 ms`, at least 5 ms: `repair::nack`).
+/// Each further one comes one NACK retry interval later (the receivers space repeated
+/// NACKs by [`super::nack::retry_interval`]).
 pub(crate) fn resend_rounds(rtt: Option<Duration>, deadline: Duration) -> u32 {
     let Some(rtt) = rtt else {
         return 0;
     };
-    let retry = (rtt.mul_f64(1.25) + Duration::from_millis(2)).max(Duration::from_millis(5));
+    let retry = super::nack::retry_interval(rtt);
     let mut arrives = rtt.mul_f64(1.5) + NACK_SLACK;
     let mut rounds = 0;
     while rounds < MAX_ROUNDS && arrives <= deadline {

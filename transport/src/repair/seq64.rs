@@ -11,6 +11,19 @@
 /// extended number's low bits are the wire's.
 const BASE: u64 = 1 << 48;
 
+/// The 64-bit number nearest `reference` whose low `bits` bits are `seq`'s (within
+/// half the wire's range after it, or before it; never below zero). For machines that
+/// keep their own reference (RTP's reorder buffer moves it back on a restart).
+pub(crate) fn extend(reference: u64, seq: u64, bits: u32) -> u64 {
+    let range = 1u64 << bits.clamp(1, 32);
+    let forward = seq.wrapping_sub(reference) & (range - 1);
+    if forward < range / 2 {
+        reference.saturating_add(forward)
+    } else {
+        reference.saturating_sub(range - forward)
+    }
+}
+
 /// Extends a `bits`-wide wire sequence number relative to the highest seen.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Extender {
@@ -35,14 +48,7 @@ impl Extender {
     /// The extended number of wire number `seq` (its bits beyond the field's are
     /// ignored), nearest the highest seen; `None` before any was seen.
     pub(crate) fn extend(&self, seq: u64) -> Option<u64> {
-        let highest = self.highest?;
-        let range = 1u64 << self.bits;
-        let forward = seq.wrapping_sub(highest) & self.mask();
-        Some(if forward < range / 2 {
-            highest + forward
-        } else {
-            highest - (range - forward)
-        })
+        Some(extend(self.highest?, seq, self.bits))
     }
 
     /// Extends `seq` as [`Self::extend`] does and makes it the highest if it is newer;
@@ -89,6 +95,23 @@ mod tests {
                 e.extend((low + range / 2) & (range - 1)),
                 Some(highest - range / 2)
             );
+        }
+    }
+
+    #[test]
+    fn the_free_rule_is_the_half_range_rule() {
+        // As RTP's reorder buffer extended before it shared this: the signed 16-bit
+        // distance from the reference.
+        for reference in [1u64 << 32, (1 << 32) + 40_000, (1 << 32) + 65_535, 5] {
+            for seq in [0u16, 1, 100, 32_767, 32_768, 40_000, 65_535] {
+                let delta = i64::from(seq.wrapping_sub(reference as u16) as i16);
+                let want = reference.saturating_add_signed(delta);
+                assert_eq!(
+                    extend(reference, u64::from(seq), 16),
+                    want,
+                    "{reference} {seq}"
+                );
+            }
         }
     }
 
