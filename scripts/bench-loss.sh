@@ -8,15 +8,21 @@
 # clear) with and without NACKs.
 # Needs root, iproute2, nftables and python3. Prints a Markdown table; with --write it
 # also replaces (or appends) the "## Loss repair" section of docs/BENCHMARKS.md.
-# Usage: scripts/bench-loss.sh [SECONDS_PER_RUN] [--rtp] [--write]   (default 20)
+# Usage: scripts/bench-loss.sh [SECONDS_PER_RUN] [--rtp] [--write] [--only=TEXT]...  (default 20)
+#   --only=TEXT   run only the link conditions whose name contains TEXT (repeatable),
+#                 e.g. --only=clean --only='2% random'
+#   PICAM=/path/to/picam   bench that binary instead of building this tree's release one
+#                 (e.g. PICAM=/work/before/picam for a before/after pair)
+#   BENCH_TAG=name   put name in the namespace names (two people benching at once)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-secs=20 write=0 rtp=0
+secs=20 write=0 rtp=0 only=()
 for arg in "$@"; do
   case "$arg" in
     --write) write=1 ;;
     --rtp) rtp=1 ;;
-    *[!0-9]* | "") echo "usage: $0 [SECONDS] [--rtp] [--write]" >&2; exit 2 ;;
+    --only=*) only+=("${arg#--only=}") ;;
+    *[!0-9]* | "") echo "usage: $0 [SECONDS] [--rtp] [--write] [--only=TEXT]..." >&2; exit 2 ;;
     *) secs="$arg" ;;
   esac
 done
@@ -24,13 +30,17 @@ done
 for tool in ip nft python3; do
   command -v "$tool" >/dev/null || { echo "bench-loss.sh needs $tool (scripts/install-deps.sh --test)" >&2; exit 1; }
 done
-cargo build --release -q -p bin
-picam="$PWD/target/release/picam"
+if [[ -n "${PICAM:-}" ]]; then
+  picam="$PICAM"
+else
+  cargo build --release -q -p bin
+  picam="${CARGO_TARGET_DIR:-$PWD/target}/release/picam"
+fi
 gst=0
 command -v gst-launch-1.0 >/dev/null && gst=1
 
-id=$$
-snd="picam-lsnd-b$id" rtr="picam-lrtr-b$id" rcv="picam-lrcv-b$id"
+id="${BENCH_TAG:+$BENCH_TAG-}$$"
+snd="picam-lsnd-$id" rtr="picam-lrtr-$id" rcv="picam-lrcv-$id"
 work=$(mktemp -d)
 cleanup() {
   for n in "$snd" "$rtr" "$rcv"; do ip netns delete "$n" 2>/dev/null || true; done
@@ -146,6 +156,11 @@ conditions=(
 )
 for c in "${conditions[@]}"; do
   cond="${c%%|*}" rule="${c#*|}"
+  if ((${#only[@]})); then
+    keep=0
+    for o in "${only[@]}"; do [[ "$cond" == *"$o"* ]] && keep=1; done
+    ((keep)) || continue
+  fi
   echo "running: $cond (${secs} s per run)" >&2
   picam_run "$cond" "$rule" on
   picam_run "$cond" "$rule" off

@@ -36,7 +36,8 @@ use crate::wire::{self, Packet, SequenceCounts};
 use crate::TransportError;
 use crate::{seq, ReceiverStats};
 use feedback::Feedback;
-use reassembly::{Added, Partial};
+use ordering::FrameOrder;
+use reassembly::Added;
 
 /// Nack packets one poll may send at most.
 const NACK_PACKETS_PER_POLL: usize = 4;
@@ -62,14 +63,8 @@ pub struct Receiver {
     session: Option<Session>,
     /// The session replaced last; its late packets are refused rather than flapping back.
     retired: Option<u32>,
-    last_emitted: Option<u32>,
-    /// The last frame actually handed out (`last_emitted` also moves past frames
-    /// given up).
-    last_shown: Option<u32>,
-    waiting_keyframe: bool,
-    /// Frames in flight, sorted by frame number (wrapping order).
-    partials: Vec<Partial>,
-    ready: VecDeque<ReceivedFrame>,
+    /// Frames in flight and the order they leave in.
+    order: FrameOrder,
     transmits: VecDeque<Queued>,
     last_request: Option<Instant>,
     highest_seen: Option<u32>,
@@ -92,15 +87,12 @@ impl Receiver {
         let feedback = Feedback::new(config.feedback);
         let tracker = LossTracker::new(LossConfig::default());
         let secure = config.secure.clone().map(Responder::new);
+        let order = FrameOrder::new(config.max_in_flight);
         Self {
             config,
             session: None,
             retired: None,
-            last_emitted: None,
-            last_shown: None,
-            waiting_keyframe: true,
-            partials: Vec::new(),
-            ready: VecDeque::new(),
+            order,
             transmits: VecDeque::new(),
             last_request: None,
             highest_seen: None,
@@ -154,7 +146,7 @@ impl Receiver {
 
     /// True while nothing can be shown until a keyframe arrives.
     pub fn waiting_for_keyframe(&self) -> bool {
-        self.waiting_keyframe
+        self.order.waiting_keyframe()
     }
 
     /// Takes one packet (a datagram, or one TCP message) from `from`. Whatever is
@@ -276,13 +268,7 @@ impl Receiver {
                 header.index + 1 == header.count,
             );
         }
-        // Not after the last frame given up or emitted, or not after the last frame
-        // actually handed out: the two differ when frames were given up since, and a
-        // jump of half the number space past the one would be "before" the other
-        // (found by fuzzing).
-        let not_after =
-            |last: Option<u32>| last.is_some_and(|last| !seq::after(header.frame, last));
-        if not_after(self.last_emitted) || not_after(self.last_shown) {
+        if self.order.is_stale(header.frame) {
             tracing::trace!(peer = ?from, frame = header.frame, index = header.index, "discarded: frame already emitted or given up");
             if header.is_parity {
                 self.stats.repair.parity_unused += 1;
@@ -291,17 +277,10 @@ impl Receiver {
             }
             return;
         }
-        // Held frames must stay within half the number space of one another, or wrapping
-        // order stops being an order. Only reachable before anything has left: after
-        // that, the stale check keeps every frame within half a range of `last_emitted`.
-        if let (Some(oldest), Some(newest)) = (self.partials.first(), self.partials.last()) {
-            let span = newest.number.wrapping_sub(oldest.number);
-            let ahead = header.frame.wrapping_sub(oldest.number);
-            if ahead > span && ahead >= 1 << 31 && u64::from(ahead) <= (1 << 31) + u64::from(span) {
-                tracing::trace!(peer = ?from, frame = header.frame, oldest = oldest.number, "discarded: frame number half a range away from those held");
-                self.stats.dropped.malformed += 1;
-                return;
-            }
+        if let Some(oldest) = self.order.is_too_far(header.frame) {
+            tracing::trace!(peer = ?from, frame = header.frame, oldest, "discarded: frame number half a range away from those held");
+            self.stats.dropped.malformed += 1;
+            return;
         }
         if self
             .highest_seen
@@ -309,40 +288,33 @@ impl Receiver {
         {
             self.highest_seen = Some(header.frame);
         }
-        let index = match self.find(header.frame) {
-            Ok(index) => index,
-            Err(mut insert_at) => {
-                if self.partials.len() >= self.config.max_in_flight {
-                    if insert_at == 0 {
-                        // Older than everything held, and no room: not worth a slot.
-                        tracing::trace!(peer = ?from, frame = header.frame, "discarded: older than every held frame, and no room");
-                        self.stats.dropped.evicted += 1;
-                        return;
-                    }
-                    self.give_up_oldest(now);
-                    insert_at -= 1;
-                }
-                let partial = Partial::new(
-                    &header,
-                    now,
-                    self.config.frame_deadline,
-                    self.config.max_frame_age,
-                );
-                self.partials.insert(insert_at, partial);
-                insert_at
-            }
+        let session = self.session_id();
+        let partial = self.order.frame_for(
+            now,
+            &header,
+            self.config.frame_deadline,
+            self.config.max_frame_age,
+            session,
+            &mut self.stats.dropped,
+        );
+        let Some(partial) = partial else {
+            tracing::trace!(peer = ?from, frame = header.frame, "discarded: older than every held frame, and no room");
+            self.keyframe_if_asked(now);
+            return;
         };
-        match self.partials[index].add(
+        let added = partial.add(
             now,
             &header,
             payload,
             self.config.max_frame_bytes,
             self.config.frame_deadline,
-        ) {
+        );
+        let repaired = partial.repaired;
+        match added {
             Added::Stored | Added::ParityStored => {}
             Added::Completed => {
                 self.stats.frames_complete += 1;
-                if self.partials[index].repaired {
+                if repaired {
                     self.stats.repair.frames_repaired += 1;
                 }
             }
@@ -361,7 +333,7 @@ impl Receiver {
         }
         self.emit_ready(now);
         // A keyframe in progress will end the wait by itself; otherwise ask for one now.
-        if self.waiting_keyframe && !header.keyframe {
+        if self.order.waiting_keyframe() && !header.keyframe {
             self.maybe_request_keyframe(now);
         }
         self.poll_feedback(now);
@@ -370,7 +342,7 @@ impl Receiver {
     /// Time has passed: deadlines and retries.
     fn on_timeout(&mut self, now: Instant) {
         self.emit_ready(now);
-        if self.waiting_keyframe && !self.partials.iter().any(|p| p.keyframe) {
+        if self.order.waiting_keyframe() && !self.order.keyframe_in_progress() {
             self.maybe_request_keyframe(now);
         }
         self.poll_feedback(now);
@@ -397,7 +369,7 @@ impl Receiver {
             if let Some(repair) = self.config.repair {
                 let _ = self
                     .tracker
-                    .poll_nacks(now, repair.initial_rtt, self.last_emitted);
+                    .poll_nacks(now, repair.initial_rtt, self.order.last_emitted());
             }
             return;
         }
@@ -418,12 +390,13 @@ impl Receiver {
         let rtt = self.feedback.rtt_us().map(Duration::from_micros);
         if let Some(repair) = self.config.repair {
             let rtt = rtt.unwrap_or(repair.initial_rtt);
-            let mut missing = self.tracker.poll_nacks(now, rtt, self.last_emitted);
+            let last_emitted = self.order.last_emitted();
+            let mut missing = self.tracker.poll_nacks(now, rtt, last_emitted);
             // A few nack packets per poll at most: the rest are asked for on the next
             // retry (a flood of holes must not flood the sender).
             missing.truncate(NACK_PACKETS_PER_POLL * wire::MAX_NACK_ENTRIES);
             if !missing.is_empty() {
-                for payload in wire::write_nacks(id, self.last_emitted, &missing) {
+                for payload in wire::write_nacks(id, last_emitted, &missing) {
                     self.stats.repair.nacks_sent += 1;
                     self.transmits.push_back(Queued { to, payload });
                 }
@@ -444,8 +417,90 @@ impl Receiver {
 
     /// Nothing more can be decoded until a keyframe: wait for one and ask for it.
     fn request_keyframe(&mut self, now: Instant) {
-        self.waiting_keyframe = true;
+        self.order.enter_gap();
         self.maybe_request_keyframe(now);
+    }
+
+    /// The followed session's id (0 before any).
+    fn session_id(&self) -> u32 {
+        self.session.as_ref().map_or(0, |s| s.id)
+    }
+
+    /// Hands out what may leave (see [`FrameOrder::emit_ready`]), asking for a
+    /// keyframe if that gave something up.
+    fn emit_ready(&mut self, now: Instant) {
+        let (grace, session) = (self.grace(), self.session_id());
+        self.order
+            .emit_ready(now, grace, session, &mut self.stats.dropped);
+        self.keyframe_if_asked(now);
+    }
+
+    /// Asks for a keyframe if frame order gave something up since it was last asked.
+    fn keyframe_if_asked(&mut self, now: Instant) {
+        if self.order.take_keyframe_ask() {
+            self.maybe_request_keyframe(now);
+        }
+    }
+
+    /// Whether a packet of session `id` from `from` belongs to the session followed; a
+    /// new one is adopted when the old is idle or comes from the same host or, with
+    /// encryption, at once: it proved it holds the paired key.
+    fn accept_session(
+        &mut self,
+        now: Instant,
+        from: Option<SocketAddr>,
+        id: u32,
+        authenticated: bool,
+    ) -> bool {
+        if let Some(s) = &mut self.session {
+            if s.id == id {
+                s.last_heard = now;
+                s.peer = from.or(s.peer);
+                return true;
+            }
+            if self.retired == Some(id) {
+                return false;
+            }
+            let idle = authenticated
+                || now.saturating_duration_since(s.last_heard) >= self.config.session_idle;
+            // A sender restarted on the same host comes back with a new id at once.
+            let same_host = matches!((s.peer, from), (Some(a), Some(b)) if a.ip() == b.ip());
+            if !idle && !same_host {
+                return false;
+            }
+            self.retired = Some(s.id);
+        }
+        self.session = Some(Session {
+            id,
+            peer: from,
+            last_heard: now,
+        });
+        self.order.reset();
+        self.last_request = None;
+        self.highest_seen = None;
+        self.feedback.reset(now);
+        self.tracker.reset();
+        self.stats.sessions += 1;
+        true
+    }
+
+    /// Sends a keyframe request, unless one went within `keyframe_retry`.
+    fn maybe_request_keyframe(&mut self, now: Instant) {
+        let Some(session) = &self.session else { return };
+        if self
+            .last_request
+            .is_some_and(|at| now < at + self.config.keyframe_retry)
+        {
+            return;
+        }
+        let mut payload = Vec::with_capacity(wire::KEYFRAME_REQUEST_LEN);
+        wire::write_keyframe_request(&mut payload, session.id, self.highest_seen);
+        self.transmits.push_back(Queued {
+            to: session.peer,
+            payload,
+        });
+        self.last_request = Some(now);
+        self.stats.keyframe_requests += 1;
     }
 
     /// A frame handed out could not be queued downstream and was dropped.
@@ -470,11 +525,7 @@ impl Receiver {
 
     /// When a timeout input is wanted.
     fn next_timeout(&self) -> Option<Instant> {
-        let grace = self.grace();
-        let first = self.partials.first().map(|p| match p.completed_at {
-            Some(done) => done + grace,
-            None => p.deadline,
-        });
+        let first = self.order.next_due(self.grace());
         let heard = |due: Instant| {
             self.session
                 .as_ref()
@@ -498,7 +549,7 @@ impl Receiver {
         // A keyframe in progress suppresses the retry (as in `handle_timeout`); its
         // deadline is the timer then. Without this the retry time stays due and unacted
         // on, and a driver sleeping until the timeout spins.
-        if !self.waiting_keyframe || self.partials.iter().any(|p| p.keyframe) {
+        if !self.order.waiting_keyframe() || self.order.keyframe_in_progress() {
             return None;
         }
         let due = self.last_request? + self.config.keyframe_retry;
@@ -511,44 +562,7 @@ impl Receiver {
         if let Some(secure) = &self.secure {
             secure.check_invariants();
         }
-        assert!(
-            self.partials.len() <= self.config.max_in_flight,
-            "too many frames in flight"
-        );
-        assert!(
-            self.ready.len() <= self.config.max_in_flight,
-            "ready queue over its bound"
-        );
-        for pair in self.partials.windows(2) {
-            assert!(
-                seq::after(pair[1].number, pair[0].number),
-                "in-flight frames out of order"
-            );
-        }
-        for p in &self.partials {
-            assert!(
-                p.bytes() <= self.config.max_frame_bytes,
-                "frame over the size limit"
-            );
-            if let Some(last) = self.last_emitted {
-                assert!(
-                    seq::after(p.number, last),
-                    "held frame not newer than the last emitted"
-                );
-            }
-            if let Some(last) = self.last_shown {
-                assert!(
-                    seq::after(p.number, last),
-                    "held frame not newer than the last shown"
-                );
-            }
-        }
-        for pair in self.ready.iter().collect::<Vec<_>>().windows(2) {
-            assert!(
-                seq::after(pair[1].number, pair[0].number),
-                "ready frames out of order"
-            );
-        }
+        self.order.check_invariants(self.config.max_frame_bytes);
         assert!(self.transmits.len() <= 64, "transmits not drained");
         self.tracker.check_invariants();
     }
@@ -571,7 +585,7 @@ impl Machine for Receiver {
     /// Frames first (they are what the viewer waits for), then packets for the sender,
     /// then the timeout.
     fn poll_output(&mut self, _now: Instant, buf: &mut Vec<u8>) -> Output<ReceiverEvent> {
-        if let Some(frame) = self.ready.pop_front() {
+        if let Some(frame) = self.order.pop_ready() {
             self.stats.frames_emitted += 1;
             return Output::Event(ReceiverEvent::Frame(frame));
         }

@@ -1,17 +1,139 @@
-//! Frame order: where a frame sits among those in flight, sessions, gaps, giving up
-//! the oldest, and handing frames out in number order (rules 1-3 of the module above).
+//! Frame order: the frames in flight, where a new fragment's frame sits among them,
+//! giving up the oldest, and handing frames out in number order (rules 1-3 of the
+//! module above). [`FrameOrder`] owns that state; the receiver owns sessions, feedback
+//! and the requests it sends, and asks for a keyframe when [`FrameOrder`] says so.
 
-use std::net::SocketAddr;
-use std::time::Instant;
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
 
 use media::EncodedFrame;
 
 use super::reassembly::Partial;
-use super::{Queued, ReceivedFrame, Receiver, Session};
-use crate::{seq, wire};
+use super::ReceivedFrame;
+use crate::wire::FragmentHeader;
+use crate::{seq, ReceiverDrops};
 
-impl Receiver {
-    pub(super) fn find(&self, frame: u32) -> Result<usize, usize> {
+/// The frames in flight and the order they leave in.
+#[derive(Debug)]
+pub(super) struct FrameOrder {
+    /// Frames held (incomplete, or complete and waiting for an earlier one), in number
+    /// order.
+    partials: Vec<Partial>,
+    /// The last frame handed out or given up.
+    last_emitted: Option<u32>,
+    /// The last frame actually handed out.
+    last_shown: Option<u32>,
+    /// After a gap nothing leaves until a keyframe.
+    waiting_keyframe: bool,
+    /// Frames ready for the decoder, in order.
+    ready: VecDeque<ReceivedFrame>,
+    max_in_flight: usize,
+    /// Something happened that calls for a keyframe request; the receiver takes it
+    /// ([`Self::take_keyframe_ask`]) and decides whether one goes now.
+    ask_keyframe: bool,
+}
+
+impl FrameOrder {
+    /// Nothing held; holds at most `max_in_flight` frames (and as many ready ones).
+    pub(super) fn new(max_in_flight: usize) -> Self {
+        Self {
+            partials: Vec::new(),
+            last_emitted: None,
+            last_shown: None,
+            waiting_keyframe: true,
+            ready: VecDeque::new(),
+            max_in_flight,
+            ask_keyframe: false,
+        }
+    }
+
+    /// A new session: forget every frame and wait for a keyframe.
+    pub(super) fn reset(&mut self) {
+        self.partials.clear();
+        self.last_emitted = None;
+        self.last_shown = None;
+        self.waiting_keyframe = true;
+    }
+
+    /// The last frame handed out or given up.
+    pub(super) fn last_emitted(&self) -> Option<u32> {
+        self.last_emitted
+    }
+
+    /// Whether nothing can leave until a keyframe.
+    pub(super) fn waiting_keyframe(&self) -> bool {
+        self.waiting_keyframe
+    }
+
+    /// Whether a keyframe is being received (it will end the wait by itself).
+    pub(super) fn keyframe_in_progress(&self) -> bool {
+        self.partials.iter().any(|p| p.keyframe)
+    }
+
+    /// Whether the receiver should consider asking for a keyframe now; clears the ask.
+    pub(super) fn take_keyframe_ask(&mut self) -> bool {
+        std::mem::take(&mut self.ask_keyframe)
+    }
+
+    /// The next frame for the decoder.
+    pub(super) fn pop_ready(&mut self) -> Option<ReceivedFrame> {
+        self.ready.pop_front()
+    }
+
+    /// Whether `frame` is not after the last frame given up or emitted, or not after the
+    /// last frame actually handed out: either way too late. (The two differ when
+    /// frames were given up since, and a jump of half the number space past the one
+    /// would be "before" the other: found by fuzzing.)
+    pub(super) fn is_stale(&self, frame: u32) -> bool {
+        let not_after = |last: Option<u32>| last.is_some_and(|last| !seq::after(frame, last));
+        not_after(self.last_emitted) || not_after(self.last_shown)
+    }
+
+    /// Whether `frame` is half the number space away from the frames held: held
+    /// frames must stay within half the space of one another, or wrapping order stops
+    /// being an order. Only reachable before anything has left: after that,
+    /// [`Self::is_stale`] keeps every frame within half a range of `last_emitted`.
+    pub(super) fn is_too_far(&self, frame: u32) -> Option<u32> {
+        let (oldest, newest) = (self.partials.first()?, self.partials.last()?);
+        let span = newest.number.wrapping_sub(oldest.number);
+        let ahead = frame.wrapping_sub(oldest.number);
+        (ahead > span && ahead >= 1 << 31 && u64::from(ahead) <= (1 << 31) + u64::from(span))
+            .then_some(oldest.number)
+    }
+
+    /// The frame a fragment with `header` belongs to, a new one made room for if need
+    /// be (the oldest is given up); `None` when it is older than everything held and
+    /// there is no room (counted as evicted).
+    pub(super) fn frame_for(
+        &mut self,
+        now: Instant,
+        header: &FragmentHeader,
+        frame_deadline: Duration,
+        max_frame_age: Duration,
+        session: u32,
+        dropped: &mut ReceiverDrops,
+    ) -> Option<&mut Partial> {
+        let index = match self.find(header.frame) {
+            Ok(index) => index,
+            Err(mut insert_at) => {
+                if self.partials.len() >= self.max_in_flight {
+                    if insert_at == 0 {
+                        // Older than everything held, and no room: not worth a slot.
+                        dropped.evicted += 1;
+                        return None;
+                    }
+                    self.give_up_oldest(now, session, dropped);
+                    insert_at -= 1;
+                }
+                let partial = Partial::new(header, now, frame_deadline, max_frame_age);
+                self.partials.insert(insert_at, partial);
+                insert_at
+            }
+        };
+        self.partials.get_mut(index)
+    }
+
+    fn find(&self, frame: u32) -> Result<usize, usize> {
         self.partials.binary_search_by(|p| {
             if p.number == frame {
                 std::cmp::Ordering::Equal
@@ -23,90 +145,51 @@ impl Receiver {
         })
     }
 
-    /// Whether a packet of session `id` from `from` belongs to the session followed; a
-    /// new one is adopted when the old is idle or comes from the same host or, with
-    /// encryption, at once: it proved it holds the paired key.
-    pub(super) fn accept_session(
-        &mut self,
-        now: Instant,
-        from: Option<SocketAddr>,
-        id: u32,
-        authenticated: bool,
-    ) -> bool {
-        if let Some(s) = &mut self.session {
-            if s.id == id {
-                s.last_heard = now;
-                s.peer = from.or(s.peer);
-                return true;
-            }
-            if self.retired == Some(id) {
-                return false;
-            }
-            let idle = authenticated
-                || now.saturating_duration_since(s.last_heard) >= self.config.session_idle;
-            // A sender restarted on the same host comes back with a new id at once.
-            let same_host = matches!((s.peer, from), (Some(a), Some(b)) if a.ip() == b.ip());
-            if !idle && !same_host {
-                return false;
-            }
-            self.retired = Some(s.id);
-        }
-        self.session = Some(Session {
-            id,
-            peer: from,
-            last_heard: now,
-        });
-        self.partials.clear();
-        self.last_emitted = None;
-        self.last_shown = None;
-        self.waiting_keyframe = true;
-        self.last_request = None;
-        self.highest_seen = None;
-        self.feedback.reset(now);
-        self.tracker.reset();
-        self.stats.sessions += 1;
-        true
-    }
-
     /// Moves the emission point to `number`, counting frame numbers skipped as lost.
-    pub(super) fn advance_to(&mut self, number: u32) {
+    fn advance_to(&mut self, number: u32, dropped: &mut ReceiverDrops) {
         if let Some(last) = self.last_emitted {
             let skipped = seq::distance(number, last) - 1;
             if skipped > 0 {
-                self.stats.dropped.lost += skipped as u64;
+                dropped.lost += skipped as u64;
                 self.enter_gap();
             }
         }
         self.last_emitted = Some(number);
     }
 
+    /// Nothing more can be decoded until a keyframe.
     pub(super) fn enter_gap(&mut self) {
         self.waiting_keyframe = true;
     }
 
-    pub(super) fn give_up_oldest(&mut self, now: Instant) {
+    fn give_up_oldest(&mut self, now: Instant, session: u32, dropped: &mut ReceiverDrops) {
         let mut oldest = self.partials.remove(0);
         if oldest.is_complete() {
-            self.emit_or_drop(now, &mut oldest);
+            self.emit_or_drop(now, &mut oldest, session, dropped);
         } else {
-            self.stats.dropped.evicted += 1;
-            self.advance_to(oldest.number);
+            dropped.evicted += 1;
+            self.advance_to(oldest.number, dropped);
             self.enter_gap();
-            self.maybe_request_keyframe(now);
+            self.ask_keyframe = true;
         }
     }
 
-    pub(super) fn emit_or_drop(&mut self, now: Instant, partial: &mut Partial) {
-        self.advance_to(partial.number);
+    fn emit_or_drop(
+        &mut self,
+        now: Instant,
+        partial: &mut Partial,
+        session: u32,
+        dropped: &mut ReceiverDrops,
+    ) {
+        self.advance_to(partial.number, dropped);
         if self.waiting_keyframe && !partial.keyframe {
-            self.stats.dropped.undecodable += 1;
-            self.maybe_request_keyframe(now);
+            dropped.undecodable += 1;
+            self.ask_keyframe = true;
             return;
         }
         if partial.keyframe {
             self.waiting_keyframe = false;
         }
-        let session = self.session.as_ref().map_or(0, |s| s.id);
         self.last_shown = Some(partial.number);
         self.ready.push_back(ReceivedFrame {
             number: partial.number,
@@ -118,15 +201,25 @@ impl Receiver {
             },
             arrived: partial.completed_at.unwrap_or(now),
         });
-        if self.ready.len() > self.config.max_in_flight {
+        if self.ready.len() > self.max_in_flight {
             // Nobody is draining: drop the oldest and start over from a keyframe.
             self.ready.pop_front();
-            self.stats.dropped.queue_full += 1;
-            self.request_keyframe(now);
+            dropped.queue_full += 1;
+            self.enter_gap();
+            self.ask_keyframe = true;
         }
     }
 
-    pub(super) fn emit_ready(&mut self, now: Instant) {
+    /// Hands out what may leave: complete frames in order (one with an unseen frame
+    /// before it after waiting `grace` for it), giving up frames past their deadline
+    /// or undecodable anyway.
+    pub(super) fn emit_ready(
+        &mut self,
+        now: Instant,
+        grace: Duration,
+        session: u32,
+        dropped: &mut ReceiverDrops,
+    ) {
         // While waiting for a keyframe, a complete keyframe anywhere ends the wait: jump
         // straight to it rather than wait out older frames that cannot be decoded.
         if self.waiting_keyframe {
@@ -137,11 +230,11 @@ impl Receiver {
             {
                 for older in self.partials.drain(..pos).collect::<Vec<_>>() {
                     if older.is_complete() {
-                        self.stats.dropped.undecodable += 1;
+                        dropped.undecodable += 1;
                     } else {
-                        self.stats.dropped.incomplete += 1;
+                        dropped.incomplete += 1;
                     }
-                    self.advance_to(older.number);
+                    self.advance_to(older.number, dropped);
                 }
             }
         }
@@ -151,43 +244,74 @@ impl Receiver {
                 .map_or(0, |last| seq::distance(first.number, last) - 1);
             if let Some(done) = first.completed_at {
                 let may_wait = gap > 0 && !self.waiting_keyframe;
-                if may_wait && now < done + self.grace() {
+                if may_wait && now < done + grace {
                     break;
                 }
                 let mut first = self.partials.remove(0);
-                self.emit_or_drop(now, &mut first);
+                self.emit_or_drop(now, &mut first, session, dropped);
             } else if (self.waiting_keyframe && !first.keyframe) || now >= first.deadline {
                 // Undecodable anyway, or out of time: give it up now.
                 let first = self.partials.remove(0);
                 if now >= first.deadline {
-                    self.stats.dropped.incomplete += 1;
+                    dropped.incomplete += 1;
                 } else {
-                    self.stats.dropped.undecodable += 1;
+                    dropped.undecodable += 1;
                 }
-                self.advance_to(first.number);
+                self.advance_to(first.number, dropped);
                 self.enter_gap();
-                self.maybe_request_keyframe(now);
+                self.ask_keyframe = true;
             } else {
                 break;
             }
         }
     }
 
-    pub(super) fn maybe_request_keyframe(&mut self, now: Instant) {
-        let Some(session) = &self.session else { return };
-        if self
-            .last_request
-            .is_some_and(|at| now < at + self.config.keyframe_retry)
-        {
-            return;
+    /// When the oldest frame held must be looked at again: its grace ends (complete)
+    /// or its deadline (incomplete).
+    pub(super) fn next_due(&self, grace: Duration) -> Option<Instant> {
+        self.partials.first().map(|p| match p.completed_at {
+            Some(done) => done + grace,
+            None => p.deadline,
+        })
+    }
+
+    /// Asserts the ordering rules (tests and fuzzers); `max_frame_bytes` bounds each
+    /// frame held.
+    pub(super) fn check_invariants(&self, max_frame_bytes: usize) {
+        assert!(
+            self.partials.len() <= self.max_in_flight,
+            "too many frames in flight"
+        );
+        assert!(
+            self.ready.len() <= self.max_in_flight,
+            "ready queue over its bound"
+        );
+        for pair in self.partials.windows(2) {
+            assert!(
+                seq::after(pair[1].number, pair[0].number),
+                "in-flight frames out of order"
+            );
         }
-        let mut payload = Vec::with_capacity(wire::KEYFRAME_REQUEST_LEN);
-        wire::write_keyframe_request(&mut payload, session.id, self.highest_seen);
-        self.transmits.push_back(Queued {
-            to: session.peer,
-            payload,
-        });
-        self.last_request = Some(now);
-        self.stats.keyframe_requests += 1;
+        for p in &self.partials {
+            assert!(p.bytes() <= max_frame_bytes, "frame over the size limit");
+            if let Some(last) = self.last_emitted {
+                assert!(
+                    seq::after(p.number, last),
+                    "held frame not newer than the last emitted"
+                );
+            }
+            if let Some(last) = self.last_shown {
+                assert!(
+                    seq::after(p.number, last),
+                    "held frame not newer than the last shown"
+                );
+            }
+        }
+        for pair in self.ready.iter().collect::<Vec<_>>().windows(2) {
+            assert!(
+                seq::after(pair[1].number, pair[0].number),
+                "ready frames out of order"
+            );
+        }
     }
 }

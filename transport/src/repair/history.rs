@@ -1,8 +1,10 @@
 //! The sender's bounded history of sent packets, kept for retransmission on NACK.
 //!
 //! The sender pushes every original packet (data and parity) in sequence order, so the
-//! history is a ring of consecutive sequence numbers: entry `i` holds seq
-//! `first_seq + i` (wrapping), and a lookup is one subtraction. It is bounded twice:
+//! history is a run of consecutive sequence numbers: entry `i` holds seq
+//! `first_seq + i`, and a lookup is one subtraction. Sequence numbers here are the
+//! 64-bit extended ones ([`super::seq64`]), so the same history serves RTP's 16-bit
+//! and picam's 32-bit wire numbers. It is bounded twice:
 //! by bytes (a flood of large frames cannot grow it) and by age (a packet older than
 //! `max_age` is useless to the receiver, whose frame deadline has passed).
 
@@ -26,7 +28,7 @@ pub(crate) struct Entry {
 
 /// Bounded history of sent packets indexed by sequence number.
 ///
-/// Contract: `push` is called with consecutive sequence numbers (wrapping). A push that
+/// Contract: `push` is called with consecutive sequence numbers. A push that
 /// breaks the run (a gap or a step back) clears the history first, so lookups never
 /// return the wrong packet.
 #[derive(Debug)]
@@ -34,7 +36,7 @@ pub(crate) struct SendHistory {
     /// Entries for `first_seq`, `first_seq + 1`, ... in order.
     entries: VecDeque<Entry>,
     /// Sequence number of `entries[0]` (meaningless while empty).
-    first_seq: u32,
+    first_seq: u64,
     /// Sum of `packet.len()` over `entries`.
     bytes: usize,
     /// Byte budget; the oldest entries are evicted beyond it.
@@ -61,7 +63,7 @@ impl SendHistory {
     ///
     /// A packet larger than the whole budget is not kept (it would evict everything
     /// and then itself).
-    pub(crate) fn push(&mut self, now: Instant, seq: u32, frame: u32, packet: Bytes) {
+    pub(crate) fn push(&mut self, now: Instant, seq: u64, frame: u32, packet: Bytes) {
         if !self.entries.is_empty() && seq != self.next_seq() {
             // Contract broken (sender restart or bug): old indexes would be wrong.
             self.clear();
@@ -84,13 +86,13 @@ impl SendHistory {
 
     /// The packet sent as `seq`, if still held and younger than `max_age` (expired
     /// entries are evicted first).
-    pub(crate) fn get(&mut self, now: Instant, seq: u32) -> Option<Entry> {
+    pub(crate) fn get(&mut self, now: Instant, seq: u64) -> Option<Entry> {
         self.expire(now);
         self.index(seq).map(|i| self.entries[i].clone())
     }
 
     /// Notes that `seq` was retransmitted at `now`; false when it is not held.
-    pub(crate) fn mark_resent(&mut self, seq: u32, now: Instant) -> bool {
+    pub(crate) fn mark_resent(&mut self, seq: u64, now: Instant) -> bool {
         match self.index(seq) {
             Some(i) => {
                 self.entries[i].last_resent = Some(now);
@@ -129,19 +131,16 @@ impl SendHistory {
         let sum: usize = self.entries.iter().map(|e| e.packet.len()).sum();
         assert_eq!(sum, self.bytes, "byte accounting");
         assert!(self.bytes <= self.max_bytes, "over the byte budget");
-        // Consecutive seqs within half the range, so wrapping lookups are unambiguous.
-        assert!(self.entries.len() < 1 << 31, "seq run too long");
     }
 
     /// The seq the next push must carry to continue the run.
-    fn next_seq(&self) -> u32 {
-        self.first_seq.wrapping_add(self.entries.len() as u32)
+    fn next_seq(&self) -> u64 {
+        self.first_seq + self.entries.len() as u64
     }
 
-    /// Position of `seq` in `entries`, if held. Wrapping subtraction makes this work
-    /// across the u32 wrap; a seq "before" `first_seq` wraps to a huge offset.
-    fn index(&self, seq: u32) -> Option<usize> {
-        let offset = seq.wrapping_sub(self.first_seq) as usize;
+    /// Position of `seq` in `entries`, if held.
+    fn index(&self, seq: u64) -> Option<usize> {
+        let offset = usize::try_from(seq.checked_sub(self.first_seq)?).ok()?;
         (offset < self.entries.len()).then_some(offset)
     }
 
@@ -160,7 +159,7 @@ impl SendHistory {
     fn pop_front(&mut self) {
         if let Some(e) = self.entries.pop_front() {
             self.bytes -= e.packet.len();
-            self.first_seq = self.first_seq.wrapping_add(1);
+            self.first_seq += 1;
         }
     }
 }
@@ -171,7 +170,7 @@ mod tests {
 
     const MS: Duration = Duration::from_millis(1);
 
-    fn packet(seq: u32, len: usize) -> Bytes {
+    fn packet(seq: u64, len: usize) -> Bytes {
         Bytes::from(
             (0..len)
                 .map(|i| (seq as usize + i) as u8)
@@ -184,7 +183,7 @@ mod tests {
         let t0 = Instant::now();
         let mut h = SendHistory::new(1 << 20, 500 * MS);
         for seq in 10..20 {
-            h.push(t0, seq, seq / 4, packet(seq, 100));
+            h.push(t0, seq, (seq / 4) as u32, packet(seq, 100));
             h.check_invariants();
         }
         assert_eq!(h.len(), 10);
@@ -194,39 +193,42 @@ mod tests {
         assert_eq!(e.packet, packet(13, 100));
         assert!(h.mark_resent(13, t0 + MS));
         assert_eq!(h.get(t0, 13).unwrap().last_resent, Some(t0 + MS));
-        for unknown in [9, 20, 0, u32::MAX, 1 << 31] {
+        for unknown in [9, 20, 0, u64::MAX, 1 << 31] {
             assert_eq!(h.get(t0, unknown), None, "{unknown}");
             assert!(!h.mark_resent(unknown, t0));
         }
     }
 
     #[test]
-    fn lookups_across_the_wrap() {
+    fn lookups_across_a_wire_wrap() {
+        // 16-bit RTP numbers through their wrap, extended as the senders do.
         let t0 = Instant::now();
         let mut h = SendHistory::new(1 << 20, 500 * MS);
-        let start = u32::MAX - 5;
-        for i in 0..12u32 {
-            let seq = start.wrapping_add(i);
-            h.push(t0, seq, i, packet(seq, 10));
+        let mut ext = super::super::seq64::Extender::new(16);
+        let start = u16::MAX - 5;
+        for i in 0..12u16 {
+            let seq = ext.push(u64::from(start.wrapping_add(i)));
+            h.push(t0, seq, u32::from(i), packet(seq, 10));
         }
         h.check_invariants();
-        for i in 0..12u32 {
-            let seq = start.wrapping_add(i);
+        for i in 0..12u16 {
+            let seq = ext.extend(u64::from(start.wrapping_add(i))).unwrap();
             assert_eq!(h.get(t0, seq).unwrap().packet, packet(seq, 10), "{seq}");
         }
-        assert_eq!(h.get(t0, start.wrapping_sub(1)), None);
-        assert_eq!(h.get(t0, start.wrapping_add(12)), None);
+        let before = ext.extend(u64::from(start.wrapping_sub(1))).unwrap();
+        assert_eq!(h.get(t0, before), None);
+        assert_eq!(h.get(t0, ext.highest().unwrap() + 1), None);
     }
 
     #[test]
     fn bounded_in_bytes_under_a_flood() {
         let t0 = Instant::now();
         let mut h = SendHistory::new(10_000, Duration::from_secs(3600));
-        for seq in 0..100_000u32 {
+        for seq in 0..100_000u64 {
             h.push(
                 t0,
                 seq,
-                seq / 10,
+                (seq / 10) as u32,
                 packet(seq, 1 + (seq as usize * 7919) % 1400),
             );
             assert!(h.bytes() <= 10_000);
@@ -247,8 +249,8 @@ mod tests {
     fn bounded_in_age() {
         let t0 = Instant::now();
         let mut h = SendHistory::new(usize::MAX, 100 * MS);
-        for seq in 0..1000u32 {
-            h.push(t0 + seq * MS, seq, seq, packet(seq, 50));
+        for seq in 0..1000u64 {
+            h.push(t0 + seq as u32 * MS, seq, seq as u32, packet(seq, 50));
             // At 1 packet per ms, at most 101 are younger than 100 ms.
             assert!(h.len() <= 101, "{}", h.len());
         }

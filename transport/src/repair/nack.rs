@@ -104,6 +104,15 @@ struct Missing {
     next_nack: Instant,
 }
 
+/// The spacing of repeated NACKs of one packet, given the round trip `rtt`: a resend
+/// is given a round trip and a quarter to arrive (plus 2 ms of scheduling), and never
+/// less than 5 ms, so a LAN is not flooded with repeats of a NACK whose answer is
+/// simply queued behind a frame. Both wires' receivers space their NACKs by this, and
+/// the sender's parity policy counts the resend rounds that fit a deadline by it.
+pub(crate) fn retry_interval(rtt: Duration) -> Duration {
+    (rtt.mul_f64(1.25) + Duration::from_millis(2)).max(Duration::from_millis(5))
+}
+
 /// Base of the extended (64-bit, non-wrapping) sequence space, so a packet up to 2^31
 /// behind the first one still has a non-negative extended seq.
 const EXT_BASE: u64 = 1 << 32;
@@ -278,7 +287,7 @@ impl LossTracker {
         }
         self.dirty = false;
         self.scanned_done = last_done_frame;
-        let interval = (rtt.mul_f64(1.25) + Duration::from_millis(2)).max(Duration::from_millis(5));
+        let interval = retry_interval(rtt);
         let config = self.config;
         let (highest, ext_highest) = (self.highest.map_or(0, |h| h.0), self.ext_highest);
         let mut deadline: Option<Instant> = None;

@@ -71,6 +71,9 @@ impl Sender {
     }
 
     pub(super) fn on_report(&mut self, now: Instant, report: &Report<'_>) {
+        if let Some(r) = self.repair.as_mut() {
+            r.on_report(self.config.clock.us(now), report, &self.log);
+        }
         let sample = report.sequence.and_then(|c| self.loss.update(c));
         if let Some(sample) = sample {
             self.stats.loss_permille = (sample.loss * 1000.0).round() as u32;

@@ -5,17 +5,20 @@
 //! `recv/`; the shared pieces (Reed-Solomon, the history, the parity policy, the
 //! receiver's loss tracker) are in `crate::repair`.
 
-use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use super::log::SendLog;
 use super::loss_meter::LossSample;
 use crate::repair::fec::FecEncoder;
-use crate::repair::history::SendHistory;
 use crate::repair::policy;
-use crate::wire::{Nack, FRAGMENT_FLAGS_OFFSET, RETRANSMIT_FLAG};
+use crate::repair::resend::Resender;
+use crate::wire::{Nack, Report, FRAGMENT_FLAGS_OFFSET, RETRANSMIT_FLAG};
 use crate::{seq, SenderStats};
+
+/// Bits of picam's packet sequence number on the wire.
+const SEQ_BITS: u32 = 32;
 
 /// Loss repair knobs (datagram transport only). `None` in the sender's config turns
 /// repair off (`--no-repair`): no parity, no history, nacks ignored.
@@ -34,6 +37,11 @@ pub struct RepairConfig {
     pub retransmit_burst: usize,
     /// The stream's bitrate when there is no congestion controller to ask, bits/s.
     pub nominal_bitrate: u32,
+    /// How late after its first send a repaired packet is still worth having: a
+    /// resend that cannot arrive within it does not count, and parity covers that
+    /// loss instead. With a round trip well under it, resends repair nearly all loss
+    /// and frames get little or no parity.
+    pub deadline: Duration,
 }
 
 impl RepairConfig {
@@ -46,29 +54,71 @@ impl RepairConfig {
             retransmit_share: 0.5,
             retransmit_burst: 256 << 10,
             nominal_bitrate: bitrate,
+            // A frame late by this much is a visible stall on a live picture; the
+            // receiver's fragment wait (200 ms) is a last resort, not a target.
+            deadline: Duration::from_millis(100),
         }
     }
 }
 
-/// The same packet is not resent twice within this long (a nack and its repeat
-/// crossing a retransmission in flight).
-const RESEND_GAP: Duration = Duration::from_millis(3);
 /// Nacked packets waiting to be resent at once; more are refused (counted).
 const MAX_RESEND_QUEUE: usize = 1024;
 /// Weight of a new loss sample in the smoothed loss the parity policy reads.
 const LOSS_GAIN: f64 = 0.3;
+/// Round-trip samples above this are garbage (a report about a packet from before a
+/// restart, or a clock step), not a path.
+const MAX_RTT: Duration = Duration::from_secs(10);
+
+/// The round trip as the sender sees it, smoothed as TCP does (RFC 6298: `srtt` with
+/// gain 1/8, `rttvar` with gain 1/4).
+///
+/// Samples come from the receiver's reports: each report names packets it sampled
+/// (frame, index) and how long ago on its own clock each arrived, and the sender knows
+/// when it sent them on its own clock. So `now - sent - held` is a round trip with no
+/// clock sync needed (RTCP's LSR/DLSR does the same). It includes the queue the
+/// packet met, which is what a resend meets too.
+#[derive(Clone, Copy, Debug, Default)]
+struct RttEstimate {
+    srtt: Option<Duration>,
+    rttvar: Duration,
+}
+
+impl RttEstimate {
+    fn on_sample(&mut self, sample: Duration) {
+        if sample > MAX_RTT {
+            return;
+        }
+        match self.srtt {
+            None => {
+                self.srtt = Some(sample);
+                self.rttvar = sample / 2;
+            }
+            Some(srtt) => {
+                let err = sample.abs_diff(srtt);
+                self.rttvar = (self.rttvar * 3 + err) / 4;
+                self.srtt = Some((srtt * 7 + sample) / 8);
+            }
+        }
+    }
+
+    /// A round trip a resend will most likely beat: `srtt + 2 rttvar`.
+    fn likely(&self) -> Option<Duration> {
+        self.srtt.map(|s| s + self.rttvar * 2)
+    }
+}
 
 /// The sender's repair state.
 pub(crate) struct SenderRepair {
     config: RepairConfig,
-    history: SendHistory,
-    resend: VecDeque<u32>,
+    /// The history of sent packets and the nacked ones waiting (shared with RTP).
+    resender: Resender,
     /// Retransmission budget in bytes, refilled at the share of the bitrate.
     tokens: f64,
     refilled_at: Option<Instant>,
     /// Smoothed link loss and burst length from receiver reports.
     loss: f64,
     burst: f64,
+    rtt: RttEstimate,
     /// Reused across frames: its working space is allocated once.
     encoder: FecEncoder,
 }
@@ -78,22 +128,28 @@ impl std::fmt::Debug for SenderRepair {
         f.debug_struct("SenderRepair")
             .field("loss", &self.loss)
             .field("burst", &self.burst)
-            .field("resend", &self.resend.len())
+            .field("rtt", &self.rtt)
+            .field("resend", &self.resender.queued())
             .finish()
     }
 }
 
 impl SenderRepair {
     pub fn new(config: RepairConfig) -> Self {
-        let history = SendHistory::new(config.history_bytes, config.history_age);
+        let resender = Resender::new(
+            SEQ_BITS,
+            config.history_bytes,
+            config.history_age,
+            MAX_RESEND_QUEUE,
+        );
         Self {
             tokens: config.retransmit_burst as f64,
             config,
-            history,
-            resend: VecDeque::new(),
+            resender,
             refilled_at: None,
             loss: 0.0,
             burst: 1.0,
+            rtt: RttEstimate::default(),
             encoder: FecEncoder::new(),
         }
     }
@@ -115,6 +171,24 @@ impl SenderRepair {
         self.burst += LOSS_GAIN * (sample.mean_burst - self.burst);
     }
 
+    /// Round-trip samples from a receiver report: for each packet it sampled that
+    /// `log` still knows, the time since its send (`now_us`, sender clock) less the
+    /// time the receiver held it before reporting.
+    pub fn on_report(&mut self, now_us: u64, report: &Report<'_>, log: &SendLog) {
+        for arrival in report.arrivals() {
+            let Some(sent) = log.get(arrival.frame) else {
+                continue;
+            };
+            let held = report.report_us.saturating_sub(arrival.at_us);
+            let since_sent = now_us.saturating_sub(sent.packet_us(arrival.index));
+            // A negative span is the pacing estimate of a mid-frame packet's send time
+            // being off, or a bad report: no sample.
+            if let Some(rtt) = since_sent.checked_sub(held) {
+                self.rtt.on_sample(Duration::from_micros(rtt));
+            }
+        }
+    }
+
     /// The smoothed loss fraction the policy works from.
     pub fn loss(&self) -> f64 {
         self.loss
@@ -125,45 +199,28 @@ impl SenderRepair {
         if !self.config.fec {
             return 0;
         }
-        policy::parity_count(data_packets, keyframe, self.loss, self.burst)
+        let rounds = policy::resend_rounds(self.rtt.likely(), self.config.deadline);
+        policy::parity_with_resends(data_packets, keyframe, self.loss, self.burst, rounds)
     }
 
     /// Remembers a packet as sent (original transmissions only).
     pub fn on_sent(&mut self, now: Instant, seq: u32, frame: u32, packet: &[u8]) {
-        self.history
-            .push(now, seq, frame, Bytes::copy_from_slice(packet));
+        self.resender
+            .on_sent(now, u64::from(seq), frame, Bytes::copy_from_slice(packet));
     }
 
     /// Queues the packets a nack asks for that can still help; counts the rest.
     pub fn on_nack(&mut self, now: Instant, nack: &Nack<'_>, stats: &mut SenderStats) {
+        // A packet of a frame the receiver is done with (shown or given up) is no use.
+        let useful = |frame| nack.done_through.is_none_or(|done| seq::after(frame, done));
         for wanted in nack.missing() {
-            stats.nack_requests += 1;
-            let Some(entry) = self.history.get(now, wanted) else {
-                // Never sent, or forgotten (older than the history keeps).
-                stats.nack_unknown += 1;
-                continue;
-            };
-            let useful = nack
-                .done_through
-                .is_none_or(|done| seq::after(entry.frame, done));
-            let resent_lately = entry
-                .last_resent
-                .is_some_and(|at| now.saturating_duration_since(at) < RESEND_GAP);
-            if !useful || resent_lately || self.resend.contains(&wanted) {
-                stats.nack_useless += 1;
-                continue;
-            }
-            if self.resend.len() >= MAX_RESEND_QUEUE {
-                stats.nack_over_budget += 1;
-                continue;
-            }
-            self.resend.push_back(wanted);
+            self.resender.on_nack(now, u64::from(wanted), useful, stats);
         }
     }
 
     /// Whether a retransmission is waiting.
     pub fn has_resend(&self) -> bool {
-        !self.resend.is_empty()
+        self.resender.has_resend()
     }
 
     /// Writes the next retransmission into `buf` (its retransmit flag set) and returns
@@ -177,25 +234,26 @@ impl SenderRepair {
         stats: &mut SenderStats,
     ) -> bool {
         self.refill(now, bitrate);
-        while let Some(wanted) = self.resend.pop_front() {
-            let Some(entry) = self.history.get(now, wanted) else {
-                stats.nack_unknown += 1;
-                continue;
-            };
-            if self.tokens < entry.packet.len() as f64 {
-                stats.nack_over_budget += 1;
-                continue;
+        let tokens = &mut self.tokens;
+        let admit = |entry: &crate::repair::history::Entry| {
+            let len = entry.packet.len() as f64;
+            let ok = *tokens >= len;
+            if ok {
+                *tokens -= len;
             }
-            self.tokens -= entry.packet.len() as f64;
-            buf.clear();
-            buf.extend_from_slice(&entry.packet);
-            buf[FRAGMENT_FLAGS_OFFSET] |= RETRANSMIT_FLAG;
-            self.history.mark_resent(wanted, now);
-            stats.packets_retransmitted += 1;
-            stats.retransmit_bytes += buf.len() as u64;
-            return true;
+            ok
+        };
+        let Some(packet) = self.resender.next(now, admit, stats) else {
+            return false;
+        };
+        buf.clear();
+        buf.extend_from_slice(&packet);
+        if let Some(flags) = buf.get_mut(FRAGMENT_FLAGS_OFFSET) {
+            *flags |= RETRANSMIT_FLAG;
         }
-        false
+        stats.packets_retransmitted += 1;
+        stats.retransmit_bytes += buf.len() as u64;
+        true
     }
 
     fn refill(&mut self, now: Instant, bitrate: u32) {
@@ -214,18 +272,14 @@ impl SenderRepair {
 
     /// A new receiver (TCP reconnect, which never uses repair) or a cleared queue.
     pub fn clear_resends(&mut self) {
-        self.resend.clear();
+        self.resender.clear_queue();
     }
 
     pub fn check_invariants(&self) {
         assert!(
-            self.resend.len() <= MAX_RESEND_QUEUE,
-            "resend queue over its bound"
-        );
-        assert!(
             self.tokens <= self.config.retransmit_burst as f64 + 1.0,
             "retransmit budget over its burst"
         );
-        self.history.check_invariants();
+        self.resender.check_invariants();
     }
 }

@@ -28,6 +28,7 @@ use rtp_types::RtpPacket;
 use super::h264::Depacketizer;
 use super::rtcp;
 use crate::machine::{Machine, Output, Transmit};
+use crate::repair::nack;
 use crate::{ReceivedFrame, ReceiverEvent, ReceiverInput, ReceiverStats};
 
 mod reception;
@@ -176,10 +177,12 @@ impl RtpReceiver {
         self.config.nack && !self.nacks_unanswered && self.rtcp_to.is_some()
     }
 
-    /// The interval between NACKs of one packet: twice the usual repair time, bounded.
+    /// The interval between NACKs of one packet: the rule both wires share
+    /// ([`nack::retry_interval`]), with the measured repair time (a NACK's round trip)
+    /// for the round trip, and at most 40 ms (RTP has no clock pings: a repair time
+    /// inflated by one slow answer must not stop the repeats).
     fn nack_retry(&self) -> Duration {
-        (self.repair_time * 2 + Duration::from_millis(2))
-            .clamp(Duration::from_millis(5), Duration::from_millis(40))
+        nack::retry_interval(self.repair_time).min(Duration::from_millis(40))
     }
 
     fn new_stream(&mut self, now: Instant, from: Option<SocketAddr>, ssrc: u32) {

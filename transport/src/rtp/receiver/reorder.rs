@@ -13,6 +13,8 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
+use crate::repair::seq64;
+
 /// Sequence numbers tracked between the next to release and the highest seen, at most;
 /// also the largest gap waited for.
 pub(crate) const MAX_SPAN: u64 = 1024;
@@ -101,10 +103,9 @@ impl Reorder {
     }
 
     /// Extends `seq` against the highest seen (the nearest 64-bit value with those low
-    /// 16 bits).
+    /// 16 bits), by the rule both wires' repair shares.
     fn extend(&self, seq: u16) -> u64 {
-        let delta = i64::from(seq.wrapping_sub(self.highest as u16) as i16);
-        self.highest.saturating_add_signed(delta)
+        seq64::extend(self.highest, u64::from(seq), 16)
     }
 
     /// Takes one packet (`data` is the whole RTP packet, kept until it leaves).

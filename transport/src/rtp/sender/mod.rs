@@ -19,11 +19,13 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use media::annexb::{AccessUnit, ParameterSets};
 use rtp_types::RtpPacketBuilder;
 
 use super::{h264, rtcp};
 use crate::machine::{Machine, Output, Transmit};
+use crate::repair::resend::Resender;
 use crate::send::pacing::{frame_rate_bps, Pacer};
 use crate::{JamGuardConfig, SenderEvent, SenderInput, SenderStats};
 
@@ -55,7 +57,9 @@ pub struct RtpSenderConfig {
     /// Interval between sender reports. With the jam guard they are also the probe whose
     /// round trip measures the path's queue, so they go more often (every 200 ms).
     pub report_interval: Duration,
-    /// RTP packets kept for retransmission on NACK (a ring: the oldest is forgotten).
+    /// RTP packets kept for retransmission on NACK, as bytes: this many packets of
+    /// `max_packet` (the oldest are forgotten first, and any older than
+    /// [`HISTORY_AGE`]).
     pub history_packets: usize,
     /// Retransmissions queued at most; more NACKed packets are refused (counted).
     pub max_resend_queue: usize,
@@ -103,6 +107,10 @@ struct Pending {
     rate_bps: f64,
 }
 
+/// Sent packets older than this are not kept for retransmission: no viewer waits that
+/// long for a packet of a live picture.
+pub const HISTORY_AGE: Duration = Duration::from_secs(1);
+
 /// Sender reports remembered for the round trip of receiver reports that echo them.
 const SENT_REPORTS: usize = 16;
 
@@ -112,9 +120,9 @@ pub struct RtpSender {
     config: RtpSenderConfig,
     seq: u16,
     pending: VecDeque<Pending>,
-    resend: VecDeque<u16>,
-    /// Sent RTP packets by `seq % len`, for retransmission.
-    history: Vec<Option<(u16, Vec<u8>)>>,
+    /// Sent RTP packets and the NACKed ones waiting (the repair engine both wires
+    /// share).
+    resender: Resender,
     events: VecDeque<SenderEvent>,
     params: ParameterSets,
     /// Frames were skipped or dropped before leaving: nothing may go until a keyframe
@@ -134,7 +142,12 @@ pub struct RtpSender {
 impl RtpSender {
     /// A sender; nothing is sent before the first frame.
     pub fn new(mut config: RtpSenderConfig) -> Self {
-        let history = vec![None; config.history_packets.max(1)];
+        let resender = Resender::new(
+            16,
+            config.history_packets.max(1) * config.max_packet,
+            HISTORY_AGE,
+            config.max_resend_queue,
+        );
         config.max_pending_frames = config.max_pending_frames.max(1);
         // Without RTCP (over TCP) no report can come: the bitrate stays the user's.
         let rate = config.jam_guard.as_ref().filter(|_| config.rtcp).map(|g| {
@@ -156,8 +169,7 @@ impl RtpSender {
             seq: config.initial_seq,
             config,
             pending: VecDeque::new(),
-            resend: VecDeque::new(),
-            history,
+            resender,
             events: VecDeque::new(),
             params: ParameterSets::default(),
             need_keyframe: false,
@@ -187,13 +199,12 @@ impl RtpSender {
 
     /// Packets waiting to be handed out.
     pub fn queued_packets(&self) -> usize {
-        self.pending.iter().map(|f| f.packets.len()).sum::<usize>() + self.resend.len()
+        self.pending.iter().map(|f| f.packets.len()).sum::<usize>() + self.resender.queued()
     }
 
     /// Panics if an internal bound is broken.
     pub fn check_invariants(&self) {
-        assert!(self.resend.len() <= self.config.max_resend_queue);
-        assert!(self.history.len() == self.config.history_packets.max(1));
+        self.resender.check_invariants();
         assert!(self.pending.len() <= self.config.max_pending_frames);
         assert!(self.sent_reports.len() <= SENT_REPORTS);
         assert!(self.pending.iter().all(|f| !f.packets.is_empty()));
@@ -351,8 +362,14 @@ impl RtpSender {
             // Only an oversized payload fails, which packetize never makes.
             return false;
         }
-        let slot = usize::from(self.seq) % self.history.len();
-        self.history[slot] = Some((self.seq, buf.clone()));
+        self.resender.on_sent(
+            now,
+            u64::from(self.seq),
+            // The frame a packet is filed under only matters for NACKs that say which
+            // frames are done, which RTCP's do not: the timestamp names it well enough.
+            timestamp,
+            Bytes::copy_from_slice(buf),
+        );
         self.seq = self.seq.wrapping_add(1);
         self.rtp_packets = self.rtp_packets.wrapping_add(1);
         self.rtp_octets = self.rtp_octets.wrapping_add(payload.len() as u32);
@@ -390,20 +407,10 @@ impl RtpSender {
             self.stats.nacks_received += 1;
         }
         for seq in fb.nacks {
-            self.stats.nack_requests += 1;
-            let slot = usize::from(seq) % self.history.len();
-            let known = matches!(&self.history[slot], Some((s, _)) if *s == seq);
-            if !known {
-                self.stats.nack_unknown += 1;
-                continue;
-            }
-            if self.resend.len() >= self.config.max_resend_queue {
-                self.stats.nack_over_budget += 1;
-                continue;
-            }
-            if !self.resend.contains(&seq) {
-                self.resend.push_back(seq);
-            }
+            // RTCP says nothing of which frames the peer is done with: every held
+            // packet may still help.
+            self.resender
+                .on_nack(now, u64::from(seq), |_| true, &mut self.stats);
         }
         if let Some(block) = fb.reception {
             if block.media_ssrc != self.config.ssrc {
@@ -487,7 +494,7 @@ impl Machine for RtpSender {
             }
             SenderInput::Disconnected => {
                 self.pending.clear();
-                self.resend.clear();
+                self.resender.clear_queue();
             }
         }
     }
@@ -501,17 +508,12 @@ impl Machine for RtpSender {
             return Output::Event(event);
         }
         // Retransmissions go first: the frame they complete is older than any waiting.
-        while let Some(seq) = self.resend.pop_front() {
-            let slot = usize::from(seq) % self.history.len();
-            if let Some((s, packet)) = &self.history[slot] {
-                if *s == seq {
-                    buf.clear();
-                    buf.extend_from_slice(packet);
-                    self.stats.packets_retransmitted += 1;
-                    self.stats.retransmit_bytes += buf.len() as u64;
-                    return self.count_out(buf);
-                }
-            }
+        if let Some(packet) = self.resender.next(now, |_| true, &mut self.stats) {
+            buf.clear();
+            buf.extend_from_slice(&packet);
+            self.stats.packets_retransmitted += 1;
+            self.stats.retransmit_bytes += buf.len() as u64;
+            return self.count_out(buf);
         }
         let paced_until = self
             .pacer
