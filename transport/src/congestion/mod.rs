@@ -240,6 +240,8 @@ pub struct Controller {
     /// No queue for `LOGWIN`: no bottleneck near the rate.
     path_clear: bool,
     delay_seen: bool,
+    /// The delay samples are round trips of small probes (RTCP), not media packets.
+    round_trips: bool,
     peer: Option<f64>,
     last_update: Option<Instant>,
     last_brake: Option<Instant>,
@@ -271,6 +273,7 @@ impl Controller {
             debt: 0.0,
             path_clear: false,
             delay_seen: false,
+            round_trips: false,
             peer: None,
             last_update: None,
             last_brake: None,
@@ -341,6 +344,7 @@ impl Controller {
                 }
             }
             Signal::RoundTrip(rtt) => {
+                self.round_trips = true;
                 self.delay_sample(now, rtt.as_micros().min(i64::MAX as u128) as i64);
             }
             Signal::Jitter(jitter) => self.jitter = Some(jitter.as_secs_f64()),
@@ -447,6 +451,10 @@ impl Controller {
         self.x_prev = Some(x);
         let x_ref = (self.config.reference_queue.as_secs_f64() * max / self.rate.max(1.0))
             .min(self.config.max_reference_queue.as_secs_f64());
+        // A probe's round trip samples the queue standing between frames, not a
+        // frame's last packet (which also waits behind its own first ones, up to most
+        // of a frame interval): half the reference leaves that room.
+        let x_ref = if self.round_trips { x_ref / 2.0 } else { x_ref };
         // Ramp-up needs a path without a standing queue, and frames that cross it
         // faster than the reference.
         if self.standing > self.config.clear_queue.as_secs_f64() || x > x_ref || loss > 0.0 {

@@ -273,11 +273,23 @@ impl RtpSender {
             started: false,
             rate_bps,
         });
+        // A frame beyond the average (a keyframe) is paid back by the next ones; the
+        // first frame's announcement below covers the start.
+        let bytes = au.data.len();
+        if let Some(rate) = self.rate.as_mut() {
+            rate.on_signal(now, Signal::FrameQueued { bytes });
+            let next = rate.target_bitrate();
+            if self.next_report.is_some() && next != self.stats.target_bitrate {
+                self.stats.target_bitrate = next;
+                self.events.push_back(SenderEvent::SetBitrate(next));
+            }
+        }
         if self.config.rtcp && self.next_report.is_none() {
             self.next_report = Some(now);
             // The encoder starts at the configured bitrate; the controller starts below
             // it: tell the encoder once, before the link fills.
             if let Some(r) = &self.rate {
+                self.stats.target_bitrate = r.target_bitrate();
                 self.events
                     .push_back(SenderEvent::SetBitrate(r.target_bitrate()));
             }
