@@ -10,8 +10,8 @@
 //! these four are the only modules here that do I/O.
 //!
 //! Folders by concern: `wire/` (picam's native packet format and TCP framing),
-//! `send/` (the sender, `config.rs` its settings and vocabulary, its log of sent frames, loss measurement, pacing, congestion
-//! control), `recv/` (the receiver, reassembly, reports and clock pings), `io/` (the
+//! `send/` (the sender, `config.rs` its settings and vocabulary, its log of sent frames, loss measurement, pacing,
+//! its receiver reports), `congestion/` (the one rate controller every wire's feedback feeds), `recv/` (the receiver, reassembly, reports and clock pings), `io/` (the
 //! socket drivers). Loss repair has `repair/`; the browser viewer (WHEP signalling,
 //! WebRTC through str0m, the fan-out) `web/`; the interop wires (RTP and raw
 //! Annex B, beside picam's own) are in [`rtp`].
@@ -21,6 +21,7 @@
 #![forbid(unsafe_code)]
 
 pub mod clock;
+pub mod congestion;
 mod error;
 mod io;
 mod machine;
@@ -43,8 +44,8 @@ pub use recv::{
     ReceiverRepairConfig,
 };
 pub use send::{
-    congestion, JamGuardConfig, RepairConfig, Sender, SenderConfig, SenderEvent, SenderInput,
-    SourceFrame, DEFAULT_MAX_FRAME_BYTES,
+    JamGuardConfig, RepairConfig, Sender, SenderConfig, SenderEvent, SenderInput, SourceFrame,
+    DEFAULT_MAX_FRAME_BYTES,
 };
 pub use stats::{ReceiverDrops, ReceiverRepairStats, ReceiverStats, SenderStats};
 pub use wire::framing::LengthPrefixed;
