@@ -27,7 +27,7 @@ use rtp_types::RtpPacket;
 
 use super::h264::Depacketizer;
 use super::rtcp;
-use crate::machine::{Machine, Output, Transmit};
+use crate::machine::{Machine, Output, Transmit, Via};
 use crate::{ReceivedFrame, ReceiverEvent, ReceiverInput, ReceiverStats};
 
 mod reception;
@@ -429,7 +429,10 @@ impl Machine for RtpReceiver {
                 rtcp::picture_loss(buf, self.config.ssrc, media);
                 self.last_pli = Some(now);
                 self.stats.keyframe_requests += 1;
-                return Output::Transmit(Transmit { to });
+                return Output::Transmit(Transmit {
+                    to,
+                    via: Via::Control,
+                });
             }
         }
         if self.nacking() {
@@ -442,13 +445,19 @@ impl Machine for RtpReceiver {
                 self.stats.repair.nacks_sent += 1;
                 self.stats.repair.packets_requested += self.nack_list.len() as u64;
                 self.write_report(now, buf, true);
-                return Output::Transmit(Transmit { to });
+                return Output::Transmit(Transmit {
+                    to,
+                    via: Via::Control,
+                });
             }
         }
         if self.report_due || self.report_interval_passed(now) {
             self.write_report(now, buf, false);
             if !buf.is_empty() {
-                return Output::Transmit(Transmit { to });
+                return Output::Transmit(Transmit {
+                    to,
+                    via: Via::Control,
+                });
             }
         }
         Output::Timeout(self.timer(now))

@@ -23,7 +23,7 @@ use media::annexb::{AccessUnit, ParameterSets};
 use rtp_types::RtpPacketBuilder;
 
 use super::{h264, rtcp};
-use crate::machine::{Machine, Output, Transmit};
+use crate::machine::{Machine, Output, Transmit, Via};
 use crate::send::pacing::{frame_rate_bps, Pacer};
 use crate::{JamGuardConfig, SenderEvent, SenderInput, SenderStats};
 
@@ -463,10 +463,10 @@ impl RtpSender {
         self.sent_reports.push_back((rtcp::ntp_middle(ntp), now));
     }
 
-    fn count_out(&mut self, buf: &[u8]) -> Output<SenderEvent> {
+    fn count_out(&mut self, buf: &[u8], via: Via) -> Output<SenderEvent> {
         self.stats.datagrams += 1;
         self.stats.bytes += buf.len() as u64;
-        Output::Transmit(Transmit { to: None })
+        Output::Transmit(Transmit { to: None, via })
     }
 }
 
@@ -509,7 +509,7 @@ impl Machine for RtpSender {
                     buf.extend_from_slice(packet);
                     self.stats.packets_retransmitted += 1;
                     self.stats.retransmit_bytes += buf.len() as u64;
-                    return self.count_out(buf);
+                    return self.count_out(buf, Via::Media);
                 }
             }
         }
@@ -520,7 +520,7 @@ impl Machine for RtpSender {
         // Each call takes a packet (or an empty frame) off the queue: the loop ends.
         while paced_until.is_none() && !self.pending.is_empty() {
             if self.next_packet(now, buf) {
-                return self.count_out(buf);
+                return self.count_out(buf, Via::Media);
             }
         }
         if let Some(at) = self.next_report {
@@ -528,7 +528,7 @@ impl Machine for RtpSender {
                 self.sender_report(now, buf);
                 self.next_report = Some(now + self.config.report_interval);
                 if !buf.is_empty() {
-                    return self.count_out(buf);
+                    return self.count_out(buf, Via::Control);
                 }
             }
         }
