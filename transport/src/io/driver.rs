@@ -68,6 +68,13 @@ pub trait Carrier<M: ?Sized> {
     /// A packet with nowhere to go (no peer connected) is discarded.
     fn send(&mut self, transmit: Transmit, packet: &[u8]) -> impl Future<Output = ()> + Send;
 
+    /// Sends what [`Carrier::send`] kept back to send together (a batch). The loop
+    /// calls it whenever the machine stops handing out packets (a timeout: the next
+    /// packet is paced later) and before it hands events on.
+    fn flush(&mut self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+
     /// Whether a packet is still waiting in the carrier after trying to write it: the
     /// loop then stops draining the machine, which keeps (and ages out) what it has.
     fn blocked(&mut self) -> bool {
@@ -175,13 +182,20 @@ impl Loop {
     {
         loop {
             if carrier.blocked() {
+                carrier.flush().await;
                 self.publish(machine, hooks, false);
                 return Drained::Blocked;
             }
             match machine.poll_output(Instant::now(), &mut self.out) {
                 Output::Transmit(t) => carrier.send(t, &self.out).await,
-                Output::Event(event) => hooks.on_event(machine, event),
+                Output::Event(event) => {
+                    carrier.flush().await;
+                    hooks.on_event(machine, event)
+                }
                 Output::Timeout(at) => {
+                    // A batch never spans a pacing gap: what was handed out before the
+                    // machine's timeout leaves now.
+                    carrier.flush().await;
                     self.publish(machine, hooks, false);
                     carrier.settle(machine);
                     return Drained::Idle(at);

@@ -34,6 +34,8 @@ pub(crate) async fn bind(
 /// One socket and its destination.
 struct Side {
     socket: UdpSocket,
+    /// The kernel's batching (UDP GSO) for this socket, when asked for and available.
+    gso: Option<quinn_udp::UdpSocketState>,
     /// Where a transmit with no address goes (`None`: nowhere, it is dropped).
     to: Option<SocketAddr>,
     buf: Vec<u8>,
@@ -45,6 +47,7 @@ impl Side {
     fn new(socket: UdpSocket, to: Option<SocketAddr>) -> Self {
         Self {
             socket,
+            gso: None,
             to,
             buf: vec![0; RECV_BUFFER],
             got: None,
@@ -67,7 +70,27 @@ pub struct UdpCarrier {
     /// Never wait for the socket: a datagram it cannot take at once is dropped and
     /// counted here (NACK or the next keyframe repairs it; latency does not grow).
     never_wait: Option<Arc<AtomicU64>>,
+    batch: Batch,
 }
+
+/// Packets waiting to leave in one system call (UDP GSO): same socket, same
+/// destination, equal sizes (the last may be shorter). Only consecutive transmits of
+/// one drain join a batch, and the driver flushes at every timeout the machine
+/// returns, so a batch never spans a pacing gap.
+#[derive(Default)]
+struct Batch {
+    buf: Vec<u8>,
+    /// Size of each datagram but the last.
+    segment: usize,
+    count: usize,
+    to: Option<SocketAddr>,
+    control: bool,
+    /// The last datagram was shorter than `segment`: nothing more may join.
+    closed: bool,
+}
+
+/// The most one batch carries (the kernel's limit for one GSO send is 64 KiB).
+const MAX_BATCH_BYTES: usize = 65_000;
 
 impl UdpCarrier {
     /// A carrier on `media` sending to `to` by default, and on `control` (with its own
@@ -85,7 +108,76 @@ impl UdpCarrier {
             send_errors: 0,
             strangers: 0,
             never_wait: None,
+            batch: Batch::default(),
         }
+    }
+
+    /// Sends runs of datagrams with one system call where the kernel allows (UDP GSO,
+    /// through `quinn-udp`); elsewhere one at a time, as without.
+    pub fn batched(mut self) -> Self {
+        for side in std::iter::once(&mut self.media).chain(self.control.as_mut()) {
+            side.gso = quinn_udp::UdpSocketState::new((&side.socket).into())
+                .ok()
+                .filter(|state| state.max_gso_segments() > 1);
+        }
+        self
+    }
+
+    /// Sends one datagram and counts a failure.
+    async fn send_one(&mut self, control: bool, packet: &[u8], to: SocketAddr) {
+        let side = match (control, self.control.as_ref()) {
+            (true, Some(control)) => control,
+            _ => &self.media,
+        };
+        if let Err(e) = side.socket.send_to(packet, to).await {
+            // A peer that is not up yet (ICMP unreachable) must not stop us.
+            self.send_errors += 1;
+            if self.send_errors.is_power_of_two() {
+                tracing::warn!(%to, error = %e, count = self.send_errors, "UDP send failed");
+            }
+        }
+    }
+
+    /// Sends the batch, if any.
+    async fn send_batch(&mut self) {
+        let Some(to) = self.batch.to.take() else {
+            return;
+        };
+        let mut buf = std::mem::take(&mut self.batch.buf);
+        let (segment, count, control) = (self.batch.segment, self.batch.count, self.batch.control);
+        self.batch.count = 0;
+        self.batch.closed = false;
+        let side = match (control, self.control.as_ref()) {
+            (true, Some(control)) => control,
+            _ => &self.media,
+        };
+        let sent = match (&side.gso, count > 1) {
+            (Some(state), true) => {
+                let transmit = quinn_udp::Transmit {
+                    destination: to,
+                    ecn: None,
+                    contents: &buf,
+                    segment_size: Some(segment),
+                    src_ip: None,
+                };
+                side.socket
+                    .async_io(tokio::io::Interest::WRITABLE, || {
+                        state.try_send((&side.socket).into(), &transmit)
+                    })
+                    .await
+                    .is_ok()
+            }
+            _ => false,
+        };
+        if !sent {
+            // One at a time: no GSO, a single datagram, or the batch failed (the kernel
+            // refusing GSO on this route, or the peer not up yet).
+            for chunk in buf.chunks(segment.max(1)) {
+                self.send_one(control, chunk, to).await;
+            }
+        }
+        buf.clear();
+        self.batch.buf = buf;
     }
 
     /// Never waits for a full socket: drops the datagram instead, counting it in
@@ -173,13 +265,31 @@ impl<M: ?Sized> Carrier<M> for UdpCarrier {
             }
             return;
         }
-        if let Err(e) = side.socket.send_to(packet, to).await {
-            // A peer that is not up yet (ICMP unreachable) must not stop us.
-            self.send_errors += 1;
-            if self.send_errors.is_power_of_two() {
-                tracing::warn!(%to, error = %e, count = self.send_errors, "UDP send failed");
-            }
+        let control = transmit.via == Via::Control && self.control.is_some();
+        let max_segments = match &side.gso {
+            Some(state) => state.max_gso_segments(),
+            None => return self.send_one(control, packet, to).await,
+        };
+        let b = &self.batch;
+        let joins = b.to == Some(to)
+            && b.control == control
+            && !b.closed
+            && packet.len() <= b.segment
+            && b.count < max_segments
+            && b.buf.len() + packet.len() <= MAX_BATCH_BYTES;
+        if !joins {
+            self.send_batch().await;
+            self.batch.to = Some(to);
+            self.batch.control = control;
+            self.batch.segment = packet.len();
         }
+        self.batch.buf.extend_from_slice(packet);
+        self.batch.count += 1;
+        self.batch.closed = packet.len() < self.batch.segment;
+    }
+
+    async fn flush(&mut self) {
+        self.send_batch().await;
     }
 }
 
@@ -208,7 +318,9 @@ pub async fn run_sender<E: FnMut(SenderEvent)>(
         source,
     })?;
     tracing::info!(%local, %remote, session = format_args!("{:08x}", sender.session()), "sending over UDP");
-    let mut carrier = UdpCarrier::new(socket, Some(remote), None).only_from(remote);
+    let mut carrier = UdpCarrier::new(socket, Some(remote), None)
+        .only_from(remote)
+        .batched();
     drive(&mut sender, &mut carrier, &mut hooks).await;
     Ok(())
 }

@@ -40,7 +40,7 @@ where
         None => None,
     };
     tracing::info!(%remote, ?rtcp_remote, "sending over UDP (interop wire)");
-    let mut carrier = UdpCarrier::new(socket, Some(remote), control);
+    let mut carrier = UdpCarrier::new(socket, Some(remote), control).batched();
     drive(&mut machine, &mut carrier, &mut hooks).await;
     Ok(())
 }
