@@ -36,6 +36,19 @@ fn keyframe(c: &mut Criterion) {
     let data: Vec<u8> = (0..KEYFRAME).map(|i| i as u8).collect();
     let state = quinn_udp::UdpSocketState::new((&tx).into()).expect("socket state");
     let segments = state.max_gso_segments();
+    // The batched path must really send (not fail fast): one batch, checked.
+    state
+        .try_send(
+            (&tx).into(),
+            &quinn_udp::Transmit {
+                destination: to,
+                ecn: None,
+                contents: &data[..PACKET * segments.min(8)],
+                segment_size: Some(PACKET),
+                src_ip: None,
+            },
+        )
+        .expect("a GSO batch on loopback");
 
     let mut group = c.benchmark_group("keyframe_200k_loopback");
     group.throughput(Throughput::Bytes(KEYFRAME as u64));

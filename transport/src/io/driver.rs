@@ -291,3 +291,208 @@ where
     }
     state.publish(machine, hooks, true);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::sync::mpsc;
+
+    /// Hands out `queued` packets paced `gap` apart, an event before the first, and an
+    /// RTCP-like control packet after the last.
+    struct Paced {
+        queued: usize,
+        gap: Duration,
+        next: Option<Instant>,
+        event_due: bool,
+        control_due: bool,
+    }
+
+    impl Machine for Paced {
+        type Input<'a> = Option<usize>;
+        type Event = ();
+        fn handle_input(&mut self, _now: Instant, input: Option<usize>) {
+            if let Some(n) = input {
+                self.queued += n;
+                self.event_due = true;
+            }
+        }
+        fn poll_output(&mut self, now: Instant, buf: &mut Vec<u8>) -> Output<()> {
+            if std::mem::take(&mut self.event_due) {
+                return Output::Event(());
+            }
+            if self.queued > 0 {
+                if self.next.is_some_and(|t| now < t) {
+                    return Output::Timeout(self.next);
+                }
+                self.queued -= 1;
+                self.control_due = self.queued == 0;
+                self.next = Some(now + self.gap);
+                *buf = vec![1; 100];
+                return Output::Transmit(Transmit {
+                    to: None,
+                    via: Via::Media,
+                });
+            }
+            if std::mem::take(&mut self.control_due) {
+                *buf = vec![2; 40];
+                return Output::Transmit(Transmit {
+                    to: None,
+                    via: Via::Control,
+                });
+            }
+            Output::Timeout(None)
+        }
+    }
+
+    impl Endpoint for Paced {
+        type Stats = ();
+        fn timeout_input<'a>() -> Self::Input<'a> {
+            None
+        }
+        fn arrival_input(_: Arrival<'_>) -> Option<Self::Input<'_>> {
+            None
+        }
+        fn queued(&self) -> usize {
+            self.queued + usize::from(self.control_due)
+        }
+        fn stats(&self) {}
+    }
+
+    struct TestHooks {
+        frames: mpsc::Receiver<usize>,
+        events: usize,
+        shutdown: watch::Receiver<bool>,
+    }
+
+    impl Hooks<Paced> for TestHooks {
+        type Item = usize;
+        fn next(&mut self) -> impl Future<Output = Option<usize>> + Send {
+            self.frames.recv()
+        }
+        fn try_next(&mut self) -> Option<usize> {
+            self.frames.try_recv().ok()
+        }
+        fn take(&mut self, m: &mut Paced, now: Instant, n: usize) {
+            m.handle_input(now, Some(n));
+        }
+        fn on_event(&mut self, _: &mut Paced, _: ()) {
+            self.events += 1;
+        }
+        fn publish(&mut self, _: &Paced) {}
+        fn shutdown(&self) -> watch::Receiver<bool> {
+            self.shutdown.clone()
+        }
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    /// The policy every wire now shares: when the source ends, the flush keeps pacing
+    /// (never stopping at the first event), finishes what is queued, and the control
+    /// packet goes to the control socket's destination, not the media port.
+    #[test]
+    fn the_flush_is_paced_finishes_the_queue_and_sends_control_to_its_own_port() {
+        runtime().block_on(async {
+            let media_rx = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            let control_rx = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            let media_tx = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            let control_tx = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            let mut carrier = crate::io::udp::UdpCarrier::new(
+                media_tx,
+                Some(media_rx.local_addr().unwrap()),
+                Some((control_tx, Some(control_rx.local_addr().unwrap()))),
+            )
+            .batched();
+            let (tx, frames) = mpsc::channel(4);
+            let (_stop, shutdown) = watch::channel(false);
+            let mut hooks = TestHooks {
+                frames,
+                events: 0,
+                shutdown,
+            };
+            let gap = Duration::from_millis(5);
+            let mut machine = Paced {
+                queued: 0,
+                gap,
+                next: None,
+                event_due: false,
+                control_due: false,
+            };
+            // One "frame" of 20 packets, then the source ends at once.
+            tx.send(20).await.unwrap();
+            drop(tx);
+            let started = Instant::now();
+            drive(&mut machine, &mut carrier, &mut hooks).await;
+            let took = started.elapsed();
+            assert_eq!(hooks.events, 1);
+            assert_eq!(machine.queued(), 0, "the flush stopped early");
+            // Paced: 19 gaps of 5 ms at least; bounded by the flush limit.
+            assert!(took >= gap * 19, "unpaced flush: {took:?}");
+            assert!(took < FLUSH_LIMIT + Duration::from_millis(200), "{took:?}");
+            let mut buf = [0u8; 256];
+            for _ in 0..20 {
+                let n = tokio::time::timeout(Duration::from_secs(1), media_rx.recv(&mut buf))
+                    .await
+                    .expect("a media packet")
+                    .unwrap();
+                assert_eq!(buf[..n], [1; 100]);
+            }
+            let n = tokio::time::timeout(Duration::from_secs(1), control_rx.recv(&mut buf))
+                .await
+                .expect("the control packet on the control port")
+                .unwrap();
+            assert_eq!(buf[..n], [2; 40]);
+            assert!(
+                media_rx.try_recv(&mut buf).is_err(),
+                "control sent to the media port"
+            );
+        });
+    }
+
+    /// Unpaced packets handed out in one drain leave batched where the kernel allows,
+    /// and all arrive, in order.
+    #[test]
+    fn a_burst_of_equal_datagrams_arrives_whole_and_in_order() {
+        runtime().block_on(async {
+            let rx = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            let tx = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            let mut carrier =
+                crate::io::udp::UdpCarrier::new(tx, Some(rx.local_addr().unwrap()), None).batched();
+            let mut sent = Vec::new();
+            for i in 0..150u16 {
+                let len = if i == 149 { 300 } else { 1200 };
+                let mut packet = vec![0u8; len];
+                packet[..2].copy_from_slice(&i.to_be_bytes());
+                Carrier::<Paced>::send(
+                    &mut carrier,
+                    Transmit {
+                        to: None,
+                        via: Via::Media,
+                    },
+                    &packet,
+                )
+                .await;
+                sent.push(packet);
+                // Keep within the receive buffer of a default socket.
+                if i % 40 == 39 {
+                    Carrier::<Paced>::flush(&mut carrier).await;
+                    for p in sent.drain(..) {
+                        let mut buf = vec![0u8; 2048];
+                        let n = rx.recv(&mut buf).await.unwrap();
+                        assert_eq!(&buf[..n], &p[..]);
+                    }
+                }
+            }
+            Carrier::<Paced>::flush(&mut carrier).await;
+            for p in sent {
+                let mut buf = vec![0u8; 2048];
+                let n = rx.recv(&mut buf).await.unwrap();
+                assert_eq!(&buf[..n], &p[..]);
+            }
+        });
+    }
+}

@@ -290,7 +290,7 @@ impl<M: ?Sized> Carrier<M> for StreamCarrier {
             let conn = self.conn.as_ref();
             let get_conn = async {
                 match &mut self.role {
-                    _ if conn.is_some() => std::future::pending().await,
+                    // The newest client wins: accepting goes on while one is served.
                     Role::Listen(listener) => match listener.accept().await {
                         Ok((stream, peer)) => Woke::Connected(stream, peer),
                         Err(e) => {
@@ -300,6 +300,7 @@ impl<M: ?Sized> Carrier<M> for StreamCarrier {
                             Woke::PauseOver
                         }
                     },
+                    Role::Dial { .. } if conn.is_some() => std::future::pending().await,
                     Role::Dial {
                         remote,
                         pause_until,
@@ -410,6 +411,8 @@ impl<M: ?Sized> Carrier<M> for StreamCarrier {
         }
         self.pending.clear();
         self.written = 0;
+        // A stall is counted from when a message could not all be written.
+        self.last_progress = Instant::now();
         match self.framing {
             Framing::LengthPrefixed(_) => self
                 .pending

@@ -3,7 +3,7 @@
 //! of its own.
 //!
 //! UDP: the sender sends RTP to `remote` and, unless muxed, RTCP to a second remote
-//! (port + 1) from a second socket, telling the two apart by packet type; the receiver
+//! (port + 1) from a second socket, the machine saying which (`Transmit::via`); the receiver
 //! listens on its port and, unless muxed, on port + 1 for RTCP. TCP: the sender listens
 //! and serves the newest client; the receiver connects to the sender and reconnects.
 
