@@ -41,6 +41,24 @@ pub struct Transmit {
     pub via: Via,
 }
 
+impl Transmit {
+    /// A packet for the media socket or stream.
+    pub const fn media(to: Option<SocketAddr>) -> Self {
+        Self {
+            to,
+            via: Via::Media,
+        }
+    }
+
+    /// A packet for the control socket (RTCP).
+    pub const fn control(to: Option<SocketAddr>) -> Self {
+        Self {
+            to,
+            via: Via::Control,
+        }
+    }
+}
+
 /// What a machine hands out, one at a time.
 #[derive(Debug, PartialEq)]
 pub enum Output<E> {

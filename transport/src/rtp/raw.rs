@@ -14,7 +14,7 @@ use bytes::Bytes;
 use media::annexb::{AccessUnit, AccessUnitSplitter, ParameterSets};
 use media::EncodedFrame;
 
-use crate::machine::{Machine, Output, Transmit, Via};
+use crate::machine::{Machine, Output, Transmit};
 use crate::{
     ReceivedFrame, ReceiverEvent, ReceiverInput, ReceiverStats, SenderEvent, SenderInput,
     SenderStats,
@@ -247,10 +247,7 @@ impl Machine for H264Sender {
             buf.extend_from_slice(&chunk);
             self.stats.datagrams += 1;
             self.stats.bytes += chunk.len() as u64;
-            return Output::Transmit(Transmit {
-                to: None,
-                via: Via::Media,
-            });
+            return Output::Transmit(Transmit::media(None));
         }
         Output::Timeout(None)
     }

@@ -43,7 +43,7 @@ use sha2::Sha256;
 use spake2::{Ed25519Group, Identity, Password, Spake2};
 
 use super::{Psk, KIND_PAIR};
-use crate::machine::{Machine, Output, Transmit, Via};
+use crate::machine::{Machine, Output, Transmit};
 use crate::wire::{COMMON_HEADER, MAGIC, VERSION};
 
 /// How long the receiver waits for a sender to pair, with one code.
@@ -467,10 +467,7 @@ impl Machine for PairInitiator {
 
     fn poll_output(&mut self, now: Instant, buf: &mut Vec<u8>) -> Output<PairEvent> {
         if self.poll_transmit(now, buf) {
-            return Output::Transmit(Transmit {
-                to: None,
-                via: Via::Media,
-            });
+            return Output::Transmit(Transmit::media(None));
         }
         if self.is_finished() && !self.finish_told {
             self.finish_told = true;
@@ -499,10 +496,7 @@ impl Machine for PairResponder {
     fn poll_output(&mut self, now: Instant, buf: &mut Vec<u8>) -> Output<PairEvent> {
         if let Some((to, reply)) = self.replies.pop_front() {
             *buf = reply;
-            return Output::Transmit(Transmit {
-                to,
-                via: Via::Media,
-            });
+            return Output::Transmit(Transmit::media(to));
         }
         self.handle_timeout(now);
         fn once(told: &mut bool, event: PairEvent) -> Option<Output<PairEvent>> {

@@ -30,7 +30,7 @@ pub use repair::RepairConfig;
 
 use config::MAX_CONTROL;
 
-use crate::machine::{Machine, Output, Transmit, Via};
+use crate::machine::{Machine, Output, Transmit};
 use crate::repair::fec;
 use crate::secure::{Initiator, Opened, SEAL_OVERHEAD};
 use crate::wire::{FragmentHeader, FRAGMENT_HEADER};
@@ -575,10 +575,7 @@ impl Machine for Sender {
             if secure.poll_handshake(now, time_us, buf) {
                 self.stats.datagrams += 1;
                 self.stats.bytes += buf.len() as u64;
-                return Output::Transmit(Transmit {
-                    to: None,
-                    via: Via::Media,
-                });
+                return Output::Transmit(Transmit::media(None));
             }
             if !secure.established() {
                 // Nothing leaves unsealed: frames wait (and age out) until the
@@ -593,10 +590,7 @@ impl Machine for Sender {
                 secure.seal(buf);
                 self.stats.bytes += buf.len() as u64 - plain;
             }
-            return Output::Transmit(Transmit {
-                to: None,
-                via: Via::Media,
-            });
+            return Output::Transmit(Transmit::media(None));
         }
         Output::Timeout(self.next_timeout_secure(now))
     }

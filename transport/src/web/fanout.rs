@@ -30,7 +30,7 @@ use super::viewer::{
     GoneReason, ViewerConfig, ViewerEvent, ViewerInput, ViewerOutput, ViewerStats, WebFrame,
     WebViewer,
 };
-use crate::{Machine, Output, Transmit, TransportError, Via};
+use crate::{Machine, Output, Transmit, TransportError};
 
 /// Settings of the fan-out.
 #[derive(Clone, Debug)]
@@ -457,10 +457,7 @@ impl Machine for WebFanout {
                 }
                 match self.slots[i].viewer.poll_output(now, buf) {
                     ViewerOutput::Transmit(to) => {
-                        return Output::Transmit(Transmit {
-                            to: Some(to),
-                            via: Via::Media,
-                        })
+                        return Output::Transmit(Transmit::media(Some(to)))
                     }
                     ViewerOutput::Event(event) => {
                         let id = self.slots[i].id;
