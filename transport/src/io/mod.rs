@@ -28,7 +28,8 @@ pub struct ReceiverHooks<F> {
     pub on_frame: F,
     /// Commands from downstream (the decoder asking for a keyframe).
     pub commands: mpsc::Receiver<ReceiverCommand>,
-    /// Latest counters, replaced after every drain.
+    /// Latest counters, replaced after a drain at most every 10 ms, and when the driver
+    /// stops.
     pub stats: watch::Sender<ReceiverStats>,
     /// Becomes true when the process is shutting down.
     pub shutdown: watch::Receiver<bool>,
@@ -41,7 +42,8 @@ pub struct SenderHooks<E> {
     pub frames: mpsc::Receiver<SourceFrame>,
     /// Takes each event (force a keyframe, set the bitrate) for capture.
     pub on_event: E,
-    /// Latest counters, replaced after every drain.
+    /// Latest counters, replaced after a drain at most every 10 ms, and when the driver
+    /// stops.
     pub stats: watch::Sender<SenderStats>,
     /// Becomes true when the process is shutting down.
     pub shutdown: watch::Receiver<bool>,
