@@ -36,9 +36,10 @@ pub mod web;
 pub mod wire;
 
 pub use error::TransportError;
+pub use io::driver;
 pub use io::web as web_io;
 pub use io::{tcp, udp, ReceiverCommand, ReceiverHooks, SenderHooks};
-pub use machine::{drain, Drained, Machine, Output, Transmit};
+pub use machine::{drain, Drained, Machine, Output, Transmit, Via};
 pub use recv::{
     FeedbackConfig, ReceivedFrame, Receiver, ReceiverConfig, ReceiverEvent, ReceiverInput,
     ReceiverRepairConfig,

@@ -632,7 +632,7 @@ impl Machine for Sender {
             if secure.poll_handshake(now, time_us, buf) {
                 self.stats.datagrams += 1;
                 self.stats.bytes += buf.len() as u64;
-                return Output::Transmit(Transmit { to: None });
+                return Output::Transmit(Transmit::media(None));
             }
             if !secure.established() {
                 // Nothing leaves unsealed: frames wait (and age out) until the
@@ -647,7 +647,7 @@ impl Machine for Sender {
                 secure.seal(buf);
                 self.stats.bytes += buf.len() as u64 - plain;
             }
-            return Output::Transmit(Transmit { to: None });
+            return Output::Transmit(Transmit::media(None));
         }
         Output::Timeout(self.next_timeout_secure(now))
     }

@@ -460,7 +460,7 @@ impl Machine for WebFanout {
                 }
                 match self.slots[i].viewer.poll_output(now, buf) {
                     ViewerOutput::Transmit(to) => {
-                        return Output::Transmit(Transmit { to: Some(to) })
+                        return Output::Transmit(Transmit::media(Some(to)))
                     }
                     ViewerOutput::Event(event) => {
                         let id = self.slots[i].id;

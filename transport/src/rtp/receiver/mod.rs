@@ -432,7 +432,7 @@ impl Machine for RtpReceiver {
                 rtcp::picture_loss(buf, self.config.ssrc, media);
                 self.last_pli = Some(now);
                 self.stats.keyframe_requests += 1;
-                return Output::Transmit(Transmit { to });
+                return Output::Transmit(Transmit::control(to));
             }
         }
         if self.nacking() {
@@ -445,13 +445,13 @@ impl Machine for RtpReceiver {
                 self.stats.repair.nacks_sent += 1;
                 self.stats.repair.packets_requested += self.nack_list.len() as u64;
                 self.write_report(now, buf, true);
-                return Output::Transmit(Transmit { to });
+                return Output::Transmit(Transmit::control(to));
             }
         }
         if self.report_due || self.report_interval_passed(now) {
             self.write_report(now, buf, false);
             if !buf.is_empty() {
-                return Output::Transmit(Transmit { to });
+                return Output::Transmit(Transmit::control(to));
             }
         }
         Output::Timeout(self.timer(now))

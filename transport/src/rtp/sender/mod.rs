@@ -25,7 +25,7 @@ use rtp_types::RtpPacketBuilder;
 
 use super::{h264, rtcp};
 use crate::congestion::{Controller, Signal};
-use crate::machine::{Machine, Output, Transmit};
+use crate::machine::{Machine, Output, Transmit, Via};
 use crate::repair::resend::Resender;
 use crate::send::pacing::Pacer;
 use crate::{JamGuardConfig, SenderEvent, SenderInput, SenderStats};
@@ -465,10 +465,10 @@ impl RtpSender {
         self.sent_reports.push_back((rtcp::ntp_middle(ntp), now));
     }
 
-    fn count_out(&mut self, buf: &[u8]) -> Output<SenderEvent> {
+    fn count_out(&mut self, buf: &[u8], via: Via) -> Output<SenderEvent> {
         self.stats.datagrams += 1;
         self.stats.bytes += buf.len() as u64;
-        Output::Transmit(Transmit { to: None })
+        Output::Transmit(Transmit { to: None, via })
     }
 }
 
@@ -508,7 +508,7 @@ impl Machine for RtpSender {
             buf.extend_from_slice(&packet);
             self.stats.packets_retransmitted += 1;
             self.stats.retransmit_bytes += buf.len() as u64;
-            return self.count_out(buf);
+            return self.count_out(buf, Via::Media);
         }
         let paced_until = self
             .pacer
@@ -517,7 +517,7 @@ impl Machine for RtpSender {
         // Each call takes a packet (or an empty frame) off the queue: the loop ends.
         while paced_until.is_none() && !self.pending.is_empty() {
             if self.next_packet(now, buf) {
-                return self.count_out(buf);
+                return self.count_out(buf, Via::Media);
             }
         }
         if let Some(at) = self.next_report {
@@ -525,7 +525,7 @@ impl Machine for RtpSender {
                 self.sender_report(now, buf);
                 self.next_report = Some(now + self.config.report_interval);
                 if !buf.is_empty() {
-                    return self.count_out(buf);
+                    return self.count_out(buf, Via::Control);
                 }
             }
         }
