@@ -13,7 +13,8 @@
 //!   ceiling: a single slow phone may pull the picture's quality down that far and no
 //!   further. A viewer slower than the floor is not served at the others' cost: its
 //!   own queue runs behind, and it skips frames (newest wins) and waits for the next
-//!   keyframe rather than starving or freezing the rest.
+//!   keyframe rather than starving or freezing the rest. A lone viewer has no others:
+//!   the floor does not apply, and the encoder follows its estimate all the way down.
 //! - **Leaving.** A viewer that says goodbye (WHEP DELETE), or whose ICE consent checks
 //!   stop for a few seconds, or that never connects, frees its slot at once; the others
 //!   do not notice. When the last viewer leaves, the web side stops voting on bitrate.
@@ -44,7 +45,8 @@ pub struct FanoutConfig {
     /// The encoder's rate as a fraction of the slowest viewer's estimate (the rest is
     /// room for retransmissions and estimate noise).
     pub headroom: f64,
-    /// The web side never asks for less than this fraction of the ceiling.
+    /// With two viewers or more, the web side never asks for less than this fraction
+    /// of the ceiling.
     pub floor_fraction: f64,
     /// Least change of the voted bitrate worth telling the encoder, as a fraction.
     pub bitrate_step: f64,
@@ -302,13 +304,20 @@ impl WebFanout {
     /// Recomputes the web side's bitrate vote; an event when it moved enough.
     fn revote(&mut self) {
         let ceiling = self.config.viewer.max_bitrate;
-        let floor = (f64::from(ceiling) * self.config.floor_fraction) as u32;
-        let slowest = self
-            .slots
-            .iter()
-            .filter(|s| s.viewer.gone().is_none() && s.viewer.connected())
-            .map(|s| s.viewer.estimate_bps())
-            .min();
+        let live = || {
+            self.slots
+                .iter()
+                .filter(|s| s.viewer.gone().is_none() && s.viewer.connected())
+        };
+        // The floor keeps one slow viewer from costing the others their picture; a lone
+        // viewer has no others, and held above its estimate its queue could only run
+        // behind: its frames skipped, one keyframe a second (issue 22's step).
+        let floor = if live().count() > 1 {
+            (f64::from(ceiling) * self.config.floor_fraction) as u32
+        } else {
+            0
+        };
+        let slowest = live().map(|s| s.viewer.estimate_bps()).min();
         let vote = slowest.map(|bps| {
             ((f64::from(bps) * self.config.headroom) as u32).clamp(floor.min(ceiling), ceiling)
         });
