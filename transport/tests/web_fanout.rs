@@ -542,15 +542,23 @@ fn a_lone_slow_viewer_pulls_the_vote_below_the_floor_and_a_second_viewer_restore
     let alone = votes(&net.seen);
     let low = alone.iter().copied().min().expect("a bitrate vote");
     // The floor is a quarter of the 4 Mbit/s ceiling.
-    assert!(low < 1_000_000, "a lone viewer's vote stayed at the floor: {alone:?}");
+    assert!(
+        low < 1_000_000,
+        "a lone viewer's vote stayed at the floor: {alone:?}"
+    );
     let before = net.seen.len();
     net.join().unwrap();
     net.connect_all();
     net.stream(30);
     net.seen.append(&mut net.events);
     let with_two = votes(&net.seen[before..]);
-    let last = *with_two.last().expect("a vote when the second viewer connected");
-    assert!(last >= 1_000_000, "two viewers, the floor holds: {with_two:?}");
+    let last = *with_two
+        .last()
+        .expect("a vote when the second viewer connected");
+    assert!(
+        last >= 1_000_000,
+        "two viewers, the floor holds: {with_two:?}"
+    );
 }
 
 /// The offer Debian's Chromium 156 made to `picam send --web` (recvonly video,
