@@ -62,6 +62,7 @@ pub struct ViewerConfig {
     pub history_packets: usize,
     /// How far a viewer's own queue may run behind its bandwidth estimate before its
     /// frames are skipped: beyond this a frame would be shown later than a fresh one.
+    /// The last keyframe's own bytes do not count (see `FrameGate`).
     pub lag_budget: Duration,
     /// How the browser reports congestion.
     pub congestion: CongestionFeedback,
