@@ -14,7 +14,8 @@
 //!   ceiling: a single slow phone may pull the picture's quality down that far and no
 //!   further. A viewer slower than the floor is not served at the others' cost: its
 //!   own queue runs behind, and it skips frames (newest wins) and waits for the next
-//!   keyframe rather than starving or freezing the rest.
+//!   keyframe rather than starving or freezing the rest. A lone viewer has no others:
+//!   the floor does not apply, and the encoder follows its estimate all the way down.
 //! - **Leaving.** A viewer that says goodbye (WHEP DELETE), or whose ICE consent checks
 //!   stop for a few seconds, or that never connects, frees its slot at once; the others
 //!   do not notice. When the last viewer leaves, the web side stops voting on bitrate.
@@ -43,8 +44,8 @@ pub struct FanoutConfig {
     pub viewer: ViewerConfig,
     /// Least time between two keyframe requests to the encoder.
     pub keyframe_interval: Duration,
-    /// The web side never asks for less than this fraction of the ceiling (the rate
-    /// controller's floor).
+    /// With two viewers or more, the web side never asks for less than this fraction
+    /// of the ceiling.
     pub floor_fraction: f64,
 }
 
@@ -59,11 +60,11 @@ impl Default for FanoutConfig {
     }
 }
 
-/// The web side's rate controller: the viewers' ceiling, the policy's floor.
+/// The web side's rate controller: the viewers' estimate is its ceiling; the policy's
+/// floor (with two viewers or more) is applied to its target in `revote`.
 fn rate_config(config: &FanoutConfig) -> CongestionConfig {
     let ceiling = config.viewer.max_bitrate;
     CongestionConfig {
-        min_bitrate: (f64::from(ceiling) * config.floor_fraction.clamp(0.0, 1.0)) as u32,
         ..CongestionConfig::for_stream(ceiling, 30)
     }
 }
@@ -309,19 +310,28 @@ impl WebFanout {
 
     /// Recomputes the web side's bitrate vote; an event when it moved enough.
     fn revote(&mut self, now: Instant) {
-        let slowest = self
-            .slots
-            .iter()
-            .filter(|s| s.viewer.gone().is_none() && s.viewer.connected())
-            .map(|s| s.viewer.estimate_bps())
-            .min();
+        let ceiling = self.config.viewer.max_bitrate;
+        let live = || {
+            self.slots
+                .iter()
+                .filter(|s| s.viewer.gone().is_none() && s.viewer.connected())
+        };
+        // The floor keeps one slow viewer from costing the others their picture; a lone
+        // viewer has no others, and held above its estimate its queue could only run
+        // behind: its frames skipped, one keyframe a second (issue 22's step).
+        let floor = if live().count() > 1 {
+            (f64::from(ceiling) * self.config.floor_fraction.clamp(0.0, 1.0)) as u32
+        } else {
+            0
+        };
+        let slowest = live().map(|s| s.viewer.estimate_bps()).min();
         let vote = slowest.map(|bps| {
             // The estimate already folds the browser path's delay and loss in (str0m's
             // delay-based estimator over TWCC, or the browser's REMB): it is the
             // controller's ceiling, and a report with no loss of its own.
             self.rate.on_signal(now, Signal::PeerEstimate(bps));
             self.rate.on_signal(now, Signal::Report { loss: 0.0 });
-            self.rate.target_bitrate()
+            self.rate.target_bitrate().max(floor)
         });
         if vote != self.voted_bitrate {
             self.voted_bitrate = vote;
