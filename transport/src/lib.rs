@@ -4,10 +4,11 @@
 //! The protocol logic is sans-IO ([`Sender`], [`Receiver`]): deterministic state
 //! machines with one shape ([`Machine`]: `handle_input(now, input)`, then
 //! `poll_output(now, buf)` until [`Output::Timeout`]). They never read a clock or touch
-//! a socket, so loss, reordering and deadlines are tested on simulated time. [`udp`]
-//! and [`tcp`] are thin tokio drivers around them, `rtp/interop_io.rs` drives the
-//! interop wires' machines the same way, and [`web_io`] the browser viewer's ([`web`]);
-//! these four are the only modules here that do I/O.
+//! a socket, so loss, reordering and deadlines are tested on simulated time. One tokio
+//! driver (`io/driver.rs`) runs every machine, picam's own, the interop wires'
+//! ([`rtp`]), pairing's and the browser viewer's ([`web`]), over a carrier that owns
+//! the sockets: UDP ([`udp`]) or a TCP stream ([`tcp`]); `io/` and
+//! `rtp/interop_io.rs` are the only modules here that do I/O.
 //!
 //! Folders by concern: `wire/` (picam's native packet format and TCP framing),
 //! `send/` (the sender, `config.rs` its settings and vocabulary, its log of sent frames, loss measurement, pacing,
