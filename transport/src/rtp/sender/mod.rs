@@ -56,7 +56,7 @@ pub struct RtpSenderConfig {
     pub report_interval: Duration,
     /// RTP packets kept for retransmission on NACK, as bytes: this many packets of
     /// `max_packet` (the oldest are forgotten first, and any older than
-    /// [`HISTORY_AGE`]).
+    /// `HISTORY_AGE`).
     pub history_packets: usize,
     /// Retransmissions queued at most; more NACKed packets are refused (counted).
     pub max_resend_queue: usize,
