@@ -65,6 +65,10 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked || cargo install cargo-fuzz
 fi
 
+# Crypto and Reed-Solomon crates built without coverage instrumentation (see the
+# wrapper for why); it replaces any RUSTC_WRAPPER of the caller's (sccache) here.
+export RUSTC_WRAPPER="$root/fuzz/rustc-wrapper.sh"
+
 targets="$(cargo "${toolchain[@]}" fuzz list)"
 if [ -z "$targets" ]; then
     echo "no fuzz targets found in $root/fuzz" >&2
@@ -74,14 +78,14 @@ fi
 echo "building fuzz targets: $(echo "$targets" | tr '\n' ' ')"
 timeout 1800 cargo "${toolchain[@]}" fuzz build -O
 
-# Longest input per target. The event-sequence targets reach their deep states within
-# a few hundred records, and every byte past that is run on every execution: 4 KiB
-# inputs (libFuzzer's default) made the sender and receiver several times slower for
-# no coverage the shorter ones lack. The parsers keep the default.
+# Longest input per target. An execution of the event-sequence targets costs in
+# proportion to its length, and their deep states (reordering, repair, session and
+# key changes) are reached within a few hundred records, which 1-2 KiB hold; libFuzzer's
+# default of 4 KiB roughly doubled their cost per execution. The parsers keep it.
 max_len() {
     case "$1" in
         sender) echo 1024 ;;
-        receiver | secure) echo 2048 ;;
+        receiver | secure | rtp_depacketizer) echo 2048 ;;
         *) echo 4096 ;;
     esac
 }
