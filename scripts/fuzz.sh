@@ -80,8 +80,8 @@ timeout 1800 cargo "${toolchain[@]}" fuzz build -O
 
 # Longest input per target. An execution of the event-sequence targets costs in
 # proportion to its length, and their deep states (reordering, repair, session and
-# key changes) are reached within a few hundred records, which 1-2 KiB hold; libFuzzer's
-# default of 4 KiB roughly doubled their cost per execution. The parsers keep it.
+# key changes) are reached within a few hundred records, which 1-2 KiB hold, so the
+# rest of libFuzzer's default 4 KiB bought length, not coverage. The parsers keep it.
 max_len() {
     case "$1" in
         sender) echo 1024 ;;
