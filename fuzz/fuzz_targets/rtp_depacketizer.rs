@@ -20,7 +20,10 @@ fn frame(n: u64) -> SourceFrame {
         data.extend_from_slice(&[0, 0, 0, 1, 0x67, 0x42, 0xc0, 0x1f, 0, 0, 0, 1, 0x68, 0xce]);
     }
     data.extend_from_slice(&[0, 0, 0, 1, if keyframe { 0x65 } else { 0x41 }, 0x88]);
-    data.extend(std::iter::repeat(0x5a).take(2000 + (n as usize % 7) * 300));
+    // Two to four FU-A packets at the sender's `max_packet` below: enough for its
+    // history and resends, while the sender's NAL scan of the frame (most of this
+    // target's time at 2-4 KiB frames) stays short.
+    data.extend(std::iter::repeat(0x5a).take(400 + (n as usize % 7) * 100));
     SourceFrame {
         frame: EncodedFrame {
             data: Bytes::from(data),
@@ -42,6 +45,7 @@ fuzz_target!(|data: &[u8]| {
         history_packets: 64,
         max_resend_queue: 32,
         jam_guard: Some(JamGuardConfig::for_stream(4_000_000, 30)),
+        max_packet: 300,
         ..Default::default()
     });
     let mut raw = H264Receiver::new("fuzz");
