@@ -215,3 +215,53 @@ fn giving_up_on_missing_packets_never_leaves_a_timeout_in_the_past() {
         rx.rx.stats().repair
     );
 }
+
+/// A frame the decoder's queue refused leaves a hole in its references: the frames
+/// queued behind it must not reach the decoder (which would conceal the hole with the
+/// previous picture: a stale band), nothing may until the next keyframe, and the
+/// dropped ones are counted. Regression: frames already queued to leave still left.
+#[test]
+fn frames_queued_behind_one_the_decoder_refused_wait_for_a_keyframe() {
+    use transport::{Machine, Output, ReceiverEvent, ReceiverInput};
+    let mut rx = Rx::new(ReceiverConfig::default());
+    let from = addr(1, 5000);
+    rx.feed(from, &fragments(7, 0, true, b"key", 64)[0]);
+    assert_eq!(rx.numbers(), vec![0]);
+    // 2 and 3 arrive before 1, so 1, 2 and 3 become ready to leave together.
+    rx.advance(ms(1));
+    for n in [2, 3, 1] {
+        let packet = &fragments(7, n, false, b"p", 64)[0];
+        rx.rx.handle_input(
+            rx.now,
+            ReceiverInput::Packet {
+                from: Some(from),
+                data: packet,
+            },
+        );
+    }
+    // The driver's loop: frame 1 is refused by a full decoder queue.
+    let mut handed_out = Vec::new();
+    let mut buf = Vec::new();
+    for _ in 0..100 {
+        match rx.rx.poll_output(rx.now, &mut buf) {
+            Output::Event(ReceiverEvent::Frame(f)) => {
+                handed_out.push(f.number);
+                if f.number == 1 {
+                    rx.rx.handle_input(rx.now, ReceiverInput::DownstreamFull);
+                }
+            }
+            Output::Transmit(_) => {}
+            Output::Timeout(_) => break,
+        }
+    }
+    assert_eq!(handed_out, vec![1], "frames behind the refused one left");
+    rx.rx.check_invariants();
+    // A P-frame still waits; the keyframe resyncs.
+    rx.advance(ms(33));
+    rx.feed(from, &fragments(7, 4, false, b"p", 64)[0]);
+    rx.feed(from, &fragments(7, 5, true, b"key", 64)[0]);
+    assert_eq!(rx.numbers(), vec![0, 5]);
+    let dropped = rx.rx.stats().dropped;
+    assert_eq!(dropped.queue_full, 1);
+    assert_eq!(dropped.undecodable, 3, "2, 3 and 4: {dropped:?}");
+}

@@ -162,6 +162,22 @@ impl FrameOrder {
         self.waiting_keyframe = true;
     }
 
+    /// A frame already handed out never reached the decoder (its queue was full) or
+    /// failed there, so every frame queued behind it refers to a picture the decoder
+    /// does not have: decoded anyway, the decoder conceals the hole with the previous
+    /// picture (seen as a stale band at stream start). Those frames are dropped,
+    /// counted undecodable, up to the first keyframe queued, which resyncs by itself;
+    /// with none queued, nothing more leaves until a keyframe.
+    pub(super) fn lose_handed_out(&mut self, dropped: &mut ReceiverDrops) {
+        let keep_from = self.ready.iter().position(|f| f.frame.keyframe);
+        let lost = keep_from.unwrap_or(self.ready.len());
+        dropped.undecodable += lost as u64;
+        self.ready.drain(..lost);
+        if keep_from.is_none() {
+            self.enter_gap();
+        }
+    }
+
     fn give_up_oldest(&mut self, now: Instant, session: u32, dropped: &mut ReceiverDrops) {
         let mut oldest = self.partials.remove(0);
         if oldest.is_complete() {

@@ -411,8 +411,17 @@ impl Machine for RtpReceiver {
                 if matches!(input, ReceiverInput::DownstreamFull) {
                     self.stats.dropped.queue_full += 1;
                 }
-                self.depacketizer.wait_keyframe();
-                self.pli_due = true;
+                // The frames queued behind the one the decoder missed refer to it
+                // (decoded anyway, the hole is concealed with the previous picture):
+                // dropped up to a queued keyframe, which resyncs by itself.
+                let keep_from = self.ready.iter().position(|f| f.frame.keyframe);
+                let lost = keep_from.unwrap_or(self.ready.len());
+                self.stats.dropped.undecodable += lost as u64;
+                self.ready.drain(..lost);
+                if keep_from.is_none() {
+                    self.depacketizer.wait_keyframe();
+                    self.pli_due = true;
+                }
             }
             ReceiverInput::Close => {}
         }
