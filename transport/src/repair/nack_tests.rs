@@ -26,14 +26,19 @@ impl Sim {
         }
     }
     fn packet(&mut self, seq: u32, frame: u32, retransmit: bool) -> Seen {
-        let seen = self.t.on_packet(self.now, seq, frame, retransmit);
+        let arrival = if retransmit {
+            Arrival::Resend
+        } else {
+            Arrival::Original
+        };
+        let seen = self.t.on_packet(self.now, u64::from(seq), frame, arrival);
         self.poll();
         seen
     }
     fn poll(&mut self) {
         let at = self.now - self.start;
         for seq in self.t.poll_nacks(self.now, RTT, self.done) {
-            self.nacks.push((at, seq));
+            self.nacks.push((at, seq as u32));
         }
         self.t.check_invariants();
         if let Some(timeout) = self.t.next_timeout() {
