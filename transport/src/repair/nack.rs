@@ -244,6 +244,10 @@ impl LossTracker {
     /// Gives up every missing packet below extended seq `ext` (counted lost): the owner
     /// no longer waits for them (RTP's reorder buffer released past them).
     pub(crate) fn give_up_below(&mut self, ext: u64) {
+        // Called after every RTP packet: only split when there is something to drop.
+        if self.first_missing().is_none_or(|first| first >= ext) {
+            return;
+        }
         let before = self.missing.len();
         self.missing = self.missing.split_off(&ext);
         let lost = before - self.missing.len();
