@@ -11,8 +11,8 @@
 //! 16-bit sequence numbers): a sequence gap is NACKed (RFC 4585 generic NACK) once it
 //! is `reorder_wait` old, at most [`MAX_NACKS`] times, and waited for up to
 //! `repair_wait` when the sender answers NACKs, or only `reorder_wait` when it does not
-//! (after [`UNANSWERED_NACKS`] NACKed packets with no answer). A gap still open then, or any
-//! malformed packet, means nothing leaves until a decodable keyframe
+//! (after [`UNANSWERED_NACKS`] NACKed packets with no answer). A gap still open then,
+//! or any malformed packet, means nothing leaves until a decodable keyframe
 //! ([`super::h264::Depacketizer`]); while waiting, a PLI goes to the sender's RTCP
 //! address when it is known (the source of its sender reports, or with rtcp-mux the
 //! source of its RTP), repeated every `keyframe_retry`. Receiver reports ([`reception`])
@@ -124,8 +124,10 @@ pub struct RtpReceiver {
     answered: u64,
     /// The sender does not answer NACKs: gaps are waited for only as reordering.
     nacks_unanswered: bool,
+    /// NACKs the tracker made due and not yet sent (`poll_output` sends them).
     nack_list: Vec<u16>,
-    /// Smoothed time from a packet's first NACK to its arrival: the NACK retry interval.
+    /// Smoothed time from a packet's last NACK to its arrival (a NACK's round trip):
+    /// the round trip the tracker spaces repeated NACKs by.
     repair_time: Duration,
     stats: ReceiverStats,
 }
