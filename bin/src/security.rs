@@ -11,10 +11,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use tokio::net::UdpSocket;
+use transport::driver::{drive, Hooks};
 use transport::secure::key::{read_secret_file, write_secret_file, KeyError};
-use transport::secure::pairing::{self, PairInitiator, PairOutcome, PairResponder, PairState};
+use transport::secure::pairing::{
+    self, PairEvent, PairInitiator, PairOutcome, PairResponder, PairState,
+};
 use transport::secure::Psk;
+use transport::udp::UdpCarrier;
 use transport::web::token::WebToken;
+use transport::Machine;
 
 use crate::cli::KeygenArgs;
 use crate::shutdown::Shutdown;
@@ -264,6 +269,71 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 /// How long the sender tries to reach a receiver showing a code.
 const PAIR_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Connects a pairing machine to the one driver loop: it stops at the machine's
+/// `Finished` (or at `deadline`, or shutdown); `on_event` sees every event.
+struct PairHooks<F> {
+    on_event: F,
+    finished: bool,
+    deadline: Option<Instant>,
+    timed_out: bool,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+}
+
+impl<F> PairHooks<F> {
+    fn new(on_event: F, deadline: Option<Instant>, shutdown: &Shutdown) -> Self {
+        Self {
+            on_event,
+            finished: false,
+            deadline,
+            timed_out: false,
+            shutdown: shutdown.watch(),
+        }
+    }
+}
+
+impl<M, F> Hooks<M> for PairHooks<F>
+where
+    M: Machine<Event = PairEvent>,
+    F: FnMut(PairEvent),
+{
+    /// Pairing takes nothing from upstream: "the source ends" when it is over.
+    type Item = ();
+
+    fn next(&mut self) -> impl std::future::Future<Output = Option<()>> + Send {
+        let (finished, deadline) = (self.finished, self.deadline);
+        let timed_out = &mut self.timed_out;
+        async move {
+            if !finished {
+                match deadline {
+                    Some(at) => {
+                        tokio::time::sleep_until(at.into()).await;
+                        *timed_out = true;
+                    }
+                    None => std::future::pending().await,
+                }
+            }
+            None
+        }
+    }
+
+    fn try_next(&mut self) -> Option<()> {
+        None
+    }
+
+    fn take(&mut self, _machine: &mut M, _now: Instant, _item: ()) {}
+
+    fn on_event(&mut self, _machine: &mut M, event: PairEvent) {
+        self.finished |= event == PairEvent::Finished;
+        (self.on_event)(event);
+    }
+
+    fn publish(&mut self, _machine: &M) {}
+
+    fn shutdown(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.shutdown.clone()
+    }
+}
+
 fn pair_as_sender(code: &str, remote: SocketAddr, shutdown: &Shutdown) -> Result<Psk> {
     let mut pairing = PairInitiator::new(code)?;
     runtime()?.block_on(async {
@@ -274,39 +344,23 @@ fn pair_as_sender(code: &str, remote: SocketAddr, shutdown: &Shutdown) -> Result
         };
         let socket = UdpSocket::bind(bind).await.context("binding the pairing socket")?;
         eprintln!("picam: pairing with {remote} ...");
-        let deadline = Instant::now() + PAIR_TIMEOUT;
-        let mut buf = Vec::new();
-        let mut inbuf = vec![0u8; 2048];
-        loop {
-            while pairing.poll_transmit(Instant::now(), &mut buf) {
-                let _ = socket.send_to(&buf, remote).await;
-            }
-            if pairing.is_finished() {
-                match pairing.outcome() {
-                    Some(PairOutcome::Paired(key)) => return Ok(key.clone()),
-                    _ => bail!(
-                        "pairing with {remote} failed: the code does not match the one `picam recv` shows there (type it again; after {} failed tries it stops answering until restarted)",
-                        pairing::MAX_FAILURES
-                    ),
-                }
-            }
-            let wake = pairing.next_timeout().unwrap_or(deadline).min(deadline);
-            tokio::select! {
-                got = socket.recv_from(&mut inbuf) => {
-                    if let Ok((n, from)) = got {
-                        if from == remote {
-                            pairing.handle(Instant::now(), &inbuf[..n]);
-                        }
-                    }
-                }
-                _ = tokio::time::sleep_until(wake.into()) => {
-                    if Instant::now() >= deadline {
-                        bail!("no pairing answer from {remote} in {} s: is `picam recv` running there and showing a pairing code? (after failed tries it answers only after a wait, up to a minute)", PAIR_TIMEOUT.as_secs());
-                    }
-                }
-                _ = shutdown.wait() => bail!("pairing interrupted"),
-            }
+        // Answers count only from the receiver we pair with.
+        let mut carrier = UdpCarrier::new(socket, Some(remote), None).only_from(remote);
+        let mut hooks = PairHooks::new(|_| {}, Some(Instant::now() + PAIR_TIMEOUT), shutdown);
+        drive(&mut pairing, &mut carrier, &mut hooks).await;
+        if pairing.is_finished() {
+            return match pairing.outcome() {
+                Some(PairOutcome::Paired(key)) => Ok(key.clone()),
+                _ => bail!(
+                    "pairing with {remote} failed: the code does not match the one `picam recv` shows there (type it again; after {} failed tries it stops answering until restarted)",
+                    pairing::MAX_FAILURES
+                ),
+            };
         }
+        if hooks.timed_out {
+            bail!("no pairing answer from {remote} in {} s: is `picam recv` running there and showing a pairing code? (after failed tries it answers only after a wait, up to a minute)", PAIR_TIMEOUT.as_secs());
+        }
+        bail!("pairing interrupted")
     })
 }
 
@@ -320,65 +374,45 @@ fn pair_as_receiver(
         let socket = UdpSocket::bind(listen)
             .await
             .with_context(|| format!("binding {listen} (UDP) for pairing"))?;
-        let mut inbuf = vec![0u8; 2048];
         // One code for the whole window: failed attempts never make a new one, so
         // nobody on the network can keep it changing under the person typing it.
         let code = pairing::new_code()?;
         let mut responder = PairResponder::new(&code, Instant::now());
         show_code(&code);
-        let mut told_locked = false;
-        let mut told_older = false;
-        let result = loop {
-            let now = Instant::now();
-            responder.handle_timeout(now);
-            match responder.state(now) {
-                PairState::Paired => break Ok(responder.outcome().cloned()),
-                PairState::Expired if responder.failures() >= pairing::MAX_FAILURES => break Err(anyhow::anyhow!(
-                    "pairing stayed locked after {} failed attempts: start `picam recv` again to pair (it shows a new code)",
-                    pairing::MAX_FAILURES
-                )),
-                PairState::Expired => break Err(anyhow::anyhow!(
-                    "no sender paired within {} minutes: start `picam recv` again for a new code, then run `picam send --pair CODE` on the camera",
-                    pairing::WINDOW.as_secs() / 60
-                )),
-                PairState::LockedOut if !told_locked => {
-                    told_locked = true;
-                    // Locked until the window ends, not until exit: a service manager
-                    // restarting picam at once would otherwise hand out fresh attempts.
-                    eprintln!();
-                    eprintln!("    picam: PAIRING LOCKED: {} pairing attempts failed (someone may be guessing the code).", pairing::MAX_FAILURES);
-                    eprintln!("    Nothing more is answered. To pair, stop `picam recv` (Ctrl-C) and start it again.");
-                    eprintln!();
-                }
-                PairState::LockedOut | PairState::Waiting => {}
+        let tell = |event| match event {
+            PairEvent::LockedOut => {
+                // Locked until the window ends, not until exit: a service manager
+                // restarting picam at once would otherwise hand out fresh attempts.
+                eprintln!();
+                eprintln!("    picam: PAIRING LOCKED: {} pairing attempts failed (someone may be guessing the code).", pairing::MAX_FAILURES);
+                eprintln!("    Nothing more is answered. To pair, stop `picam recv` (Ctrl-C) and start it again.");
+                eprintln!();
             }
-            let wake = responder
-                .next_timeout()
-                .unwrap_or(now + pairing::WINDOW);
-            tokio::select! {
-                got = socket.recv_from(&mut inbuf) => {
-                    let Ok((n, from)) = got else { continue };
-                    if let Some(reply) = responder.handle(Instant::now(), Some(from), &inbuf[..n]) {
-                        // Never more bytes out than came in (PAIR1 is padded for this).
-                        if reply.len() <= n {
-                            let _ = socket.send_to(&reply, from).await;
-                        }
-                    }
-                    if responder.older_sender_seen() && !told_older {
-                        told_older = true;
-                        eprintln!("picam: {from} tries to pair with an older picam (its pairing request is of the earlier format): update picam on the camera, then pair again with the same code");
-                    }
-                }
-                _ = tokio::time::sleep_until(wake.into()) => {}
-                _ = shutdown.wait() => break Ok(None),
-            }
+            PairEvent::OlderSender => eprintln!("picam: a sender tries to pair with an older picam (its pairing request is of the earlier format): update picam on the camera, then pair again with the same code"),
+            PairEvent::Finished => {}
+        };
+        // Each answer goes back to its request's source.
+        let mut carrier = UdpCarrier::new(socket, None, None);
+        let mut hooks = PairHooks::new(tell, None, shutdown);
+        drive(&mut responder, &mut carrier, &mut hooks).await;
+        let result = match responder.state(Instant::now()) {
+            PairState::Paired => Ok(responder.outcome().cloned()),
+            PairState::Expired if responder.failures() >= pairing::MAX_FAILURES => Err(anyhow::anyhow!(
+                "pairing stayed locked after {} failed attempts: start `picam recv` again to pair (it shows a new code)",
+                pairing::MAX_FAILURES
+            )),
+            PairState::Expired => Err(anyhow::anyhow!(
+                "no sender paired within {} minutes: start `picam recv` again for a new code, then run `picam send --pair CODE` on the camera",
+                pairing::WINDOW.as_secs() / 60
+            )),
+            // Shutdown.
+            PairState::LockedOut | PairState::Waiting => Ok(None),
         };
         signals.abort();
         result
     })
 }
 
-/// Prints a pairing code where a person will see it.
 pub fn print_code(code: &str, listen: SocketAddr) {
     eprintln!();
     eprintln!("    picam pairing code:  {code}");

@@ -438,7 +438,12 @@ fn rtp_bitrate_follows_a_3_mbit_router_queue_from_receiver_reports() {
     };
     let wire = ["--wire", "rtp"];
     let send = [&wire[..], &["--width", "960", "--height", "540"]].concat();
-    let g = run(&topo, &scratch, "udp", true, 10, &send, &wire)
+    // `PICAM_JAM_SECONDS` lengthens it for benches (10 s by default, to add little time).
+    let seconds: u64 = std::env::var("PICAM_JAM_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10);
+    let g = run(&topo, &scratch, "udp", true, seconds, &send, &wire)
         .unwrap_or_else(|| panic!("rtp: no picture after {SETTLE_SECS} s"));
     let target = g
         .target_mbit

@@ -4,14 +4,15 @@
 //! The protocol logic is sans-IO ([`Sender`], [`Receiver`]): deterministic state
 //! machines with one shape ([`Machine`]: `handle_input(now, input)`, then
 //! `poll_output(now, buf)` until [`Output::Timeout`]). They never read a clock or touch
-//! a socket, so loss, reordering and deadlines are tested on simulated time. [`udp`]
-//! and [`tcp`] are thin tokio drivers around them, `rtp/interop_io.rs` drives the
-//! interop wires' machines the same way, and [`web_io`] the browser viewer's ([`web`]);
-//! these four are the only modules here that do I/O.
+//! a socket, so loss, reordering and deadlines are tested on simulated time. One tokio
+//! driver (`io/driver.rs`) runs every machine, picam's own, the interop wires'
+//! ([`rtp`]), pairing's and the browser viewer's ([`web`]), over a carrier that owns
+//! the sockets: UDP ([`udp`]) or a TCP stream ([`tcp`]); `io/` and
+//! `rtp/interop_io.rs` are the only modules here that do I/O.
 //!
 //! Folders by concern: `wire/` (picam's native packet format and TCP framing),
-//! `send/` (the sender, `config.rs` its settings and vocabulary, its log of sent frames, loss measurement, pacing, congestion
-//! control), `recv/` (the receiver, reassembly, reports and clock pings), `io/` (the
+//! `send/` (the sender, `config.rs` its settings and vocabulary, its log of sent frames, loss measurement, pacing,
+//! its receiver reports), `congestion/` (the one rate controller every wire's feedback feeds), `recv/` (the receiver, reassembly, reports and clock pings), `io/` (the
 //! socket drivers). Loss repair has `repair/`; the browser viewer (WHEP signalling,
 //! WebRTC through str0m, the fan-out) `web/`; the interop wires (RTP and raw
 //! Annex B, beside picam's own) are in [`rtp`].
@@ -21,6 +22,7 @@
 #![forbid(unsafe_code)]
 
 pub mod clock;
+pub mod congestion;
 mod error;
 mod io;
 mod machine;
@@ -35,16 +37,17 @@ pub mod web;
 pub mod wire;
 
 pub use error::TransportError;
+pub use io::driver;
 pub use io::web as web_io;
 pub use io::{tcp, udp, ReceiverCommand, ReceiverHooks, SenderHooks};
-pub use machine::{drain, Drained, Machine, Output, Transmit};
+pub use machine::{drain, Drained, Machine, Output, Transmit, Via};
 pub use recv::{
     FeedbackConfig, ReceivedFrame, Receiver, ReceiverConfig, ReceiverEvent, ReceiverInput,
     ReceiverRepairConfig,
 };
 pub use send::{
-    congestion, JamGuardConfig, RepairConfig, Sender, SenderConfig, SenderEvent, SenderInput,
-    SourceFrame, DEFAULT_MAX_FRAME_BYTES,
+    JamGuardConfig, RepairConfig, Sender, SenderConfig, SenderEvent, SenderInput, SourceFrame,
+    DEFAULT_MAX_FRAME_BYTES,
 };
 pub use stats::{ReceiverDrops, ReceiverRepairStats, ReceiverStats, SenderStats};
 pub use wire::framing::LengthPrefixed;

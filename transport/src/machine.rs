@@ -18,12 +18,45 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
+/// Which of a wire's sockets or streams a packet travels on. The machine says so, so the
+/// driver never guesses from a packet's contents.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Via {
+    /// The media socket: picam's own wire (media, feedback and handshake alike), RTP,
+    /// raw H.264, WebRTC.
+    #[default]
+    Media,
+    /// The control socket: RTCP, on port + 1 when the wire is not muxed (on the media
+    /// socket when it is, or on a stream).
+    Control,
+}
+
 /// A packet the machine wrote into the caller's buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Transmit {
     /// Where to send it: `None` means the one peer of a connected socket (TCP, or the
     /// sender's fixed remote).
     pub to: Option<SocketAddr>,
+    /// On which socket or stream.
+    pub via: Via,
+}
+
+impl Transmit {
+    /// A packet for the media socket or stream.
+    pub const fn media(to: Option<SocketAddr>) -> Self {
+        Self {
+            to,
+            via: Via::Media,
+        }
+    }
+
+    /// A packet for the control socket (RTCP).
+    pub const fn control(to: Option<SocketAddr>) -> Self {
+        Self {
+            to,
+            via: Via::Control,
+        }
+    }
 }
 
 /// What a machine hands out, one at a time.

@@ -515,6 +515,52 @@ fn a_slow_viewer_skips_its_own_frames_and_does_not_hold_back_the_others() {
     );
 }
 
+#[test]
+fn a_lone_slow_viewer_pulls_the_vote_below_the_floor_and_a_second_viewer_restores_it() {
+    // A lone viewer has no others to protect: held at the floor, above its own
+    // estimate, its queue could only run behind (issue 22's step). With a second viewer
+    // the floor is back.
+    let mut net = Net::with_feedback(8, CongestionFeedback::Twcc);
+    net.join().unwrap();
+    net.browsers[0].link = Some(SlowLink {
+        bps: 300_000,
+        max_queue: Duration::from_millis(400),
+        queue: VecDeque::new(),
+        busy_until: None,
+    });
+    net.connect_all();
+    net.stream(600);
+    net.seen.append(&mut net.events);
+    let votes = |seen: &[FanoutEvent]| -> Vec<u32> {
+        seen.iter()
+            .filter_map(|e| match e {
+                FanoutEvent::SetBitrate(Some(bps)) => Some(*bps),
+                _ => None,
+            })
+            .collect()
+    };
+    let alone = votes(&net.seen);
+    let low = alone.iter().copied().min().expect("a bitrate vote");
+    // The floor is a quarter of the 4 Mbit/s ceiling.
+    assert!(
+        low < 1_000_000,
+        "a lone viewer's vote stayed at the floor: {alone:?}"
+    );
+    let before = net.seen.len();
+    net.join().unwrap();
+    net.connect_all();
+    net.stream(30);
+    net.seen.append(&mut net.events);
+    let with_two = votes(&net.seen[before..]);
+    let last = *with_two
+        .last()
+        .expect("a vote when the second viewer connected");
+    assert!(
+        last >= 1_000_000,
+        "two viewers, the floor holds: {with_two:?}"
+    );
+}
+
 /// The offer Debian's Chromium 156 made to `picam send --web` (recvonly video,
 /// H.264 and other codecs), as logged by the sender.
 const CHROMIUM_OFFER: &str = include_str!("fixtures/chromium-156-offer.sdp");

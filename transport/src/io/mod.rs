@@ -1,22 +1,25 @@
-//! The I/O edge: tokio drivers for UDP ([`udp`]) and TCP ([`tcp`]) around the sans-IO
-//! machines, and the hooks that connect them to the neighbouring stages. Each driver
-//! has exactly one loop over `poll_output`; what the hooks do with events is shared
-//! here.
+//! The I/O edge: one driver loop ([`driver::drive`]) around the sans-IO machines, the
+//! carriers that move their packets (UDP in [`udp`], streams in [`tcp`]), and the hooks
+//! that connect them to the neighbouring stages (here).
 
+pub mod driver;
+mod endpoint;
 pub(crate) mod sockopt;
 pub mod tcp;
 pub mod udp;
 pub mod web;
 
+use std::future::Future;
 use std::time::Instant;
 
 use tokio::sync::{mpsc, watch};
 
 use crate::machine::Machine;
 use crate::{
-    ReceivedFrame, Receiver, ReceiverEvent, ReceiverInput, ReceiverStats, Sender, SenderEvent,
+    ReceivedFrame, ReceiverEvent, ReceiverInput, ReceiverStats, SenderEvent, SenderInput,
     SenderStats, SourceFrame,
 };
+use driver::{Endpoint, Hooks};
 
 /// What a running receiver driver is connected to.
 pub struct ReceiverHooks<F> {
@@ -25,7 +28,8 @@ pub struct ReceiverHooks<F> {
     pub on_frame: F,
     /// Commands from downstream (the decoder asking for a keyframe).
     pub commands: mpsc::Receiver<ReceiverCommand>,
-    /// Latest counters, replaced after every drain.
+    /// Latest counters, replaced after a drain at most every 10 ms, and when the driver
+    /// stops.
     pub stats: watch::Sender<ReceiverStats>,
     /// Becomes true when the process is shutting down.
     pub shutdown: watch::Receiver<bool>,
@@ -38,7 +42,8 @@ pub struct SenderHooks<E> {
     pub frames: mpsc::Receiver<SourceFrame>,
     /// Takes each event (force a keyframe, set the bitrate) for capture.
     pub on_event: E,
-    /// Latest counters, replaced after every drain.
+    /// Latest counters, replaced after a drain at most every 10 ms, and when the driver
+    /// stops.
     pub stats: watch::Sender<SenderStats>,
     /// Becomes true when the process is shutting down.
     pub shutdown: watch::Receiver<bool>,
@@ -51,62 +56,86 @@ pub enum ReceiverCommand {
     RequestKeyframe,
 }
 
-impl<F: FnMut(ReceivedFrame) -> bool> ReceiverHooks<F> {
-    /// Hands a receiver event downstream; a refused frame is reported back as an input.
-    pub(crate) fn on_event(&mut self, receiver: &mut Receiver, event: ReceiverEvent) {
+impl<M, F> Hooks<M> for ReceiverHooks<F>
+where
+    M: Endpoint<Stats = ReceiverStats>
+        + for<'a> Machine<Input<'a> = ReceiverInput<'a>, Event = ReceiverEvent>,
+    F: FnMut(ReceivedFrame) -> bool,
+{
+    type Item = ReceiverCommand;
+
+    fn next(&mut self) -> impl Future<Output = Option<ReceiverCommand>> + Send {
+        // Downstream closing its command channel does not stop the receiver.
+        let commands = &mut self.commands;
+        async move {
+            match commands.recv().await {
+                Some(command) => Some(command),
+                None => std::future::pending().await,
+            }
+        }
+    }
+
+    fn try_next(&mut self) -> Option<ReceiverCommand> {
+        None
+    }
+
+    fn take(&mut self, machine: &mut M, now: Instant, command: ReceiverCommand) {
+        match command {
+            ReceiverCommand::RequestKeyframe => {
+                machine.handle_input(now, ReceiverInput::RequestKeyframe)
+            }
+        }
+    }
+
+    fn on_event(&mut self, machine: &mut M, event: ReceiverEvent) {
         match event {
             ReceiverEvent::Frame(frame) => {
                 if !(self.on_frame)(frame) {
-                    receiver.handle_input(Instant::now(), ReceiverInput::DownstreamFull);
+                    machine.handle_input(Instant::now(), ReceiverInput::DownstreamFull);
                 }
             }
         }
     }
 
-    /// Feeds a downstream command in.
-    pub(crate) fn on_command(&mut self, receiver: &mut Receiver, command: ReceiverCommand) {
-        match command {
-            ReceiverCommand::RequestKeyframe => {
-                receiver.handle_input(Instant::now(), ReceiverInput::RequestKeyframe)
-            }
-        }
+    fn publish(&mut self, machine: &M) {
+        self.stats.send_replace(machine.stats());
     }
 
-    /// Publishes the counters (at the end of a drain, when `throttle` allows).
-    pub(crate) fn publish(&self, receiver: &Receiver, throttle: &mut Throttle) {
-        if throttle.due() {
-            self.stats.send_replace(receiver.stats());
-        }
+    fn shutdown(&self) -> watch::Receiver<bool> {
+        self.shutdown.clone()
     }
 }
 
-/// Publishing counters after every packet costs more than the packet itself under a
-/// flood; whoever reads them does so once a second. So at most every 10 ms, and always
-/// when `force`d (the last drain before the driver returns).
-#[derive(Debug, Default)]
-pub(crate) struct Throttle {
-    last: Option<Instant>,
-    /// Publish on the next call whatever the time.
-    pub force: bool,
-}
+impl<M, E> Hooks<M> for SenderHooks<E>
+where
+    M: Endpoint<Stats = SenderStats>
+        + for<'a> Machine<Input<'a> = SenderInput<'a>, Event = SenderEvent>,
+    E: FnMut(SenderEvent),
+{
+    type Item = SourceFrame;
 
-const PUBLISH_EVERY: std::time::Duration = std::time::Duration::from_millis(10);
-
-impl Throttle {
-    fn due(&mut self) -> bool {
-        let now = Instant::now();
-        if self.force || self.last.is_none_or(|t| now >= t + PUBLISH_EVERY) {
-            self.last = Some(now);
-            return true;
-        }
-        false
+    fn next(&mut self) -> impl Future<Output = Option<SourceFrame>> + Send {
+        self.frames.recv()
     }
-}
 
-impl<E: FnMut(SenderEvent)> SenderHooks<E> {
-    /// Publishes the counters (at the end of each drain).
-    pub(crate) fn publish(&self, sender: &Sender) {
-        self.stats.send_replace(sender.stats());
+    fn try_next(&mut self) -> Option<SourceFrame> {
+        self.frames.try_recv().ok()
+    }
+
+    fn take(&mut self, machine: &mut M, now: Instant, frame: SourceFrame) {
+        machine.handle_input(now, SenderInput::Frame(frame));
+    }
+
+    fn on_event(&mut self, _machine: &mut M, event: SenderEvent) {
+        (self.on_event)(event)
+    }
+
+    fn publish(&mut self, machine: &M) {
+        self.stats.send_replace(machine.stats());
+    }
+
+    fn shutdown(&self) -> watch::Receiver<bool> {
+        self.shutdown.clone()
     }
 }
 

@@ -1,4 +1,7 @@
-//! TCP driver: the only code here that touches a stream socket.
+//! TCP carriers: the only code here that touches a stream socket. [`StreamCarrier`]
+//! is one stream with its framing (picam's length prefix, RFC 4571, raw H.264),
+//! dialled or accepted; the native receiver's listening side admits several candidate
+//! connections until one authenticates.
 //!
 //! The sender connects to the receiver (as with UDP, the sender knows the viewer's
 //! address), reconnecting with backoff whenever the connection is lost; the receiver
@@ -11,13 +14,11 @@ use bytes::Buf;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::{sleep_until, ReceiverHooks, SenderHooks, Throttle};
-use crate::machine::{Machine, Output};
+use super::driver::{drive, Arrival, Carrier};
+use super::{ReceiverHooks, SenderHooks};
+use crate::machine::{Transmit, Via};
 use crate::wire::{self, framing::LengthPrefixed};
-use crate::{
-    ReceivedFrame, Receiver, ReceiverInput, Sender, SenderEvent, SenderInput, SourceFrame,
-    TransportError,
-};
+use crate::{ReceivedFrame, Receiver, Sender, SenderEvent, TransportError};
 
 const BACKOFF_START: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
@@ -38,12 +39,6 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Feedback messages are small (a nack of 64 entries, sealed, is under 500 bytes);
 /// anything bigger on the sender's read side is an error.
 const MAX_FEEDBACK: usize = 2048;
-
-/// Why a connected session ended.
-enum Ended {
-    Shutdown,
-    Disconnected,
-}
 
 /// The backoff between connection attempts.
 #[derive(Debug)]
@@ -105,67 +100,378 @@ async fn connect_staggered(remote: SocketAddr) -> Result<TcpStream, Option<std::
     }
 }
 
+/// How messages are delimited on a stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    /// picam's own: a 32-bit length, then the message; messages read are at most this
+    /// long.
+    LengthPrefixed(usize),
+    /// RFC 4571: a 16-bit length, then the RTP or RTCP packet.
+    Rfc4571,
+    /// None: a raw Annex B byte stream (whatever one read gives is one packet).
+    Raw,
+}
+
+/// Where a stream carrier's connection comes from.
+enum Role {
+    /// Connect to the peer, reconnecting with backoff.
+    Dial {
+        remote: SocketAddr,
+        backoff: Backoff,
+        /// No attempt before this.
+        pause_until: Option<Instant>,
+        /// The attempt in flight (kept across `ready` calls: cancel-safe).
+        attempt: Option<ConnectAttempt>,
+    },
+    /// Accept connections; the newest one wins.
+    Listen(TcpListener),
+}
+
+type ConnectAttempt = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<TcpStream, Option<std::io::Error>>> + Send>,
+>;
+
+/// The reading half's message splitter.
+enum Deframer {
+    LengthPrefixed(LengthPrefixed),
+    Rfc4571(crate::rtp::Rfc4571),
+    Raw(Option<usize>),
+}
+
+/// One connection and what it has not yet written.
+struct Stream {
+    stream: TcpStream,
+    peer: SocketAddr,
+    since: Instant,
+}
+
+/// What woke `ready`.
+enum Woke {
+    Connected(TcpStream, SocketAddr),
+    ConnectFailed(Option<std::io::Error>),
+    PauseOver,
+    Readable,
+    Writable,
+    Stalled,
+    Failed,
+}
+
+/// One TCP stream (dialled or accepted) with its framing: connection management,
+/// non-blocking writes and a small kernel queue, so a full stream holds packets in the
+/// machine (which drops stale frames) instead of in the network.
+pub struct StreamCarrier {
+    role: Role,
+    framing: Framing,
+    conn: Option<Stream>,
+    /// Connection changes not yet handed to the machine (true: connected).
+    changes: std::collections::VecDeque<bool>,
+    /// Kernel send queue and not-sent low-water mark, when kept small.
+    small_queue: Option<(usize, u32)>,
+    inbuf: Vec<u8>,
+    deframer: Deframer,
+    /// The last message taken from a length-prefixed stream (handed out by reference).
+    message: bytes::Bytes,
+    pending: Vec<u8>,
+    written: usize,
+    last_progress: Instant,
+    name: &'static str,
+}
+
+impl StreamCarrier {
+    fn new(role: Role, framing: Framing, name: &'static str) -> Self {
+        Self {
+            role,
+            framing,
+            conn: None,
+            changes: Default::default(),
+            small_queue: None,
+            inbuf: vec![0; 256 * 1024],
+            deframer: Self::deframer(framing),
+            message: bytes::Bytes::new(),
+            pending: Vec::new(),
+            written: 0,
+            last_progress: Instant::now(),
+            name,
+        }
+    }
+
+    /// Connects to `remote`, reconnecting with backoff whenever the connection is lost.
+    pub fn dial(remote: SocketAddr, framing: Framing, name: &'static str) -> Self {
+        let role = Role::Dial {
+            remote,
+            backoff: Backoff::new(),
+            pause_until: None,
+            attempt: None,
+        };
+        Self::new(role, framing, name)
+    }
+
+    /// Serves the newest client to connect to `listener`.
+    pub fn listen(listener: TcpListener, framing: Framing, name: &'static str) -> Self {
+        Self::new(Role::Listen(listener), framing, name)
+    }
+
+    /// Keeps the kernel's send queue at `buffer` bytes with `not_sent_low_water`
+    /// unsent bytes at most (see `sockopt`).
+    pub fn small_send_queue(mut self, buffer: usize, not_sent_low_water: u32) -> Self {
+        self.small_queue = Some((buffer, not_sent_low_water));
+        self
+    }
+
+    fn deframer(framing: Framing) -> Deframer {
+        match framing {
+            Framing::LengthPrefixed(max) => Deframer::LengthPrefixed(LengthPrefixed::new(max)),
+            Framing::Rfc4571 => Deframer::Rfc4571(Default::default()),
+            Framing::Raw => Deframer::Raw(None),
+        }
+    }
+
+    fn connected_to(&mut self, stream: TcpStream, peer: SocketAddr) {
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::warn!(error = %e, "could not set TCP_NODELAY");
+        }
+        if let Some((buffer, low_water)) = self.small_queue {
+            super::sockopt::keep_tcp_send_queue_small(&stream, buffer, low_water);
+        }
+        tracing::info!(%peer, "{}: connected", self.name);
+        self.conn = Some(Stream {
+            stream,
+            peer,
+            since: Instant::now(),
+        });
+        self.deframer = Self::deframer(self.framing);
+        self.pending.clear();
+        self.written = 0;
+        self.last_progress = Instant::now();
+        self.changes.push_back(true);
+    }
+
+    fn lost(&mut self, why: &str) {
+        let Some(conn) = self.conn.take() else {
+            return;
+        };
+        tracing::warn!(peer = %conn.peer, "{}: {why}", self.name);
+        self.pending.clear();
+        self.written = 0;
+        if let Role::Dial {
+            backoff,
+            pause_until,
+            ..
+        } = &mut self.role
+        {
+            *pause_until = Some(Instant::now() + backoff.after(Some(conn.since.elapsed())));
+        }
+        self.changes.push_back(false);
+    }
+
+    fn read(&mut self) {
+        let Some(conn) = &self.conn else { return };
+        match conn.stream.try_read(&mut self.inbuf) {
+            Ok(0) => self.lost("peer closed the connection"),
+            Ok(n) => match &mut self.deframer {
+                Deframer::LengthPrefixed(d) => d.push(&self.inbuf[..n]),
+                Deframer::Rfc4571(d) => d.push(&self.inbuf[..n]),
+                Deframer::Raw(got) => *got = Some(n),
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => self.lost("read failed"),
+        }
+    }
+}
+
+impl<M: ?Sized> Carrier<M> for StreamCarrier {
+    async fn ready(&mut self) {
+        if !self.changes.is_empty() {
+            return;
+        }
+        let unsent = self.written < self.pending.len();
+        let stall_at = self.last_progress + STALL_LIMIT;
+        let woke = {
+            let conn = self.conn.as_ref();
+            let get_conn = async {
+                match &mut self.role {
+                    // The newest client wins: accepting goes on while one is served.
+                    Role::Listen(listener) => match listener.accept().await {
+                        Ok((stream, peer)) => Woke::Connected(stream, peer),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "accept failed");
+                            // Out of descriptors or similar: wait a little, never spin.
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            Woke::PauseOver
+                        }
+                    },
+                    Role::Dial { .. } if conn.is_some() => std::future::pending().await,
+                    Role::Dial {
+                        remote,
+                        pause_until,
+                        attempt,
+                        ..
+                    } => {
+                        if let Some(at) = pause_until.take() {
+                            *pause_until = Some(at);
+                            tokio::time::sleep_until(at.into()).await;
+                            *pause_until = None;
+                            return Woke::PauseOver;
+                        }
+                        let remote = *remote;
+                        let fut =
+                            attempt.get_or_insert_with(|| Box::pin(connect_staggered(remote)));
+                        let result = fut.as_mut().await;
+                        *attempt = None;
+                        match result {
+                            Ok(stream) => Woke::Connected(stream, remote),
+                            Err(e) => Woke::ConnectFailed(e),
+                        }
+                    }
+                }
+            };
+            let io = async {
+                let Some(conn) = conn else {
+                    return std::future::pending().await;
+                };
+                tokio::select! {
+                    r = conn.stream.readable() => if r.is_ok() { Woke::Readable } else { Woke::Failed },
+                    r = conn.stream.writable(), if unsent => if r.is_ok() { Woke::Writable } else { Woke::Failed },
+                    () = tokio::time::sleep_until(stall_at.into()), if unsent => Woke::Stalled,
+                }
+            };
+            tokio::select! {
+                w = get_conn => w,
+                w = io => w,
+            }
+        };
+        match woke {
+            Woke::Connected(stream, peer) => {
+                if let Some(old) = self.conn.take() {
+                    tracing::info!(peer = %old.peer, "{}: replaced by a newer connection", self.name);
+                    self.changes.push_back(false);
+                }
+                self.connected_to(stream, peer);
+            }
+            Woke::ConnectFailed(e) => {
+                if let Role::Dial {
+                    remote,
+                    backoff,
+                    pause_until,
+                    ..
+                } = &mut self.role
+                {
+                    match e {
+                        Some(e) => tracing::debug!(%remote, error = %e, "connect failed"),
+                        None => {
+                            tracing::debug!(%remote, timeout = ?CONNECT_TIMEOUT, "connect timed out")
+                        }
+                    }
+                    *pause_until = Some(Instant::now() + backoff.after(None));
+                }
+            }
+            Woke::PauseOver | Woke::Writable => {}
+            Woke::Readable => self.read(),
+            Woke::Stalled => self.lost("peer accepts nothing: treating it as gone"),
+            Woke::Failed => self.lost("connection failed"),
+        }
+    }
+
+    fn next_arrival(&mut self) -> Option<Arrival<'_>> {
+        if let Some(up) = self.changes.pop_front() {
+            return Some(if up {
+                Arrival::Connected
+            } else {
+                Arrival::Disconnected
+            });
+        }
+        let packet = |data| Arrival::Packet {
+            from: None,
+            to: None,
+            via: Via::Media,
+            data,
+        };
+        if let Deframer::LengthPrefixed(d) = &mut self.deframer {
+            match d.pull() {
+                Ok(Some(message)) => self.message = message,
+                Ok(None) => return None,
+                Err(e) => {
+                    self.lost(&format!("bad framing: {e}"));
+                    return self.changes.pop_front().map(|_| Arrival::Disconnected);
+                }
+            }
+            return Some(packet(&self.message[..]));
+        }
+        match &mut self.deframer {
+            Deframer::LengthPrefixed(_) => None,
+            Deframer::Rfc4571(d) => d.pull().map(packet),
+            Deframer::Raw(got) => got.take().map(|n| packet(&self.inbuf[..n])),
+        }
+    }
+
+    async fn send(&mut self, _transmit: Transmit, packet: &[u8]) {
+        if self.conn.is_none() {
+            // Nobody to send to (between connections).
+            return;
+        }
+        self.pending.clear();
+        self.written = 0;
+        // A stall is counted from when a message could not all be written.
+        self.last_progress = Instant::now();
+        match self.framing {
+            Framing::LengthPrefixed(_) => self
+                .pending
+                .extend_from_slice(&(packet.len() as u32).to_be_bytes()),
+            Framing::Rfc4571 => {
+                let Ok(len) = u16::try_from(packet.len()) else {
+                    // Cannot be framed; packets are sized for UDP and never reach this.
+                    return;
+                };
+                self.pending.extend_from_slice(&len.to_be_bytes());
+            }
+            Framing::Raw => {}
+        }
+        self.pending.extend_from_slice(packet);
+    }
+
+    fn blocked(&mut self) -> bool {
+        while self.written < self.pending.len() {
+            let Some(conn) = &self.conn else {
+                self.pending.clear();
+                self.written = 0;
+                return false;
+            };
+            match conn.stream.try_write(&self.pending[self.written..]) {
+                Ok(n) => {
+                    self.written += n;
+                    self.last_progress = Instant::now();
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
+                Err(_) => {
+                    self.lost("write failed");
+                    return false;
+                }
+            }
+        }
+        false
+    }
+
+    fn connected(&self) -> bool {
+        self.conn.is_some()
+    }
+}
+
 /// Streams frames to `remote`, reconnecting with backoff, until the frame channel
-/// closes or shutdown is signalled. While disconnected, frames are dropped (counted).
+/// closes or shutdown is signalled, then flushes. While disconnected, frames are
+/// dropped (counted).
 pub async fn run_sender<E: FnMut(SenderEvent)>(
     remote: SocketAddr,
     mut sender: Sender,
     mut hooks: SenderHooks<E>,
 ) -> Result<(), TransportError> {
     tracing::info!(%remote, session = format_args!("{:08x}", sender.session()), "sending over TCP");
-    let mut backoff = Backoff::new();
-    let mut link = SenderLink::default();
-    loop {
-        let connect = connect_staggered(remote);
-        tokio::pin!(connect);
-        let attempt = loop {
-            tokio::select! {
-                result = &mut connect => break result,
-                frame = hooks.frames.recv() => match frame {
-                    Some(frame) => link.take_offline(&mut sender, &mut hooks, frame),
-                    None => return Ok(()),
-                },
-                _ = hooks.shutdown.changed() => return Ok(()),
-            }
-        };
-        let lived = match attempt {
-            Ok(stream) => {
-                if let Err(e) = stream.set_nodelay(true) {
-                    tracing::warn!(error = %e, "could not set TCP_NODELAY");
-                }
-                tracing::info!(%remote, "connected");
-                let since = Instant::now();
-                match send_on(stream, &mut sender, &mut hooks, &mut link).await {
-                    Ended::Shutdown => return Ok(()),
-                    Ended::Disconnected => {
-                        tracing::warn!(%remote, "receiver disconnected; reconnecting")
-                    }
-                }
-                Some(since.elapsed())
-            }
-            Err(Some(e)) => {
-                tracing::debug!(%remote, error = %e, "connect failed");
-                None
-            }
-            Err(None) => {
-                tracing::debug!(%remote, timeout = ?CONNECT_TIMEOUT, "connect timed out");
-                None
-            }
-        };
-        let pause = tokio::time::sleep(backoff.after(lived));
-        tokio::pin!(pause);
-        // Keep taking frames during the pause so capture never blocks.
-        loop {
-            tokio::select! {
-                _ = &mut pause => break,
-                frame = hooks.frames.recv() => match frame {
-                    Some(frame) => link.take_offline(&mut sender, &mut hooks, frame),
-                    None => return Ok(()),
-                },
-                _ = hooks.shutdown.changed() => return Ok(()),
-            }
-        }
+    let mut carrier =
+        StreamCarrier::dial(remote, Framing::LengthPrefixed(MAX_FEEDBACK), "receiver");
+    if sender.jam_guard() {
+        carrier = carrier.small_send_queue(GUARDED_SEND_BUFFER, GUARDED_NOT_SENT_LOW_WATER);
     }
+    drive(&mut sender, &mut carrier, &mut hooks).await;
+    Ok(())
 }
 
 /// Kernel send buffer with the jam guard: bounds what one connection keeps queued in
@@ -175,183 +481,6 @@ const GUARDED_SEND_BUFFER: usize = 32 * 1024;
 const GUARDED_NOT_SENT_LOW_WATER: u32 = 16 * 1024;
 /// A connection that accepts nothing for this long while we have data is dead.
 const STALL_LIMIT: Duration = Duration::from_secs(5);
-/// How long queued frames may take to leave once the source has ended.
-const FLUSH_LIMIT: Duration = Duration::from_millis(500);
-
-/// The message being written (length prefix and packet) and how much of it has gone.
-#[derive(Default)]
-struct SenderLink {
-    packet: Vec<u8>,
-    pending: Vec<u8>,
-    written: usize,
-}
-
-/// Where the sender's drain stopped.
-enum Drained {
-    /// Everything handed out; the machine next wants a timeout at this instant.
-    Idle(Option<Instant>),
-    /// The kernel's small queue is full: the rest waits in the sender.
-    Blocked,
-    /// The connection failed.
-    Failed,
-}
-
-impl SenderLink {
-    /// A frame while no receiver is connected: taken so capture never blocks, and
-    /// dropped at once (counted), with the events it causes handed on.
-    fn take_offline<E: FnMut(SenderEvent)>(
-        &mut self,
-        sender: &mut Sender,
-        hooks: &mut SenderHooks<E>,
-        frame: SourceFrame,
-    ) {
-        let now = Instant::now();
-        sender.handle_input(now, SenderInput::Frame(frame));
-        sender.handle_input(now, SenderInput::Disconnected);
-        self.pending.clear();
-        self.written = 0;
-        self.drain(None, sender, hooks);
-    }
-
-    /// The sender's one drain loop. Writes without blocking: when the kernel's small
-    /// queue is full, frames wait in the sender, which drops the stale ones. With no
-    /// stream, packets are discarded (there is nobody to send them to).
-    fn drain<E: FnMut(SenderEvent)>(
-        &mut self,
-        stream: Option<&TcpStream>,
-        sender: &mut Sender,
-        hooks: &mut SenderHooks<E>,
-    ) -> Drained {
-        loop {
-            if self.written < self.pending.len() {
-                let Some(stream) = stream else {
-                    self.pending.clear();
-                    self.written = 0;
-                    continue;
-                };
-                match stream.try_write(&self.pending[self.written..]) {
-                    Ok(n) => {
-                        self.written += n;
-                        continue;
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                        hooks.publish(sender);
-                        return Drained::Blocked;
-                    }
-                    Err(_) => return Drained::Failed,
-                }
-            }
-            match sender.poll_output(Instant::now(), &mut self.packet) {
-                Output::Transmit(_) => {
-                    self.pending.clear();
-                    self.pending
-                        .extend_from_slice(&(self.packet.len() as u32).to_be_bytes());
-                    self.pending.extend_from_slice(&self.packet);
-                    self.written = 0;
-                }
-                Output::Event(event) => (hooks.on_event)(event),
-                Output::Timeout(at) => {
-                    hooks.publish(sender);
-                    return Drained::Idle(at);
-                }
-            }
-        }
-    }
-}
-
-async fn send_on<E: FnMut(SenderEvent)>(
-    stream: TcpStream,
-    sender: &mut Sender,
-    hooks: &mut SenderHooks<E>,
-    link: &mut SenderLink,
-) -> Ended {
-    if sender.jam_guard() {
-        super::sockopt::keep_tcp_send_queue_small(
-            &stream,
-            GUARDED_SEND_BUFFER,
-            GUARDED_NOT_SENT_LOW_WATER,
-        );
-    }
-    link.pending.clear();
-    link.written = 0;
-    sender.handle_input(Instant::now(), SenderInput::NewReceiver);
-    let mut last_progress = Instant::now();
-    let mut inbuf = vec![0u8; 4096];
-    let mut feedback = LengthPrefixed::new(MAX_FEEDBACK);
-    // Once the source has ended or we are stopping: what was captured still goes out,
-    // within a bound.
-    let mut stopping: Option<Instant> = None;
-    loop {
-        let before = (link.written, link.pending.len());
-        let drained = link.drain(Some(&stream), sender, hooks);
-        if (link.written, link.pending.len()) != before {
-            last_progress = Instant::now();
-        }
-        let (timeout, blocked) = match drained {
-            Drained::Idle(at) => (at, false),
-            Drained::Blocked => (None, true),
-            Drained::Failed => return Ended::Disconnected,
-        };
-        if let Some(deadline) = stopping {
-            if (!blocked && sender.queued_frames() == 0) || Instant::now() >= deadline {
-                return Ended::Shutdown;
-            }
-        }
-        if blocked && last_progress.elapsed() > STALL_LIMIT {
-            return Ended::Disconnected;
-        }
-        // While blocked, also wake to notice a stall and to let pacing and deadline
-        // drops run.
-        let wake = if blocked {
-            Some(Instant::now() + Duration::from_millis(20))
-        } else {
-            timeout
-        };
-        let wake = match (wake, stopping) {
-            (Some(w), Some(d)) => Some(w.min(d)),
-            (w, d) => w.or(d),
-        };
-        tokio::select! {
-            frame = hooks.frames.recv(), if stopping.is_none() => match frame {
-                Some(frame) => sender.handle_input(Instant::now(), SenderInput::Frame(frame)),
-                None => stopping = Some(Instant::now() + FLUSH_LIMIT),
-            },
-            ready = stream.writable(), if blocked => {
-                if ready.is_err() {
-                    return Ended::Disconnected;
-                }
-            }
-            ready = stream.readable() => {
-                if ready.is_err() {
-                    return Ended::Disconnected;
-                }
-                match stream.try_read(&mut inbuf) {
-                    Ok(0) => return Ended::Disconnected,
-                    Ok(n) => {
-                        feedback.push(&inbuf[..n]);
-                        loop {
-                            match feedback.pull() {
-                                Ok(Some(message)) => sender.handle_input(Instant::now(), SenderInput::Packet(&message)),
-                                Ok(None) => break,
-                                Err(_) => return Ended::Disconnected,
-                            }
-                        }
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                    Err(_) => return Ended::Disconnected,
-                }
-            }
-            _ = sleep_until(wake) => sender.handle_input(Instant::now(), SenderInput::Timeout),
-            _ = hooks.shutdown.changed(), if stopping.is_none() => {
-                while let Ok(frame) = hooks.frames.try_recv() {
-                    sender.handle_input(Instant::now(), SenderInput::Frame(frame));
-                }
-                stopping = Some(Instant::now() + FLUSH_LIMIT);
-            }
-        }
-    }
-}
-
 /// Connections waiting to prove they are the paired sender, at most, from all hosts.
 const MAX_CANDIDATES: usize = 64;
 /// ... and from one host (IP address). A host flooding connections pushes out its own
@@ -421,6 +550,84 @@ async fn read_messages(
     let _ = out.send((id, None)).await;
 }
 
+/// The receiver's listening side: the connection in use and the candidates proving
+/// they hold the paired key (see [`Connections`]), each read by a task of its own.
+struct ListenCarrier {
+    listener: TcpListener,
+    conns: Connections,
+    max_message: usize,
+    next_id: u64,
+    read_tx: tokio::sync::mpsc::Sender<Read>,
+    read_rx: tokio::sync::mpsc::Receiver<Read>,
+    /// A message read and not yet taken, with its sender.
+    message: Option<(SocketAddr, Vec<u8>)>,
+    taken: Vec<u8>,
+}
+
+impl Carrier<Receiver> for ListenCarrier {
+    async fn ready(&mut self) {
+        if self.message.is_some() {
+            return;
+        }
+        tokio::select! {
+            accepted = self.listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    // Debug, not info: a flood of connections must not flood the log;
+                    // "sender authenticated" says when the real one is in.
+                    tracing::debug!(%peer, "sender connected");
+                    if self.conns.admits(peer) {
+                        let _ = stream.set_nodelay(true);
+                        let (read, writer) = stream.into_split();
+                        self.next_id += 1;
+                        let reader = tokio::spawn(read_messages(self.next_id, peer, read, self.max_message, self.read_tx.clone()));
+                        self.conns.add(Connection { id: self.next_id, peer, writer, since: Instant::now(), reader, proven: false });
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "accept failed"),
+            },
+            Some((id, message)) = self.read_rx.recv() => match message {
+                Some(message) => {
+                    if let Some(peer) = self.conns.peer_of(id) {
+                        self.message = Some((peer, message));
+                    }
+                }
+                None => self.conns.remove(id, "sender disconnected"),
+            },
+        }
+    }
+
+    fn next_arrival(&mut self) -> Option<Arrival<'_>> {
+        let (peer, message) = self.message.take()?;
+        self.taken = message;
+        Some(Arrival::Packet {
+            from: Some(peer),
+            to: None,
+            via: Via::Media,
+            data: &self.taken,
+        })
+    }
+
+    async fn send(&mut self, transmit: Transmit, packet: &[u8]) {
+        // Feedback and handshake answers go on the connection they are for; one that
+        // stops reading is dropped.
+        if let Some(conn) = self.conns.for_peer(transmit.to) {
+            if write_to(conn, packet).await.is_err() {
+                let (id, peer) = (conn.id, conn.peer);
+                tracing::warn!(%peer, "sender connection lost while sending feedback");
+                self.conns.remove(id, "sender connection lost");
+            }
+        }
+    }
+
+    fn settle(&mut self, receiver: &Receiver) {
+        self.conns.settle(receiver);
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        self.conns.next_deadline()
+    }
+}
+
 /// Listens on `bind`, receiving from the sender until shutdown. Without encryption the
 /// newest connection wins (a restarted sender). With it, a new connection is a
 /// candidate until its handshake proves it holds the paired key; only then does it
@@ -440,65 +647,20 @@ pub async fn run_receiver<F: FnMut(ReceivedFrame) -> bool>(
             source,
         })?;
     tracing::info!(local = %bind_addr, "receiving over TCP");
-    let max_message = max_frame_bytes + wire::FRAGMENT_HEADER + crate::secure::SEAL_OVERHEAD;
-    let (read_tx, mut read_rx) = tokio::sync::mpsc::channel::<Read>(READ_QUEUE);
-    let mut conns = Connections::default();
-    let mut next_id = 0u64;
-    let mut out = Vec::with_capacity(1500);
-    let mut throttle = Throttle::default();
-    loop {
-        let wake = drain_receiver(
-            &mut conns,
-            &mut receiver,
-            &mut hooks,
-            &mut out,
-            &mut throttle,
-        )
-        .await;
-        conns.settle(&receiver);
-        let wake = [wake, conns.next_deadline()].into_iter().flatten().min();
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    // Debug, not info: a flood of connections must not flood the log;
-                    // "sender authenticated" says when the real one is in.
-                    tracing::debug!(%peer, "sender connected");
-                    if conns.admits(peer) {
-                        let _ = stream.set_nodelay(true);
-                        let (read, writer) = stream.into_split();
-                        next_id += 1;
-                        let reader = tokio::spawn(read_messages(next_id, peer, read, max_message, read_tx.clone()));
-                        conns.add(Connection { id: next_id, peer, writer, since: Instant::now(), reader, proven: false });
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "accept failed"),
-            },
-            Some((id, message)) = read_rx.recv() => match message {
-                Some(message) => {
-                    if let Some(peer) = conns.peer_of(id) {
-                        receiver.handle_input(Instant::now(), ReceiverInput::Packet { from: Some(peer), data: &message });
-                    }
-                }
-                None => conns.remove(id, "sender disconnected"),
-            },
-            Some(command) = hooks.commands.recv() => hooks.on_command(&mut receiver, command),
-            _ = sleep_until(wake) => receiver.handle_input(Instant::now(), ReceiverInput::Timeout),
-            _ = hooks.shutdown.changed() => break,
-        }
-    }
-    receiver.handle_input(Instant::now(), ReceiverInput::Close);
-    throttle.force = true;
-    drain_receiver(
-        &mut conns,
-        &mut receiver,
-        &mut hooks,
-        &mut out,
-        &mut throttle,
-    )
-    .await;
+    let (read_tx, read_rx) = tokio::sync::mpsc::channel::<Read>(READ_QUEUE);
+    let mut carrier = ListenCarrier {
+        listener,
+        conns: Connections::default(),
+        max_message: max_frame_bytes + wire::FRAGMENT_HEADER + crate::secure::SEAL_OVERHEAD,
+        next_id: 0,
+        read_tx,
+        read_rx,
+        message: None,
+        taken: Vec::new(),
+    };
+    drive(&mut receiver, &mut carrier, &mut hooks).await;
     Ok(())
 }
-
 /// What admission needs to know of a candidate connection.
 #[derive(Clone, Copy, Debug)]
 struct Candidate {
@@ -663,36 +825,6 @@ async fn write_to(conn: &mut Connection, message: &[u8]) -> std::io::Result<()> 
             std::io::ErrorKind::TimedOut,
             "peer stopped reading",
         )),
-    }
-}
-
-/// The receiver's one drain loop: hands frames on, sends feedback and handshake
-/// answers on the connection they are for (dropping a connection that stops reading),
-/// publishes the counters and returns when the machine next wants a timeout.
-async fn drain_receiver<F: FnMut(ReceivedFrame) -> bool>(
-    conns: &mut Connections,
-    receiver: &mut Receiver,
-    hooks: &mut ReceiverHooks<F>,
-    out: &mut Vec<u8>,
-    throttle: &mut Throttle,
-) -> Option<Instant> {
-    loop {
-        match receiver.poll_output(Instant::now(), out) {
-            Output::Event(event) => hooks.on_event(receiver, event),
-            Output::Transmit(t) => {
-                if let Some(conn) = conns.for_peer(t.to) {
-                    if write_to(conn, out).await.is_err() {
-                        let (id, peer) = (conn.id, conn.peer);
-                        tracing::warn!(%peer, "sender connection lost while sending feedback");
-                        conns.remove(id, "sender connection lost");
-                    }
-                }
-            }
-            Output::Timeout(at) => {
-                hooks.publish(receiver, throttle);
-                return at;
-            }
-        }
     }
 }
 

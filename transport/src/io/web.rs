@@ -6,6 +6,7 @@
 //! that reads one bounded request and hands it over through a bounded channel.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,8 +14,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
-use super::sleep_until;
-use crate::machine::{Machine, Output};
+use super::driver::{drive, Hooks};
+use super::udp::UdpCarrier;
+use crate::machine::Machine;
 use crate::web::fanout::{FanoutEvent, FanoutInput, FanoutStats, OfferRefused, WebFanout};
 use crate::web::http::{self, Request, Response};
 use crate::web::signalling::{Action, Refusal, Signalling, SignallingStats};
@@ -29,8 +31,6 @@ const REQUEST_QUEUE: usize = 16;
 /// A connection that has not sent a whole request by then is closed (slow clients
 /// cannot hold a slot).
 const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
-/// The largest datagram a browser sends us (ICE, DTLS, RTCP) is far below this.
-const DATAGRAM_BUFFER: usize = 2048;
 
 /// Counters of the web side, for the sender's stats.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -99,103 +99,151 @@ struct PendingRequest {
     reply: oneshot::Sender<Response>,
 }
 
-/// Serves the page, WHEP and media until the frame channel closes or shutdown.
+/// What the web driver takes from upstream: frames, and signalling requests from the
+/// HTTP side.
+enum WebItem {
+    Frame(SourceFrame),
+    Request(PendingRequest),
+}
+
+/// The web side's hooks into the one driver loop: frames and requests in, fan-out
+/// events out, counters; signalling (sans-IO) answers the requests here.
+struct WebDriverHooks<E> {
+    hooks: WebHooks<E>,
+    signalling: Signalling,
+    requests: mpsc::Receiver<PendingRequest>,
+    udp_port: u16,
+    local: SocketAddr,
+    /// Why the source "ended" when it was not the frames.
+    error: Option<TransportError>,
+    stats: WebStats,
+    drops: Arc<AtomicU64>,
+    last_publish: Option<Instant>,
+}
+
+impl<E: FnMut(FanoutEvent)> Hooks<WebFanout> for WebDriverHooks<E> {
+    type Item = WebItem;
+
+    fn next(&mut self) -> impl std::future::Future<Output = Option<WebItem>> + Send {
+        let frames = &mut self.hooks.frames;
+        let requests = &mut self.requests;
+        let error = &mut self.error;
+        let local = self.local;
+        async move {
+            tokio::select! {
+                frame = frames.recv() => frame.map(WebItem::Frame),
+                pending = requests.recv() => match pending {
+                    Some(pending) => Some(WebItem::Request(pending)),
+                    None => {
+                        *error = Some(TransportError::Io {
+                            context: "accepting web connections",
+                            addr: local,
+                            source: std::io::Error::other("the listener stopped"),
+                        });
+                        None
+                    }
+                },
+            }
+        }
+    }
+
+    fn try_next(&mut self) -> Option<WebItem> {
+        self.hooks.frames.try_recv().ok().map(WebItem::Frame)
+    }
+
+    fn take(&mut self, fanout: &mut WebFanout, now: Instant, item: WebItem) {
+        match item {
+            WebItem::Frame(source) => {
+                // One copy per frame, shared by every viewer. An SPS that does not
+                // promise "no reordering" is rewritten to (browsers would otherwise
+                // hold frames back for reordering that picam's encoders never do).
+                // Parameter sets come with keyframes only: other frames are not
+                // scanned.
+                let rewritten = source
+                    .frame
+                    .keyframe
+                    .then(|| media::h264_sps::rewrite_access_unit(&source.frame.data))
+                    .flatten();
+                let data: Arc<[u8]> = match rewritten {
+                    Some(rewritten) => Arc::from(rewritten),
+                    None => Arc::from(&source.frame.data[..]),
+                };
+                let frame = WebFrame {
+                    data,
+                    capture_us: source.frame.capture_us,
+                    keyframe: source.frame.keyframe,
+                    skipped_before: source.skipped_before,
+                };
+                fanout.handle_input(now, FanoutInput::Frame(&frame));
+            }
+            WebItem::Request(pending) => {
+                let response = serve(&mut self.signalling, fanout, &pending, self.udp_port);
+                let _ = pending.reply.send(response);
+            }
+        }
+    }
+
+    fn on_event(&mut self, _fanout: &mut WebFanout, event: FanoutEvent) {
+        log_event(&event);
+        (self.hooks.on_event)(event);
+    }
+
+    fn publish(&mut self, fanout: &WebFanout) {
+        if self
+            .last_publish
+            .is_none_or(|t| t.elapsed() >= Duration::from_millis(250))
+        {
+            self.last_publish = Some(Instant::now());
+            self.publish_now(fanout);
+        }
+    }
+
+    fn shutdown(&self) -> watch::Receiver<bool> {
+        self.hooks.shutdown.clone()
+    }
+}
+
+impl<E> WebDriverHooks<E> {
+    fn publish_now(&mut self, fanout: &WebFanout) {
+        self.stats.fanout = fanout.stats();
+        self.stats.signalling = self.signalling.stats();
+        self.stats.send_drops = self.drops.load(Ordering::Relaxed);
+        self.hooks.stats.send_replace(self.stats);
+    }
+}
+
+/// Serves the page, WHEP and media until the frame channel closes or shutdown. The
+/// media runs on the one driver loop (`io::driver`) over a UDP carrier that never
+/// waits for the socket; the HTTP accept loop is a task of its own.
 pub async fn run<E: FnMut(FanoutEvent)>(
     listener: WebListener,
-    mut signalling: Signalling,
+    signalling: Signalling,
     mut fanout: WebFanout,
-    mut hooks: WebHooks<E>,
+    hooks: WebHooks<E>,
 ) -> Result<(), TransportError> {
     let WebListener { tcp, udp, local } = listener;
-    let udp_port = local.port();
-    let (request_tx, mut requests) = mpsc::channel::<PendingRequest>(REQUEST_QUEUE);
+    let (request_tx, requests) = mpsc::channel::<PendingRequest>(REQUEST_QUEUE);
     let accept_task = tokio::spawn(accept_loop(tcp, request_tx));
-    let mut stats = WebStats::default();
-    let mut out = Vec::with_capacity(DATAGRAM_BUFFER);
-    let mut inbuf = vec![0u8; DATAGRAM_BUFFER];
-    let mut last_publish = Instant::now();
-    let result = loop {
-        // Drain: one loop over the machine's outputs after every input.
-        let wake = loop {
-            match fanout.poll_output(Instant::now(), &mut out) {
-                Output::Transmit(t) => {
-                    let Some(to) = t.to else { continue };
-                    // Never wait on the socket: a full send buffer drops the datagram
-                    // (NACK or the next keyframe repairs it), latency does not grow.
-                    if udp.try_send_to(&out, to).is_err() {
-                        stats.send_drops += 1;
-                    }
-                }
-                Output::Event(event) => {
-                    log_event(&event);
-                    (hooks.on_event)(event);
-                }
-                Output::Timeout(at) => break at,
-            }
-        };
-        if last_publish.elapsed() >= Duration::from_millis(250) {
-            last_publish = Instant::now();
-            stats.fanout = fanout.stats();
-            stats.signalling = signalling.stats();
-            hooks.stats.send_replace(stats);
-        }
-        tokio::select! {
-            frame = hooks.frames.recv() => match frame {
-                Some(source) => {
-                    // One copy per frame, shared by every viewer. An SPS that does not
-                    // promise "no reordering" is rewritten to (browsers would otherwise
-                    // hold frames back for reordering that picam's encoders never do).
-                    // Parameter sets come with keyframes only: other frames are not
-                    // scanned.
-                    let rewritten = source
-                        .frame
-                        .keyframe
-                        .then(|| media::h264_sps::rewrite_access_unit(&source.frame.data))
-                        .flatten();
-                    let data: Arc<[u8]> =
-                        match rewritten {
-                            Some(rewritten) => Arc::from(rewritten),
-                            None => Arc::from(&source.frame.data[..]),
-                        };
-                    let frame = WebFrame {
-                        data,
-                        capture_us: source.frame.capture_us,
-                        keyframe: source.frame.keyframe,
-                        skipped_before: source.skipped_before,
-                    };
-                    fanout.handle_input(Instant::now(), FanoutInput::Frame(&frame));
-                }
-                None => break Ok(()),
-            },
-            got = udp.recv_from(&mut inbuf) => {
-                if let Ok((n, from)) = got {
-                    fanout.handle_input(Instant::now(), FanoutInput::Datagram {
-                        from,
-                        to: local,
-                        bytes: &inbuf[..n],
-                    });
-                }
-            }
-            pending = requests.recv() => match pending {
-                Some(pending) => {
-                    let response = serve(&mut signalling, &mut fanout, &pending, udp_port);
-                    let _ = pending.reply.send(response);
-                }
-                None => break Err(TransportError::Io {
-                    context: "accepting web connections",
-                    addr: local,
-                    source: std::io::Error::other("the listener stopped"),
-                }),
-            },
-            _ = sleep_until(wake) => fanout.handle_input(Instant::now(), FanoutInput::Timeout),
-            _ = hooks.shutdown.changed() => break Ok(()),
-        }
+    let drops = Arc::new(AtomicU64::new(0));
+    let mut carrier = UdpCarrier::new(udp, None, None).never_wait(drops.clone());
+    let mut hooks = WebDriverHooks {
+        hooks,
+        signalling,
+        requests,
+        udp_port: local.port(),
+        local,
+        error: None,
+        stats: WebStats::default(),
+        drops,
+        last_publish: None,
     };
+    drive(&mut fanout, &mut carrier, &mut hooks).await;
     accept_task.abort();
-    stats.fanout = fanout.stats();
-    stats.signalling = signalling.stats();
-    hooks.stats.send_replace(stats);
-    result
+    hooks.publish_now(&fanout);
+    match hooks.error {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 fn log_event(event: &FanoutEvent) {

@@ -603,17 +603,17 @@ impl Machine for Receiver {
             return Output::Event(ReceiverEvent::Frame(frame));
         }
         if let Some(to) = self.secure.as_mut().and_then(|s| s.poll_handshake(buf)) {
-            return Output::Transmit(Transmit { to });
+            return Output::Transmit(Transmit::media(to));
         }
         while let Some(queued) = self.transmits.pop_front() {
             buf.clear();
             buf.extend_from_slice(&queued.payload);
             let Some(secure) = self.secure.as_mut() else {
-                return Output::Transmit(Transmit { to: queued.to });
+                return Output::Transmit(Transmit::media(queued.to));
             };
             // Sealed for, and sent to, the authenticated sender only.
             if let Some(to) = secure.seal(buf) {
-                return Output::Transmit(Transmit { to });
+                return Output::Transmit(Transmit::media(to));
             }
         }
         Output::Timeout(self.next_timeout())

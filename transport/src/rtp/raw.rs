@@ -247,7 +247,7 @@ impl Machine for H264Sender {
             buf.extend_from_slice(&chunk);
             self.stats.datagrams += 1;
             self.stats.bytes += chunk.len() as u64;
-            return Output::Transmit(Transmit { to: None });
+            return Output::Transmit(Transmit::media(None));
         }
         Output::Timeout(None)
     }

@@ -33,6 +33,7 @@
 //! may be forged); only if no good one follows within [`WRONG_CODE_GRACE`] does the
 //! sender conclude that the codes differ.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -42,6 +43,7 @@ use sha2::Sha256;
 use spake2::{Ed25519Group, Identity, Password, Spake2};
 
 use super::{Psk, KIND_PAIR};
+use crate::machine::{Machine, Output, Transmit};
 use crate::wire::{COMMON_HEADER, MAGIC, VERSION};
 
 /// How long the receiver waits for a sender to pair, with one code.
@@ -232,6 +234,8 @@ pub struct PairInitiator {
     confirm_left: u8,
     next_confirm: Option<Instant>,
     outcome: Option<PairOutcome>,
+    /// [`PairEvent::Finished`] was handed out (the [`Machine`] shape).
+    finish_told: bool,
 }
 
 impl PairInitiator {
@@ -264,6 +268,7 @@ impl PairInitiator {
             confirm_left: 0,
             next_confirm: None,
             outcome: None,
+            finish_told: false,
         })
     }
 
@@ -415,6 +420,103 @@ pub struct PairResponder {
     exchange: Option<Exchange>,
     outcome: Option<Psk>,
     older_sender_seen: bool,
+    /// Answers not yet handed out (the [`Machine`] shape): one per packet taken, and
+    /// drained after each, so never more than a few.
+    replies: VecDeque<(Option<SocketAddr>, Vec<u8>)>,
+    /// Events already handed out: older sender, locked out, finished.
+    told: [bool; 3],
+}
+
+/// What goes into either side of pairing run as a [`Machine`] (by the one driver loop).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PairInput<'a> {
+    /// A datagram from `from`.
+    Packet {
+        /// Who sent it.
+        from: Option<SocketAddr>,
+        /// Its bytes.
+        data: &'a [u8],
+    },
+    /// The instant of the last timeout has come.
+    Timeout,
+}
+
+/// What either side of pairing reports, each at most once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PairEvent {
+    /// Over: the outcome (or its absence: the receiver's window expired) is final, and
+    /// every packet it owed is handed out.
+    Finished,
+    /// The receiver stopped answering after [`MAX_FAILURES`] failed attempts.
+    LockedOut,
+    /// An older picam tried to pair with this receiver (see
+    /// [`PairResponder::older_sender_seen`]).
+    OlderSender,
+}
+
+/// The sender's side as a [`Machine`]: PAIR1 and PAIR3 go to the one peer.
+impl Machine for PairInitiator {
+    type Input<'a> = PairInput<'a>;
+    type Event = PairEvent;
+
+    fn handle_input(&mut self, now: Instant, input: PairInput<'_>) {
+        if let PairInput::Packet { data, .. } = input {
+            self.handle(now, data);
+        }
+    }
+
+    fn poll_output(&mut self, now: Instant, buf: &mut Vec<u8>) -> Output<PairEvent> {
+        if self.poll_transmit(now, buf) {
+            return Output::Transmit(Transmit::media(None));
+        }
+        if self.is_finished() && !self.finish_told {
+            self.finish_told = true;
+            return Output::Event(PairEvent::Finished);
+        }
+        Output::Timeout(self.next_timeout())
+    }
+}
+
+/// The receiver's side as a [`Machine`]: each answer goes back to its packet's source.
+impl Machine for PairResponder {
+    type Input<'a> = PairInput<'a>;
+    type Event = PairEvent;
+
+    fn handle_input(&mut self, now: Instant, input: PairInput<'_>) {
+        match input {
+            PairInput::Packet { from, data } => {
+                if let Some(reply) = self.handle(now, from, data) {
+                    self.replies.push_back((from, reply));
+                }
+            }
+            PairInput::Timeout => self.handle_timeout(now),
+        }
+    }
+
+    fn poll_output(&mut self, now: Instant, buf: &mut Vec<u8>) -> Output<PairEvent> {
+        if let Some((to, reply)) = self.replies.pop_front() {
+            *buf = reply;
+            return Output::Transmit(Transmit::media(to));
+        }
+        self.handle_timeout(now);
+        fn once(told: &mut bool, event: PairEvent) -> Option<Output<PairEvent>> {
+            (!std::mem::replace(told, true)).then_some(Output::Event(event))
+        }
+        if self.older_sender_seen {
+            if let Some(out) = once(&mut self.told[0], PairEvent::OlderSender) {
+                return out;
+            }
+        }
+        let event = match self.state(now) {
+            PairState::Waiting => None,
+            PairState::LockedOut => once(&mut self.told[1], PairEvent::LockedOut),
+            PairState::Paired | PairState::Expired => once(&mut self.told[2], PairEvent::Finished),
+        };
+        if let Some(out) = event {
+            return out;
+        }
+        Output::Timeout(self.next_timeout())
+    }
 }
 
 /// The PAIR1 of picam before PAIR1 was padded: an older sender, which this receiver
@@ -433,6 +535,8 @@ impl PairResponder {
             exchange: None,
             outcome: None,
             older_sender_seen: false,
+            replies: VecDeque::new(),
+            told: [false; 3],
         }
     }
 

@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use media::EncodedFrame;
 
-use super::congestion::CongestionConfig;
 use super::RepairConfig;
 use crate::clock::WallClock;
+use crate::congestion::CongestionConfig;
 use crate::secure::Psk;
 
 /// The largest frame either side accepts by default: 4 MiB, far above any H.264
@@ -69,10 +69,6 @@ pub struct JamGuardConfig {
     pub congestion: CongestionConfig,
     /// A frame still unsent this long after it arrived is dropped.
     pub max_queue_delay: Duration,
-    /// Frames are paced at no less than this multiple of the target bitrate.
-    pub pacing_gain: f64,
-    /// ... and fast enough to take at most this fraction of a frame interval.
-    pub pacing_spread: f64,
 }
 
 impl JamGuardConfig {
@@ -81,11 +77,6 @@ impl JamGuardConfig {
         Self {
             congestion: CongestionConfig::for_stream(max_bitrate, fps),
             max_queue_delay: Duration::from_millis(100),
-            // A frame takes at most a quarter of a frame interval to leave: at most
-            // about 8 ms of added delay at 30 fps, and a keyframe reaches the
-            // bottleneck at 4x the stream's rate rather than at line rate.
-            pacing_gain: 4.0,
-            pacing_spread: 0.25,
         }
     }
 }
@@ -142,7 +133,6 @@ pub enum SenderInput<'a> {
 
 /// Control packets waiting at once; more are dropped (a pong is only a sample).
 pub(super) const MAX_CONTROL: usize = 16;
-/// Loss up to this fraction is left to repair rather than read as congestion.
+/// Loss up to this fraction is left to repair rather than read as congestion (its
+/// parity is capped at half a P-frame's packets, so it carries about this much).
 pub(super) const REPAIRABLE_LOSS: f64 = 0.2;
-/// The most of the target bitrate set aside for repair traffic.
-pub(super) const MAX_REPAIR_SHARE: f64 = 0.3;

@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 mod config;
-pub mod congestion;
 mod feedback;
 mod log;
 mod loss_meter;
@@ -33,11 +32,10 @@ use config::MAX_CONTROL;
 use crate::machine::{Machine, Output, Transmit};
 use crate::repair::fec;
 use crate::secure::{Initiator, Opened, SEAL_OVERHEAD};
-use crate::wire::{FragmentHeader, FRAGMENT_HEADER};
-use crate::SenderStats;
-use congestion::Controller;
+use crate::wire::{self, FragmentHeader, Packet, FRAGMENT_HEADER};
+use crate::{seq, SenderStats};
+use feedback::ReportFeedback;
 use log::{SendLog, Sent};
-use loss_meter::LossMeter;
 use pacing::Pacer;
 use repair::SenderRepair;
 
@@ -74,7 +72,8 @@ pub struct Sender {
     last_keyframe: Option<u32>,
     /// When a keyframe was last asked of the encoder, while it has not arrived yet.
     keyframe_asked: Option<Instant>,
-    congestion: Option<Controller>,
+    /// Receiver reports and the rate controller they feed.
+    feedback: ReportFeedback,
     pacer: Pacer,
     /// Sequence number of the next original packet (data or parity).
     next_seq: u32,
@@ -83,12 +82,6 @@ pub struct Sender {
     secure: Option<Initiator>,
     log: SendLog,
     packets_sent: u64,
-    loss: LossMeter,
-    /// Packets sent through the newest packet the receiver reported.
-    acked_through: Option<u64>,
-    announced: (u32, u32),
-    /// Receiver clock of the last report, µs.
-    last_report_us: Option<u64>,
     stats: SenderStats,
 }
 
@@ -106,22 +99,16 @@ impl Sender {
             "max_packet too small for the header"
         );
         assert!(config.queue_frames >= 1, "queue_frames must be at least 1");
-        let congestion = config
-            .jam_guard
-            .as_ref()
-            .map(|g| Controller::new(g.congestion.clone()));
         let repair = config.repair.clone().map(SenderRepair::new);
         let secure = config
             .secure
             .clone()
             .map(|key| Initiator::new(key, session));
         let mut events = VecDeque::new();
-        let mut announced = (0, 0);
-        if let Some(cc) = &congestion {
-            // Start the encoder where probing starts, not at the ceiling.
-            announced = (cc.target_bitrate(), cc.target_fps());
-            events.push_back(SenderEvent::SetBitrate(announced.0));
-        }
+        let feedback = ReportFeedback::new(
+            config.jam_guard.as_ref().map(|g| g.congestion.clone()),
+            &mut events,
+        );
         Self {
             next_frame: config.first_frame,
             config,
@@ -131,17 +118,13 @@ impl Sender {
             events,
             last_keyframe: None,
             keyframe_asked: None,
-            congestion,
+            feedback,
             pacer: Pacer::new(Duration::ZERO),
             next_seq: 0,
             repair,
             secure,
             log: SendLog::default(),
             packets_sent: 0,
-            loss: LossMeter::default(),
-            acked_through: None,
-            announced,
-            last_report_us: None,
             stats: SenderStats::default(),
         }
     }
@@ -153,14 +136,14 @@ impl Sender {
 
     /// Whether the jam guard is on.
     pub fn jam_guard(&self) -> bool {
-        self.congestion.is_some()
+        self.feedback.controller().is_some()
     }
 
     /// Counters since start, with the controller's current targets.
     pub fn stats(&self) -> SenderStats {
         let mut stats = self.stats;
         stats.secure = self.secure.as_ref().map(|s| s.stats()).unwrap_or_default();
-        if let Some(cc) = &self.congestion {
+        if let Some(cc) = self.feedback.controller() {
             stats.target_bitrate = cc.target_bitrate();
             stats.target_fps = cc.target_fps();
             stats.queue_delay_us = cc.queue_delay().as_micros() as u64;
@@ -252,6 +235,8 @@ impl Sender {
         if frame.keyframe {
             self.last_keyframe = Some(number);
         }
+        let bytes = frame.data.len() * usize::from(count + parity) / usize::from(count);
+        self.feedback.on_frame_queued(now, bytes, &mut self.events);
         self.queue.push_back(QueuedFrame {
             number,
             keyframe: frame.keyframe,
@@ -300,12 +285,90 @@ impl Sender {
         }
     }
 
+    /// Takes one authentic (or, with `--insecure`, any) packet of feedback.
+    fn on_feedback(&mut self, now: Instant, packet: &[u8]) {
+        match wire::parse(packet) {
+            Ok(Packet::KeyframeRequest {
+                session,
+                highest_seen,
+            }) if session == self.session => {
+                self.stats.keyframe_requests += 1;
+                // A keyframe newer than what the receiver has seen is already on its
+                // way; a second one would only spend bandwidth.
+                let in_flight = match (self.last_keyframe, highest_seen) {
+                    (Some(kf), Some(seen)) => seq::after(kf, seen),
+                    _ => false,
+                };
+                if !in_flight {
+                    self.force_keyframe(now);
+                }
+            }
+            Ok(Packet::Nack(nack)) if nack.session == self.session => {
+                self.stats.nacks_received += 1;
+                match self.repair.as_mut() {
+                    Some(repair) => repair.on_nack(now, &nack, &mut self.stats),
+                    None => {
+                        // Repair is off here: count what was asked, send nothing.
+                        let asked = nack.missing().count() as u64;
+                        self.stats.nack_requests += asked;
+                        self.stats.nack_unknown += asked;
+                    }
+                }
+            }
+            Ok(Packet::Bye { session }) if session == self.session => {
+                self.events.push_back(SenderEvent::ReceiverLeft);
+            }
+            Ok(Packet::Report(report)) if report.session == self.session => {
+                self.stats.reports += 1;
+                // Repair learns the round trip and the loss first: the controller hears
+                // what it cannot mend.
+                if let Some(repair) = self.repair.as_mut() {
+                    repair.on_report(self.config.clock.us(now), &report, &self.log);
+                }
+                let sample = report.sequence.and_then(|c| self.feedback.loss_sample(c));
+                if let (Some(sample), Some(repair)) = (sample, self.repair.as_mut()) {
+                    repair.on_loss(sample);
+                }
+                self.feedback.on_report(
+                    now,
+                    &report,
+                    sample,
+                    &self.log,
+                    self.repair.as_ref().map(|r| r.loss()),
+                    &mut self.stats,
+                );
+                self.feedback.announce(&mut self.events);
+            }
+            Ok(Packet::Ping { session, id, t1 })
+                if session == self.session && self.control.len() < MAX_CONTROL =>
+            {
+                let t = self.config.clock.us(now);
+                let mut pong = Vec::with_capacity(wire::PONG_LEN);
+                wire::write_pong(&mut pong, session, id, t1, t, t);
+                self.control.push_back(pong);
+            }
+            Ok(packet) => {
+                self.stats.feedback_ignored += 1;
+                tracing::trace!(
+                    kind = packet.kind_name(),
+                    session = format_args!("{:08x}", packet.session()),
+                    ours = format_args!("{:08x}", self.session),
+                    "feedback ignored: not for this session, or not feedback"
+                );
+            }
+            Err(error) => {
+                self.stats.feedback_ignored += 1;
+                tracing::trace!(%error, len = packet.len(), "feedback discarded");
+            }
+        }
+    }
+
     /// Keys were agreed with a receiver (at start, or after it restarted): it needs a
     /// keyframe to start. Frames that waited for the keys are kept: if the oldest is a
     /// keyframe (the stream's first, from a source that cannot make one on request) it
     /// is exactly what the receiver needs; otherwise one is asked for.
     fn on_keys_agreed(&mut self, now: Instant) {
-        self.loss = LossMeter::default();
+        self.feedback.restart_loss();
         let starts_with_keyframe = self
             .queue
             .iter()
@@ -321,7 +384,7 @@ impl Sender {
     fn on_new_receiver(&mut self, now: Instant) {
         self.keyframe_asked = None;
         self.force_keyframe(now);
-        self.loss = LossMeter::default();
+        self.feedback.restart_loss();
         // Frames queued for the old connection reference pictures the new receiver
         // never saw.
         let before = self.queue.len();
@@ -365,24 +428,17 @@ impl Sender {
         if self.queue.is_empty() && !resend_waiting {
             return false;
         }
-        if let (Some(guard), Some(cc)) = (&self.config.jam_guard, &self.congestion) {
+        if let Some(cc) = self.feedback.controller() {
             if let Some(frame) = self.queue.front().filter(|f| f.next == 0) {
-                let target = cc.target_bitrate() as f64;
                 // Parity leaves with its frame and is paced with it.
                 let bytes =
                     frame.data.len() * (frame.count + frame.parity) as usize / frame.count as usize;
-                let rate = pacing::frame_rate_bps(
-                    bytes,
-                    target,
-                    cc.target_fps(),
-                    guard.pacing_gain,
-                    guard.pacing_spread,
-                );
                 // An average frame goes out at once; only what is beyond it (a
                 // keyframe's bulk) is spread.
-                let average = (target / 8.0 / cc.target_fps().max(1) as f64) as usize;
-                self.pacer
-                    .set_rate(rate, average.max(2 * self.config.max_packet));
+                self.pacer.set_rate(
+                    cc.pacing_rate(bytes),
+                    cc.frame_budget().max(2 * self.config.max_packet),
+                );
             }
             if self.pacer.next_send(now).is_some() {
                 return false;
@@ -390,7 +446,10 @@ impl Sender {
         }
         // Repairs first: a nacked packet completes a frame the receiver is holding,
         // which is older than anything still queued.
-        let bitrate = self.congestion.as_ref().map_or(0, |cc| cc.target_bitrate());
+        let bitrate = self
+            .feedback
+            .controller()
+            .map_or(0, |cc| cc.target_bitrate());
         let resent = match self.repair.as_mut() {
             Some(repair) if resend_waiting => {
                 repair.next_resend(now, bitrate, buf, &mut self.stats)
@@ -400,7 +459,7 @@ impl Sender {
         if !resent && !self.next_original(now, buf) {
             return false;
         }
-        if self.congestion.is_some() {
+        if self.feedback.controller().is_some() {
             self.pacer.on_sent(now, buf.len());
         }
         self.stats.datagrams += 1;
@@ -477,7 +536,7 @@ impl Sender {
     /// When a timeout input is wanted; `None` while nothing is timed.
     fn next_timeout(&self) -> Option<Instant> {
         let resend_waiting = self.repair.as_ref().is_some_and(|r| r.has_resend());
-        if (self.queue.is_empty() && !resend_waiting) || self.congestion.is_none() {
+        if (self.queue.is_empty() && !resend_waiting) || self.feedback.controller().is_none() {
             return None;
         }
         // Frames wait for the pacer; one that waits too long is dropped when it is due.
@@ -535,9 +594,7 @@ impl Sender {
             self.control.len() <= MAX_CONTROL,
             "control queue over its bound"
         );
-        if let Some(cc) = &self.congestion {
-            cc.check_invariants();
-        }
+        self.feedback.check_invariants();
         if let Some(repair) = &self.repair {
             repair.check_invariants();
         }
@@ -575,7 +632,7 @@ impl Machine for Sender {
             if secure.poll_handshake(now, time_us, buf) {
                 self.stats.datagrams += 1;
                 self.stats.bytes += buf.len() as u64;
-                return Output::Transmit(Transmit { to: None });
+                return Output::Transmit(Transmit::media(None));
             }
             if !secure.established() {
                 // Nothing leaves unsealed: frames wait (and age out) until the
@@ -590,7 +647,7 @@ impl Machine for Sender {
                 secure.seal(buf);
                 self.stats.bytes += buf.len() as u64 - plain;
             }
-            return Output::Transmit(Transmit { to: None });
+            return Output::Transmit(Transmit::media(None));
         }
         Output::Timeout(self.next_timeout_secure(now))
     }

@@ -48,21 +48,6 @@ impl Pacer {
     }
 }
 
-/// The rate at which a frame of `frame_bytes` is paced: at least `gain` times the
-/// target bitrate (so an average frame takes about 1/gain of a frame interval), and
-/// fast enough that even a large frame takes at most `spread` of a frame interval.
-pub(crate) fn frame_rate_bps(
-    frame_bytes: usize,
-    target_bps: f64,
-    fps: u32,
-    gain: f64,
-    spread: f64,
-) -> f64 {
-    let interval = 1.0 / fps.max(1) as f64;
-    let bound = frame_bytes as f64 * 8.0 / (spread * interval);
-    (gain * target_bps).max(bound)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,18 +68,5 @@ mod tests {
         p.on_sent(later, 1000);
         p.on_sent(later, 1000);
         assert_eq!(p.next_send(later), Some(later + Duration::from_millis(1)));
-    }
-
-    #[test]
-    fn a_large_frame_takes_at_most_its_share_of_the_interval() {
-        // 60 KB keyframe, 2 Mbit/s target, 30 fps: the gain alone would take 96 ms.
-        let rate = frame_rate_bps(60_000, 2_000_000.0, 30, 2.0, 0.5);
-        let seconds = 60_000.0 * 8.0 / rate;
-        assert!((seconds - 0.5 / 30.0).abs() < 1e-9, "{seconds}");
-        // A small frame goes at gain x target.
-        assert_eq!(
-            frame_rate_bps(1_000, 2_000_000.0, 30, 2.0, 0.5),
-            4_000_000.0
-        );
     }
 }

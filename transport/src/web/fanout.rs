@@ -8,12 +8,14 @@
 //!   a wish inside that interval is granted when it ends, unless a keyframe went out
 //!   meanwhile. So a joining crowd or a PLI storm costs one keyframe per interval, and
 //!   viewers that need nothing just receive it.
-//! - **Bitrate.** The encoder follows the slowest viewer's bandwidth estimate (TWCC),
-//!   times [`FanoutConfig::headroom`], but never below `floor_fraction` of the
+//! - **Bitrate.** The slowest viewer's bandwidth estimate (str0m's, from TWCC or
+//!   REMB) is a signal to the crate's one rate controller ([`crate::congestion`]),
+//!   whose target is the web side's vote; its floor is `floor_fraction` of the
 //!   ceiling: a single slow phone may pull the picture's quality down that far and no
 //!   further. A viewer slower than the floor is not served at the others' cost: its
 //!   own queue runs behind, and it skips frames (newest wins) and waits for the next
-//!   keyframe rather than starving or freezing the rest.
+//!   keyframe rather than starving or freezing the rest. A lone viewer has no others:
+//!   the floor does not apply, and the encoder follows its estimate all the way down.
 //! - **Leaving.** A viewer that says goodbye (WHEP DELETE), or whose ICE consent checks
 //!   stop for a few seconds, or that never connects, frees its slot at once; the others
 //!   do not notice. When the last viewer leaves, the web side stops voting on bitrate.
@@ -30,6 +32,7 @@ use super::viewer::{
     GoneReason, ViewerConfig, ViewerEvent, ViewerInput, ViewerOutput, ViewerStats, WebFrame,
     WebViewer,
 };
+use crate::congestion::{CongestionConfig, Controller, Signal};
 use crate::{Machine, Output, Transmit, TransportError};
 
 /// Settings of the fan-out.
@@ -41,13 +44,9 @@ pub struct FanoutConfig {
     pub viewer: ViewerConfig,
     /// Least time between two keyframe requests to the encoder.
     pub keyframe_interval: Duration,
-    /// The encoder's rate as a fraction of the slowest viewer's estimate (the rest is
-    /// room for retransmissions and estimate noise).
-    pub headroom: f64,
-    /// The web side never asks for less than this fraction of the ceiling.
+    /// With two viewers or more, the web side never asks for less than this fraction
+    /// of the ceiling.
     pub floor_fraction: f64,
-    /// Least change of the voted bitrate worth telling the encoder, as a fraction.
-    pub bitrate_step: f64,
 }
 
 impl Default for FanoutConfig {
@@ -56,10 +55,17 @@ impl Default for FanoutConfig {
             max_viewers: 8,
             viewer: ViewerConfig::default(),
             keyframe_interval: Duration::from_millis(500),
-            headroom: 0.85,
             floor_fraction: 0.25,
-            bitrate_step: 0.05,
         }
+    }
+}
+
+/// The web side's rate controller: the viewers' estimate is its ceiling; the policy's
+/// floor (with two viewers or more) is applied to its target in `revote`.
+fn rate_config(config: &FanoutConfig) -> CongestionConfig {
+    let ceiling = config.viewer.max_bitrate;
+    CongestionConfig {
+        ..CongestionConfig::for_stream(ceiling, 30)
     }
 }
 
@@ -161,6 +167,8 @@ pub struct WebFanout {
     keyframe_wanted: bool,
     last_keyframe_request: Option<Instant>,
     voted_bitrate: Option<u32>,
+    /// The rate controller the viewers' estimates feed.
+    rate: Controller,
     /// Counters of viewers that have left, so totals stay monotonic.
     past: ViewerStats,
     stats: FanoutStats,
@@ -180,6 +188,7 @@ impl WebFanout {
     /// (they name WHEP resources; the token still guards every request).
     pub fn new(config: FanoutConfig, id_seed: u64) -> Self {
         Self {
+            rate: Controller::new(rate_config(&config)),
             config,
             crypto: Arc::new(str0m::crypto::from_feature_flags()),
             slots: Vec::new(),
@@ -202,7 +211,7 @@ impl WebFanout {
         candidate: SocketAddr,
     ) -> Result<(ViewerId, String), OfferRefused> {
         // Viewers already gone free their slots before counting.
-        self.reap();
+        self.reap(now);
         if self.slots.len() >= self.config.max_viewers {
             self.stats.refused_full += 1;
             return Err(OfferRefused::Full);
@@ -271,56 +280,60 @@ impl WebFanout {
     }
 
     /// Removes viewers that are gone (their Gone event was already handed out).
-    fn reap(&mut self) {
+    fn reap(&mut self, now: Instant) {
         let mut i = 0;
         while i < self.slots.len() {
             if let Some(why) = self.slots[i].viewer.gone() {
                 let slot = self.slots.swap_remove(i);
                 add_stats(&mut self.past, slot.viewer.stats());
                 self.events.push_back(FanoutEvent::ViewerLeft(slot.id, why));
-                self.revote();
+                self.revote(now);
             } else {
                 i += 1;
             }
         }
     }
 
-    fn on_viewer_event(&mut self, id: ViewerId, event: ViewerEvent) {
+    fn on_viewer_event(&mut self, now: Instant, id: ViewerId, event: ViewerEvent) {
         match event {
             ViewerEvent::Connected => {
                 self.events.push_back(FanoutEvent::ViewerConnected(id));
                 // Its cautious start estimate votes until its browser reports.
-                self.revote();
+                self.revote(now);
             }
             ViewerEvent::KeyframeWanted => self.keyframe_wanted = true,
-            ViewerEvent::Estimate(_) => self.revote(),
+            ViewerEvent::Estimate(_) => self.revote(now),
             // Reaped (and reported) at the end of this drain.
             ViewerEvent::Gone(_) => {}
         }
     }
 
     /// Recomputes the web side's bitrate vote; an event when it moved enough.
-    fn revote(&mut self) {
+    fn revote(&mut self, now: Instant) {
         let ceiling = self.config.viewer.max_bitrate;
-        let floor = (f64::from(ceiling) * self.config.floor_fraction) as u32;
-        let slowest = self
-            .slots
-            .iter()
-            .filter(|s| s.viewer.gone().is_none() && s.viewer.connected())
-            .map(|s| s.viewer.estimate_bps())
-            .min();
-        let vote = slowest.map(|bps| {
-            ((f64::from(bps) * self.config.headroom) as u32).clamp(floor.min(ceiling), ceiling)
-        });
-        let moved = match (self.voted_bitrate, vote) {
-            (None, None) => false,
-            (Some(old), Some(new)) => {
-                (f64::from(new) - f64::from(old)).abs() >= f64::from(old) * self.config.bitrate_step
-                    || (new == ceiling && old != ceiling)
-            }
-            _ => true,
+        let live = || {
+            self.slots
+                .iter()
+                .filter(|s| s.viewer.gone().is_none() && s.viewer.connected())
         };
-        if moved {
+        // The floor keeps one slow viewer from costing the others their picture; a lone
+        // viewer has no others, and held above its estimate its queue could only run
+        // behind: its frames skipped, one keyframe a second (issue 22's step).
+        let floor = if live().count() > 1 {
+            (f64::from(ceiling) * self.config.floor_fraction.clamp(0.0, 1.0)) as u32
+        } else {
+            0
+        };
+        let slowest = live().map(|s| s.viewer.estimate_bps()).min();
+        let vote = slowest.map(|bps| {
+            // The estimate already folds the browser path's delay and loss in (str0m's
+            // delay-based estimator over TWCC, or the browser's REMB): it is the
+            // controller's ceiling, and a report with no loss of its own.
+            self.rate.on_signal(now, Signal::PeerEstimate(bps));
+            self.rate.on_signal(now, Signal::Report { loss: 0.0 });
+            self.rate.target_bitrate().max(floor)
+        });
+        if vote != self.voted_bitrate {
             self.voted_bitrate = vote;
             self.events.push_back(FanoutEvent::SetBitrate(vote));
         }
@@ -457,11 +470,11 @@ impl Machine for WebFanout {
                 }
                 match self.slots[i].viewer.poll_output(now, buf) {
                     ViewerOutput::Transmit(to) => {
-                        return Output::Transmit(Transmit { to: Some(to) })
+                        return Output::Transmit(Transmit::media(Some(to)))
                     }
                     ViewerOutput::Event(event) => {
                         let id = self.slots[i].id;
-                        self.on_viewer_event(id, event);
+                        self.on_viewer_event(now, id, event);
                         progressed = true;
                         break;
                     }
@@ -472,7 +485,7 @@ impl Machine for WebFanout {
                 continue;
             }
             let before = self.events.len();
-            self.reap();
+            self.reap(now);
             self.maybe_request_keyframe(now);
             if self.events.len() > before {
                 continue;

@@ -62,6 +62,7 @@ pub struct ViewerConfig {
     pub history_packets: usize,
     /// How far a viewer's own queue may run behind its bandwidth estimate before its
     /// frames are skipped: beyond this a frame would be shown later than a fresh one.
+    /// The last keyframe's own bytes do not count (see `FrameGate`).
     pub lag_budget: Duration,
     /// How the browser reports congestion.
     pub congestion: CongestionFeedback,
@@ -213,14 +214,8 @@ pub struct WebViewer {
     connected: bool,
     created: Instant,
     last_heard: Instant,
-    waiting_for_keyframe: bool,
-    /// When it began skipping frames to let its queue drain (until a keyframe is sent).
-    lagging_since: Option<Instant>,
-    last_catch_up_request: Option<Instant>,
-    /// Bytes written but, by the estimate, not yet on the wire: a leaky bucket that
-    /// drains at the estimated rate (what str0m's pacer does with its queue).
-    backlog_bytes: f64,
-    backlog_at: Instant,
+    /// Which frames go out and when a keyframe is wanted.
+    gate: FrameGate,
     estimate_bps: u32,
     gone: Option<GoneReason>,
     pending: std::collections::VecDeque<ViewerEvent>,
@@ -296,11 +291,7 @@ impl WebViewer {
             connected: false,
             created: now,
             last_heard: now,
-            waiting_for_keyframe: true,
-            lagging_since: None,
-            last_catch_up_request: None,
-            backlog_bytes: 0.0,
-            backlog_at: now,
+            gate: FrameGate::new(now, config.lag_budget),
             estimate_bps: start_estimate(config.max_bitrate),
             gone: None,
             pending: Default::default(),
@@ -363,7 +354,9 @@ impl WebViewer {
     /// Whether this viewer takes the datagram (ICE credentials or a known 5-tuple).
     pub fn accepts(&self, from: SocketAddr, to: SocketAddr, bytes: &[u8]) -> bool {
         match Receive::new(Protocol::Udp, from, to, bytes) {
-            Ok(receive) => self.rtc.accepts(&Input::Receive(self.backlog_at, receive)),
+            Ok(receive) => self
+                .rtc
+                .accepts(&Input::Receive(self.gate.backlog_at, receive)),
             Err(_) => false,
         }
     }
@@ -442,72 +435,39 @@ impl WebViewer {
         }
     }
 
-    /// Drains the leaky bucket to `now`.
-    fn drain_backlog(&mut self, now: Instant) {
-        let elapsed = now.saturating_duration_since(self.backlog_at).as_secs_f64();
-        self.backlog_at = now.max(self.backlog_at);
-        // str0m's pacer sends at 1.1 x the estimate.
-        let rate_bytes = f64::from(self.estimate_bps) * 1.1 / 8.0;
-        self.backlog_bytes = (self.backlog_bytes - elapsed * rate_bytes).max(0.0);
-    }
-
-    /// How long the backlog takes to leave at the estimated rate.
-    fn backlog_delay(&self) -> Duration {
-        let rate_bytes = (f64::from(self.estimate_bps) * 1.1 / 8.0).max(1.0);
-        Duration::from_secs_f64(self.backlog_bytes / rate_bytes)
-    }
-
     fn write_frame(&mut self, now: Instant, frame: &WebFrame) {
-        self.drain_backlog(now);
         let (Some(mid), Some(pt)) = (self.mid, self.pt) else {
             return;
         };
-        if frame.skipped_before > 0 && !frame.keyframe && !self.waiting_for_keyframe {
-            self.wait_for_keyframe();
-        }
         if !self.connected {
             // str0m drops media written before ICE connects: wait for a keyframe, which
             // the Connected event asks for.
-            self.waiting_for_keyframe = true;
+            self.gate.waiting_for_keyframe = true;
             return;
         }
-        if self.waiting_for_keyframe && !frame.keyframe {
-            self.stats.frames_skipped_for_keyframe += 1;
-            // A viewer that skipped to catch up asks for a keyframe once its queue has
-            // drained (its link can take one now), at most once a second. Waiting for
-            // the encoder's planned keyframe alone could freeze it for several
-            // seconds: that keyframe may come while its queue is still full and be
-            // skipped too (seen through a 3 Mbit/s router queue).
-            if let Some(since) = self.lagging_since {
-                let drained = self.backlog_delay() <= self.config.lag_budget / 2;
-                let due = self
-                    .last_catch_up_request
-                    .is_none_or(|at| now.saturating_duration_since(at) >= CATCH_UP_INTERVAL);
-                if drained && due {
-                    self.last_catch_up_request = Some(now);
+        let verdict = self.gate.on_frame(
+            now,
+            self.estimate_bps,
+            frame.keyframe,
+            frame.skipped_before > 0,
+        );
+        if verdict.ask_keyframe {
+            self.pending.push_back(ViewerEvent::KeyframeWanted);
+        }
+        match verdict.action {
+            FrameAction::Send => {}
+            FrameAction::SkipForKeyframe => {
+                self.stats.frames_skipped_for_keyframe += 1;
+                if verdict.catch_up {
                     self.stats.catch_up_requests += 1;
-                    tracing::trace!(candidate = %self.candidate, lagged = ?now.saturating_duration_since(since), "caught up: asking for a keyframe");
-                    self.pending.push_back(ViewerEvent::KeyframeWanted);
+                    tracing::trace!(candidate = %self.candidate, "caught up: asking for a keyframe");
                 }
+                return;
             }
-            return;
-        }
-        // A viewer whose own queue already holds more than the budget skips this frame:
-        // sent now it would arrive later than the budget allows, and skipping lets the
-        // queue drain. A keyframe gets twice the room, since it ends the wait.
-        let budget = if frame.keyframe {
-            self.config.lag_budget * 2
-        } else {
-            self.config.lag_budget
-        };
-        if self.backlog_delay() > budget {
-            self.stats.frames_skipped_lagging += 1;
-            // It does not ask for a keyframe now: one now would only lengthen the queue
-            // that made it skip (and cost every other viewer a big frame). It asks once
-            // the queue has drained (above), or takes the next planned one.
-            self.waiting_for_keyframe = true;
-            self.lagging_since.get_or_insert(now);
-            return;
+            FrameAction::SkipLagging => {
+                self.stats.frames_skipped_lagging += 1;
+                return;
+            }
         }
         let rtp_time = MediaTime::new(
             frame.capture_us.wrapping_mul(VIDEO_CLOCK_HZ) / 1_000_000,
@@ -524,11 +484,7 @@ impl WebViewer {
         match written {
             Ok(()) => {
                 self.stats.frames_sent += 1;
-                self.backlog_bytes += frame.data.len() as f64;
-                if frame.keyframe {
-                    self.waiting_for_keyframe = false;
-                    self.lagging_since = None;
-                }
+                self.gate.sent(frame.data.len(), frame.keyframe);
             }
             Err(e) => {
                 tracing::debug!(candidate = %self.candidate, "writing a frame failed: {e}");
@@ -538,13 +494,13 @@ impl WebViewer {
     }
 
     fn wait_for_keyframe(&mut self) {
-        self.waiting_for_keyframe = true;
+        self.gate.waiting_for_keyframe = true;
         self.pending.push_back(ViewerEvent::KeyframeWanted);
     }
 
     /// Whether this viewer waits for a keyframe before it can show anything.
     pub fn waiting_for_keyframe(&self) -> bool {
-        self.waiting_for_keyframe
+        self.gate.waiting_for_keyframe
     }
 
     /// The next output; `buf` receives a datagram's bytes.
@@ -602,7 +558,7 @@ impl WebViewer {
         match event {
             Event::Connected => {
                 self.connected = true;
-                self.waiting_for_keyframe = true;
+                self.gate.waiting_for_keyframe = true;
                 self.pending.push_back(ViewerEvent::KeyframeWanted);
                 Some(ViewerEvent::Connected)
             }
@@ -613,7 +569,7 @@ impl WebViewer {
             }
             Event::KeyframeRequest(_) => {
                 self.stats.keyframe_requests += 1;
-                self.waiting_for_keyframe = true;
+                self.gate.waiting_for_keyframe = true;
                 Some(ViewerEvent::KeyframeWanted)
             }
             Event::EgressBitrateEstimate(estimate) => {
@@ -631,3 +587,175 @@ impl WebViewer {
         }
     }
 }
+
+/// What a viewer does with one frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum FrameAction {
+    /// Write it to the browser.
+    Send,
+    /// Skip it: the browser cannot decode it before the next keyframe.
+    SkipForKeyframe,
+    /// Skip it: the viewer's own queue is too long to send it now.
+    SkipLagging,
+}
+
+/// [`FrameGate::on_frame`]'s answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Verdict {
+    action: FrameAction,
+    /// Ask the encoder for a keyframe (the chain broke, or the queue drained after a
+    /// lag skip).
+    ask_keyframe: bool,
+    /// The request is a catch-up: the queue drained after a lag skip.
+    catch_up: bool,
+}
+
+/// One viewer's frame policy, sans-IO: which frames go out, which are skipped, and
+/// when a keyframe is wanted. It keeps a leaky bucket of the bytes written but, by the
+/// browser's estimate, not yet through the link (what str0m's pacer or the path's
+/// queue holds).
+///
+/// A keyframe is big by nature (the encoder's VBV lets it take a quarter second of
+/// the bitrate): the frames right behind it wait for it, once, and that wait is the
+/// keyframe's price. So the lag check leaves the last keyframe's own bytes out and
+/// counts only what piled up besides it: a frame is skipped only when the link does not
+/// keep up with the stream. Counting them made every keyframe whose drain took longer
+/// than the lag budget (a 62 KB keyframe at 2 Mbit/s: 250 ms against 150) push the
+/// next frame into a skip, so the viewer waited for another keyframe, which did the
+/// same: about one frame a second, and the browser's REMB estimate (at most 1.5 x what
+/// it receives) sank with it, so the viewer never got out (issue 22's step runs).
+#[derive(Debug)]
+struct FrameGate {
+    lag_budget: Duration,
+    waiting_for_keyframe: bool,
+    /// When it began skipping frames to let its queue drain (until a keyframe is sent).
+    lagging_since: Option<Instant>,
+    last_catch_up_request: Option<Instant>,
+    /// Bytes written but, by the estimate, not yet on the wire.
+    backlog_bytes: f64,
+    /// The part of the backlog that is the last keyframe (at most the backlog).
+    keyframe_bytes: f64,
+    backlog_at: Instant,
+}
+
+impl FrameGate {
+    fn new(now: Instant, lag_budget: Duration) -> Self {
+        Self {
+            lag_budget,
+            waiting_for_keyframe: true,
+            lagging_since: None,
+            last_catch_up_request: None,
+            backlog_bytes: 0.0,
+            keyframe_bytes: 0.0,
+            backlog_at: now,
+        }
+    }
+
+    /// Bytes per second the backlog leaves at: str0m's pacer sends at 1.1 x the
+    /// estimate.
+    fn rate(estimate_bps: u32) -> f64 {
+        (f64::from(estimate_bps) * 1.1 / 8.0).max(1.0)
+    }
+
+    /// Drains the leaky bucket to `now`.
+    fn drain(&mut self, now: Instant, estimate_bps: u32) {
+        let elapsed = now.saturating_duration_since(self.backlog_at).as_secs_f64();
+        self.backlog_at = now.max(self.backlog_at);
+        self.backlog_bytes = (self.backlog_bytes - elapsed * Self::rate(estimate_bps)).max(0.0);
+        self.keyframe_bytes = self.keyframe_bytes.min(self.backlog_bytes);
+    }
+
+    /// How long the whole backlog takes to leave.
+    fn delay(&self, estimate_bps: u32) -> Duration {
+        Duration::from_secs_f64(self.backlog_bytes / Self::rate(estimate_bps))
+    }
+
+    /// How long the backlog besides the last keyframe takes to leave.
+    fn lag(&self, estimate_bps: u32) -> Duration {
+        let bytes = self.backlog_bytes - self.keyframe_bytes;
+        Duration::from_secs_f64(bytes.max(0.0) / Self::rate(estimate_bps))
+    }
+
+    /// A frame from the encoder at `now`; `chain_broken`: frames were lost before it
+    /// on the way here. A frame let through is reported back by [`Self::sent`] once
+    /// written.
+    fn on_frame(
+        &mut self,
+        now: Instant,
+        estimate_bps: u32,
+        keyframe: bool,
+        chain_broken: bool,
+    ) -> Verdict {
+        self.drain(now, estimate_bps);
+        let mut ask_keyframe = false;
+        if chain_broken && !keyframe && !self.waiting_for_keyframe {
+            self.waiting_for_keyframe = true;
+            ask_keyframe = true;
+        }
+        if self.waiting_for_keyframe && !keyframe {
+            // A viewer that skipped to catch up asks for a keyframe once its queue has
+            // drained (its link can take one now), at most once a second. Waiting for
+            // the encoder's planned keyframe alone could freeze it for several
+            // seconds: that keyframe may come while its queue is still full and be
+            // skipped too (seen through a 3 Mbit/s router queue).
+            let mut catch_up = false;
+            if self.lagging_since.is_some() {
+                // The whole queue, the last keyframe too: a new one would wait behind it.
+                let drained = self.delay(estimate_bps) <= self.lag_budget / 2;
+                let due = self
+                    .last_catch_up_request
+                    .is_none_or(|at| now.saturating_duration_since(at) >= CATCH_UP_INTERVAL);
+                if drained && due {
+                    self.last_catch_up_request = Some(now);
+                    ask_keyframe = true;
+                    catch_up = true;
+                }
+            }
+            return Verdict {
+                action: FrameAction::SkipForKeyframe,
+                ask_keyframe,
+                catch_up,
+            };
+        }
+        // A viewer whose own queue already holds more than the budget (besides the last
+        // keyframe) skips this frame: sent now it would arrive later than the budget
+        // allows, and skipping lets the queue drain. A keyframe gets twice the room,
+        // since it ends the wait.
+        let budget = if keyframe {
+            self.lag_budget * 2
+        } else {
+            self.lag_budget
+        };
+        if self.lag(estimate_bps) > budget {
+            // It does not ask for a keyframe now: one now would only lengthen the queue
+            // that made it skip (and cost every other viewer a big frame). It asks once
+            // the queue has drained (above), or takes the next planned one.
+            self.waiting_for_keyframe = true;
+            self.lagging_since.get_or_insert(now);
+            return Verdict {
+                action: FrameAction::SkipLagging,
+                ask_keyframe,
+                catch_up: false,
+            };
+        }
+        Verdict {
+            action: FrameAction::Send,
+            ask_keyframe,
+            catch_up: false,
+        }
+    }
+
+    /// The frame [`Self::on_frame`] let through was written.
+    fn sent(&mut self, len: usize, keyframe: bool) {
+        self.backlog_bytes += len as f64;
+        if keyframe {
+            self.keyframe_bytes = len as f64;
+            self.waiting_for_keyframe = false;
+            self.lagging_since = None;
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "viewer_step_tests.rs"]
+mod step_tests;

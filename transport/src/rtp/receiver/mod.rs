@@ -472,7 +472,7 @@ impl Machine for RtpReceiver {
                 rtcp::picture_loss(buf, self.config.ssrc, media);
                 self.last_pli = Some(now);
                 self.stats.keyframe_requests += 1;
-                return Output::Transmit(Transmit { to });
+                return Output::Transmit(Transmit::control(to));
             }
         }
         if !self.nack_list.is_empty() {
@@ -481,12 +481,12 @@ impl Machine for RtpReceiver {
             self.stats.repair.packets_requested += self.nack_list.len() as u64;
             self.write_report(now, buf, true);
             self.nack_list.clear();
-            return Output::Transmit(Transmit { to });
+            return Output::Transmit(Transmit::control(to));
         }
         if self.report_due || self.report_interval_passed(now) {
             self.write_report(now, buf, false);
             if !buf.is_empty() {
-                return Output::Transmit(Transmit { to });
+                return Output::Transmit(Transmit::control(to));
             }
         }
         Output::Timeout(self.timer(now))

@@ -24,14 +24,11 @@ use media::annexb::{AccessUnit, ParameterSets};
 use rtp_types::RtpPacketBuilder;
 
 use super::{h264, rtcp};
-use crate::machine::{Machine, Output, Transmit};
+use crate::congestion::{Controller, Signal};
+use crate::machine::{Machine, Output, Transmit, Via};
 use crate::repair::resend::Resender;
-use crate::send::pacing::{frame_rate_bps, Pacer};
+use crate::send::pacing::Pacer;
 use crate::{JamGuardConfig, SenderEvent, SenderInput, SenderStats};
-
-mod rate;
-
-use rate::{RateConfig, RateController, Reception};
 
 /// The RTP header picam writes: 12 bytes (no CSRC, no extension).
 pub const RTP_HEADER: usize = 12;
@@ -59,7 +56,7 @@ pub struct RtpSenderConfig {
     pub report_interval: Duration,
     /// RTP packets kept for retransmission on NACK, as bytes: this many packets of
     /// `max_packet` (the oldest are forgotten first, and any older than
-    /// [`HISTORY_AGE`]).
+    /// `HISTORY_AGE`).
     pub history_packets: usize,
     /// Retransmissions queued at most; more NACKed packets are refused (counted).
     pub max_resend_queue: usize,
@@ -133,7 +130,8 @@ pub struct RtpSender {
     /// Recent sender reports: the middle of their NTP time, and when they left.
     sent_reports: VecDeque<(u32, Instant)>,
     pacer: Pacer,
-    rate: Option<RateController>,
+    /// The rate controller, fed by receiver reports.
+    rate: Option<Controller>,
     rtp_packets: u32,
     rtp_octets: u32,
     stats: SenderStats,
@@ -150,21 +148,15 @@ impl RtpSender {
         );
         config.max_pending_frames = config.max_pending_frames.max(1);
         // Without RTCP (over TCP) no report can come: the bitrate stays the user's.
-        let rate = config.jam_guard.as_ref().filter(|_| config.rtcp).map(|g| {
-            RateController::new(RateConfig {
-                max_bitrate: g.congestion.max_bitrate,
-                min_bitrate: g.congestion.min_bitrate,
-                start_bitrate: g.congestion.start_bitrate,
-                probe_interval: Duration::from_millis(500),
-                overuse_queue: Duration::from_millis(30),
-                clear_queue: Duration::from_millis(10),
-                hold: Duration::from_millis(500),
-            })
-        });
+        let rate = config
+            .jam_guard
+            .as_ref()
+            .filter(|_| config.rtcp)
+            .map(|g| Controller::new(g.congestion.clone()));
         if config.jam_guard.is_some() {
             config.report_interval = config.report_interval.min(Duration::from_millis(200));
         }
-        let target = rate.as_ref().map_or(0, RateController::bitrate);
+        let target = rate.as_ref().map_or(0, Controller::target_bitrate);
         Self {
             seq: config.initial_seq,
             config,
@@ -265,16 +257,10 @@ impl RtpSender {
         if packets.is_empty() {
             return;
         }
-        let rate_bps = match (&self.config.jam_guard, &self.rate) {
-            (Some(g), Some(r)) => frame_rate_bps(
-                au.data.len(),
-                f64::from(r.bitrate()),
-                g.congestion.max_fps,
-                g.pacing_gain,
-                g.pacing_spread,
-            ),
-            _ => f64::INFINITY,
-        };
+        let rate_bps = self
+            .rate
+            .as_ref()
+            .map_or(f64::INFINITY, |r| r.pacing_rate(au.data.len()));
         if self.pending.len() >= self.config.max_pending_frames {
             // Full: the oldest frame not yet started goes (a started one finishes).
             if let Some(i) = self.pending.iter().position(|f| !f.started) {
@@ -298,12 +284,25 @@ impl RtpSender {
             started: false,
             rate_bps,
         });
+        // A frame beyond the average (a keyframe) is paid back by the next ones; the
+        // first frame's announcement below covers the start.
+        let bytes = au.data.len();
+        if let Some(rate) = self.rate.as_mut() {
+            rate.on_signal(now, Signal::FrameQueued { bytes });
+            let next = rate.target_bitrate();
+            if self.next_report.is_some() && next != self.stats.target_bitrate {
+                self.stats.target_bitrate = next;
+                self.events.push_back(SenderEvent::SetBitrate(next));
+            }
+        }
         if self.config.rtcp && self.next_report.is_none() {
             self.next_report = Some(now);
             // The encoder starts at the configured bitrate; the controller starts below
             // it: tell the encoder once, before the link fills.
             if let Some(r) = &self.rate {
-                self.events.push_back(SenderEvent::SetBitrate(r.bitrate()));
+                self.stats.target_bitrate = r.target_bitrate();
+                self.events
+                    .push_back(SenderEvent::SetBitrate(r.target_bitrate()));
             }
         }
     }
@@ -376,12 +375,7 @@ impl RtpSender {
         if rate_bps.is_finite() {
             // As the native sender does: an average frame goes out at once; only what is
             // beyond it (a keyframe's bulk) is spread.
-            let average = match (&self.config.jam_guard, &self.rate) {
-                (Some(g), Some(r)) => {
-                    (u64::from(r.bitrate()) / 8 / u64::from(g.congestion.max_fps.max(1))) as usize
-                }
-                _ => 0,
-            };
+            let average = self.rate.as_ref().map_or(0, Controller::frame_budget);
             self.pacer
                 .set_rate(rate_bps, average.max(2 * self.config.max_packet));
             self.pacer.on_sent(now, buf.len());
@@ -420,21 +414,22 @@ impl RtpSender {
             self.stats.reports += 1;
             self.stats.loss_permille = u32::from(block.fraction_lost) * 1000 / 256;
             let rtt = self.report_rtt(now, block);
-            if let Some(rtt) = rtt {
-                self.stats.queue_delay_us = self
-                    .rate
-                    .as_ref()
-                    .map_or(0, |r| r.queue_delay().as_micros() as u64);
-                tracing::trace!(rtt_us = rtt.as_micros() as u64, "RTCP round trip");
-            }
-            let report = Reception {
-                loss: f64::from(block.fraction_lost) / 256.0,
-                rtt,
-                jitter: Duration::from_secs_f64(
-                    f64::from(block.jitter) / f64::from(self.config.clock_rate.max(1)),
-                ),
+            let Some(rate) = self.rate.as_mut() else {
+                return;
             };
-            if let Some(next) = self.rate.as_mut().and_then(|r| r.on_report(now, report)) {
+            if let Some(rtt) = rtt {
+                tracing::trace!(rtt_us = rtt.as_micros() as u64, "RTCP round trip");
+                rate.on_signal(now, Signal::RoundTrip(rtt));
+            }
+            let jitter = f64::from(block.jitter) / f64::from(self.config.clock_rate.max(1));
+            rate.on_signal(now, Signal::Jitter(Duration::from_secs_f64(jitter)));
+            // RTP has no repair of its own but resends, which a report's loss counts
+            // before: the loss after repair is not known here, so all of it counts.
+            let loss = f64::from(block.fraction_lost) / 256.0;
+            rate.on_signal(now, Signal::Report { loss });
+            self.stats.queue_delay_us = rate.queue_delay().as_micros() as u64;
+            let next = rate.target_bitrate();
+            if next != self.stats.target_bitrate {
                 self.stats.target_bitrate = next;
                 self.events.push_back(SenderEvent::SetBitrate(next));
             }
@@ -470,10 +465,10 @@ impl RtpSender {
         self.sent_reports.push_back((rtcp::ntp_middle(ntp), now));
     }
 
-    fn count_out(&mut self, buf: &[u8]) -> Output<SenderEvent> {
+    fn count_out(&mut self, buf: &[u8], via: Via) -> Output<SenderEvent> {
         self.stats.datagrams += 1;
         self.stats.bytes += buf.len() as u64;
-        Output::Transmit(Transmit { to: None })
+        Output::Transmit(Transmit { to: None, via })
     }
 }
 
@@ -513,7 +508,7 @@ impl Machine for RtpSender {
             buf.extend_from_slice(&packet);
             self.stats.packets_retransmitted += 1;
             self.stats.retransmit_bytes += buf.len() as u64;
-            return self.count_out(buf);
+            return self.count_out(buf, Via::Media);
         }
         let paced_until = self
             .pacer
@@ -522,7 +517,7 @@ impl Machine for RtpSender {
         // Each call takes a packet (or an empty frame) off the queue: the loop ends.
         while paced_until.is_none() && !self.pending.is_empty() {
             if self.next_packet(now, buf) {
-                return self.count_out(buf);
+                return self.count_out(buf, Via::Media);
             }
         }
         if let Some(at) = self.next_report {
@@ -530,7 +525,7 @@ impl Machine for RtpSender {
                 self.sender_report(now, buf);
                 self.next_report = Some(now + self.config.report_interval);
                 if !buf.is_empty() {
-                    return self.count_out(buf);
+                    return self.count_out(buf, Via::Control);
                 }
             }
         }
