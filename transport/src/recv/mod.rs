@@ -30,7 +30,7 @@ pub use config::{
 pub use feedback::FeedbackConfig;
 
 use crate::machine::{Machine, Output, Transmit};
-use crate::repair::nack::{LossConfig, LossTracker, Seen};
+use crate::repair::nack::{Arrival, LossConfig, LossTracker, Seen};
 use crate::secure::{self, Opened, Responder};
 use crate::wire::{self, Packet, SequenceCounts};
 use crate::TransportError;
@@ -237,9 +237,14 @@ impl Receiver {
             return;
         }
         self.feedback.resume(now);
+        let arrival = if header.retransmit {
+            Arrival::Resend
+        } else {
+            Arrival::Original
+        };
         match self
             .tracker
-            .on_packet(now, header.seq, header.frame, header.retransmit)
+            .on_packet(now, u64::from(header.seq), header.frame, arrival)
         {
             Seen::New | Seen::Late => self.stats.repair.packets_received += 1,
             Seen::Repaired => {
@@ -250,6 +255,8 @@ impl Receiver {
                 self.stats.repair.retransmits_unneeded += 1
             }
             Seen::Duplicate | Seen::Unrequested => {}
+            // Only for `Arrival::Unknown`, which this wire never gives.
+            Seen::Filled { .. } => self.stats.repair.packets_received += 1,
         }
         if header.is_parity {
             self.stats.repair.parity_received += 1;
@@ -391,7 +398,13 @@ impl Receiver {
         if let Some(repair) = self.config.repair {
             let rtt = rtt.unwrap_or(repair.initial_rtt);
             let last_emitted = self.order.last_emitted();
-            let mut missing = self.tracker.poll_nacks(now, rtt, last_emitted);
+            // The extended numbers' low 32 bits are the wire's.
+            let mut missing: Vec<u32> = self
+                .tracker
+                .poll_nacks(now, rtt, last_emitted)
+                .into_iter()
+                .map(|ext| ext as u32)
+                .collect();
             // A few nack packets per poll at most: the rest are asked for on the next
             // retry (a flood of holes must not flood the sender).
             missing.truncate(NACK_PACKETS_PER_POLL * wire::MAX_NACK_ENTRIES);
@@ -417,7 +430,7 @@ impl Receiver {
 
     /// Nothing more can be decoded until a keyframe: wait for one and ask for it.
     fn request_keyframe(&mut self, now: Instant) {
-        self.order.enter_gap();
+        self.order.lose_handed_out(&mut self.stats.dropped);
         self.maybe_request_keyframe(now);
     }
 

@@ -1,22 +1,32 @@
-//! The receiver's view of the packet sequence: gaps, NACK timing and loss counting.
+//! The receiver's view of the packet sequence: gaps, NACK timing and loss counting,
+//! for both wires (picam's 32-bit packet counter, RTP's 16-bit sequence number).
 //!
-//! Every original packet (data or parity) carries a consecutive `seq`, so a jump in
-//! `seq` is a hole. A hole is not NACKed at once: the path may reorder, and the
+//! Every original packet carries a consecutive sequence number, so a jump is a hole.
+//! Numbers are extended to 64 bits ([`super::seq64`]); the extended numbers' low bits
+//! are the wire's, so `ext as u32` / `ext as u16` gives the number to put in a NACK. A hole is not NACKed at once: the path may reorder, and the
 //! "missing" packet may be a few milliseconds behind. [`LossTracker`] learns how late
 //! out-of-order originals arrive and waits a little longer than that before the first
 //! NACK, so a reordering path stops producing spurious NACKs once it has been seen.
 //!
+//! The wires differ in one thing the tracker sees: picam's marks a resend, RTP cannot
+//! tell a resend from a late original. So each packet comes with an [`Arrival`], and
+//! the counters that need the mark (spurious NACKs, unrequested resends) count only
+//! what the wire tells.
+//!
 //! Call order: `on_packet` for every data/parity packet, then `poll_nacks` (after every
-//! input and when `next_timeout` is reached).
+//! input and when `next_timeout` is reached), or `expire` while NACKs are not sent.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use super::seq64;
 use crate::seq;
 
 /// Tunables of [`LossTracker`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct LossConfig {
+    /// Width of the wire's sequence number in bits (32 for picam's, 16 for RTP's).
+    pub seq_bits: u32,
     /// A forward jump larger than this resets the tracker (restart or garbage) instead
     /// of opening a hole of that many NACKs.
     pub max_gap: u32,
@@ -30,19 +40,35 @@ pub(crate) struct LossConfig {
     pub give_up_after: Duration,
     /// Most missing packets tracked at once; beyond, the oldest are given up.
     pub max_missing: usize,
+    /// Longest spacing of repeated NACKs, whatever the round trip (RTP measures its
+    /// round trip from NACK answers only: one slow answer must not stop the repeats).
+    pub max_retry: Duration,
 }
 
 impl Default for LossConfig {
     fn default() -> Self {
         LossConfig {
+            seq_bits: 32,
             max_gap: 1024,
             min_wait: Duration::from_millis(1),
             max_wait: Duration::from_millis(20),
             max_nacks: 8,
             give_up_after: Duration::from_millis(250),
             max_missing: 2048,
+            max_retry: Duration::MAX,
         }
     }
+}
+
+/// What the wire says about a packet's origin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Arrival {
+    /// Sent once, in sequence (picam's wire: the resend flag is clear).
+    Original,
+    /// A retransmission answering a NACK (picam's wire: the resend flag is set).
+    Resend,
+    /// The wire does not say (RTP: a resend reuses the original's sequence number).
+    Unknown,
 }
 
 /// How a packet related to the sequence seen so far.
@@ -58,6 +84,13 @@ pub(crate) enum Seen {
     Duplicate,
     /// A retransmission of a packet that was not missing.
     Unrequested,
+    /// An [`Arrival::Unknown`] packet that filled a hole: a resend or a late original.
+    /// `since_nack` is the time since the hole was last NACKed, when it was (counted
+    /// repaired then, else as a late original).
+    Filled {
+        /// Time since the last NACK of this packet, if one was sent.
+        since_nack: Option<Duration>,
+    },
 }
 
 /// Counters for receiver reports and stats.
@@ -73,11 +106,13 @@ pub(crate) struct LossCounters {
     pub nacks_sent: u64,
     /// Holes filled by a retransmission.
     pub repaired: u64,
-    /// Originals that arrived after being NACKed (the NACK was not needed).
+    /// Originals that arrived after being NACKed (the NACK was not needed); only where
+    /// the wire marks resends.
     pub spurious: u64,
     /// Duplicate packets.
     pub duplicates: u64,
-    /// Retransmissions of packets that were not missing.
+    /// Retransmissions of packets that were not missing; only where the wire marks
+    /// resends (otherwise they are `duplicates`).
     pub unrequested: u64,
     /// Missing packets dropped because the missing set was full (also in `lost`).
     pub overflowed: u64,
@@ -113,9 +148,10 @@ pub(crate) fn retry_interval(rtt: Duration) -> Duration {
     (rtt.mul_f64(1.25) + Duration::from_millis(2)).max(Duration::from_millis(5))
 }
 
-/// Base of the extended (64-bit, non-wrapping) sequence space, so a packet up to 2^31
-/// behind the first one still has a non-negative extended seq.
-const EXT_BASE: u64 = 1 << 32;
+/// Base of the extended (64-bit, non-wrapping) sequence space: a multiple of every
+/// wire's range (so the low bits are the wire's), far enough from zero that a packet
+/// half a range behind the first one still has a non-negative extended seq.
+const EXT_BASE: u64 = 1 << 48;
 
 /// Tracks holes in the packet sequence and decides when to NACK them.
 ///
@@ -125,10 +161,10 @@ const EXT_BASE: u64 = 1 << 32;
 pub(crate) struct LossTracker {
     /// Tunables.
     config: LossConfig,
-    /// Highest seq seen and its frame; `None` before the first packet.
-    highest: Option<(u32, u32)>,
-    /// Extended seq of `highest`: seqs are unwrapped into u64 so the missing set is
-    /// ordered across the u32 wrap.
+    /// Frame of the highest seq seen; `None` before the first packet.
+    highest_frame: Option<u32>,
+    /// Extended highest seq seen: seqs are unwrapped into u64 so the missing set is
+    /// ordered across the wire's wrap. Meaningless while `highest_frame` is `None`.
     ext_highest: u64,
     /// Missing packets by extended seq; the first is the oldest.
     missing: BTreeMap<u64, Missing>,
@@ -151,7 +187,7 @@ impl LossTracker {
     pub(crate) fn new(config: LossConfig) -> LossTracker {
         LossTracker {
             config,
-            highest: None,
+            highest_frame: None,
             ext_highest: EXT_BASE,
             missing: BTreeMap::new(),
             reorder: Duration::ZERO,
@@ -168,9 +204,79 @@ impl LossTracker {
         *self = LossTracker::new(self.config);
     }
 
-    /// Highest seq seen, if any.
+    /// Highest seq seen (its wire value), if any.
     pub(crate) fn highest(&self) -> Option<u32> {
-        self.highest.map(|(s, _)| s)
+        self.highest_frame
+            .map(|_| (self.ext_highest & self.mask()) as u32)
+    }
+
+    /// The extended number of wire seq `seq`: the one nearest the highest seen, or
+    /// where the first packet starts the count.
+    pub(crate) fn extend(&self, seq: u64) -> u64 {
+        match self.highest_frame {
+            Some(_) => seq64::extend(self.ext_highest, seq, self.bits()),
+            None => EXT_BASE + (seq & self.mask()),
+        }
+    }
+
+    /// The oldest missing packet's extended seq: everything before it has arrived or
+    /// was given up.
+    pub(crate) fn first_missing(&self) -> Option<u64> {
+        self.missing.first_key_value().map(|(&ext, _)| ext)
+    }
+
+    /// When the oldest missing packet is given up, if one is missing (holes open in
+    /// sequence order, so the oldest by seq is the oldest by time).
+    pub(crate) fn next_give_up(&self) -> Option<Instant> {
+        self.missing
+            .first_key_value()
+            .map(|(_, hole)| hole.detected + self.config.give_up_after)
+    }
+
+    /// Changes how long a hole is waited for (RTP: shorter once the sender is found
+    /// not to answer NACKs).
+    pub(crate) fn set_give_up_after(&mut self, wait: Duration) {
+        self.config.give_up_after = wait;
+        // The next poll scans again and times the holes by the new wait.
+        self.dirty = true;
+    }
+
+    /// Gives up every missing packet below extended seq `ext` (counted lost): the owner
+    /// no longer waits for them (RTP's reorder buffer released past them).
+    pub(crate) fn give_up_below(&mut self, ext: u64) {
+        // Called after every RTP packet: only split when there is something to drop.
+        if self.first_missing().is_none_or(|first| first >= ext) {
+            return;
+        }
+        let before = self.missing.len();
+        self.missing = self.missing.split_off(&ext);
+        let lost = before - self.missing.len();
+        if lost > 0 {
+            self.counters.lost += lost as u64;
+            self.dirty = true;
+        }
+    }
+
+    /// A new start at wire seq `seq` (the owner saw a jump backwards too far to be a
+    /// late packet): every missing packet is given up, counters are kept. The new
+    /// start's extended number lies more than a wire's range after the old highest, so
+    /// extended numbers only grow and an owner keyed by them sees a far jump.
+    pub(crate) fn restart(&mut self, seq: u64, frame: u32) {
+        self.give_up_all();
+        self.counters.resets += 1;
+        self.counters.loss_events = self.counters.loss_events.wrapping_add(1);
+        let bits = self.bits();
+        let ranges = (self.ext_highest >> bits).saturating_add(2);
+        self.highest_frame = Some(frame);
+        self.ext_highest = (ranges << bits) | (seq & self.mask());
+    }
+
+    fn bits(&self) -> u32 {
+        self.config.seq_bits.clamp(1, 32)
+    }
+
+    fn mask(&self) -> u64 {
+        (1u64 << self.bits()) - 1
     }
 
     /// The counters.
@@ -188,14 +294,7 @@ impl LossTracker {
     #[cfg(test)]
     pub(crate) fn oldest_missing(&self) -> Option<(u32, u32, u32)> {
         let (&ext, hole) = self.missing.first_key_value()?;
-        Some((self.seq_of(ext), hole.lo_frame, hole.hi_frame))
-    }
-
-    /// The wrapping seq of extended seq `ext` (within 2^31 below `ext_highest`).
-    #[cfg(test)]
-    fn seq_of(&self, ext: u64) -> u32 {
-        let (highest, _) = self.highest.unwrap_or((0, 0));
-        highest.wrapping_sub((self.ext_highest - ext) as u32)
+        Some((ext as u32, hole.lo_frame, hole.hi_frame))
     }
 
     /// The wait before the first NACK of a hole detected at `now`: 1.5 times the
@@ -208,88 +307,126 @@ impl LossTracker {
         )
     }
 
-    /// Handles a data or parity packet `seq` of `frame`; `retransmit` is the wire flag.
+    /// Handles a data or parity packet with wire seq `seq` (its bits beyond the wire's
+    /// width are ignored) of `frame` (any number that grows with the frames, or 0 where
+    /// the owner gives no frames); `arrival` is what the wire says of its origin.
     pub(crate) fn on_packet(
         &mut self,
         now: Instant,
-        seq: u32,
+        seq: u64,
         frame: u32,
-        retransmit: bool,
+        arrival: Arrival,
     ) -> Seen {
-        let Some((highest, highest_frame)) = self.highest else {
-            if retransmit {
+        let resend = arrival == Arrival::Resend;
+        let Some(highest_frame) = self.highest_frame else {
+            if resend {
                 return self.unrequested();
             }
-            self.highest = Some((seq, frame));
+            self.highest_frame = Some(frame);
+            self.ext_highest = self.extend(seq);
             return self.original_new();
         };
-        let d = seq::distance(seq, highest);
-        if d > 0 {
-            if retransmit {
+        let ext = self.extend(seq);
+        if ext > self.ext_highest {
+            if resend {
                 // Nothing ahead of `highest` was ever NACKed.
                 return self.unrequested();
             }
-            if d > i64::from(self.config.max_gap) {
+            let d = ext - self.ext_highest;
+            if d > u64::from(self.config.max_gap) {
                 // A restart or garbage: NACKing such a hole would flood the sender.
                 self.give_up_all();
                 self.counters.loss_events = self.counters.loss_events.wrapping_add(1);
                 self.counters.resets += 1;
-                self.highest = Some((seq, frame));
-                self.ext_highest = EXT_BASE;
-                return self.original_new();
+            } else if d > 1 {
+                self.open_hole(now, d - 1, highest_frame, frame);
             }
-            if d > 1 {
-                self.open_hole(now, d as u64 - 1, highest_frame, frame);
+            self.ext_highest = ext;
+            self.highest_frame = Some(frame);
+            // A hole half the wire's range behind can no longer be told from a new
+            // packet: given up (a short wire, RTP's 16 bits, under a flood).
+            let oldest = self.ext_highest - (1 << (self.bits() - 1)) + 1;
+            if self.first_missing().is_some_and(|first| first < oldest) {
+                self.give_up_below(oldest);
             }
-            self.ext_highest += d as u64;
-            self.highest = Some((seq, frame));
             return self.original_new();
         }
-        if d == 0 {
-            return self.duplicate(retransmit);
+        if ext == self.ext_highest {
+            return self.duplicate(resend);
         }
-        // Behind `highest`: a hole being filled, or a duplicate. `d >= -2^31` and
-        // `ext_highest >= EXT_BASE = 2^32`, so this cannot underflow.
-        let ext = self.ext_highest - d.unsigned_abs();
+        // Behind `highest`: a hole being filled, or a duplicate.
         let Some(hole) = self.missing.remove(&ext) else {
-            return self.duplicate(retransmit);
+            return self.duplicate(resend);
         };
         self.dirty = true;
-        if retransmit {
-            self.counters.repaired += 1;
-            Seen::Repaired
-        } else {
-            if hole.nacks > 0 {
-                self.counters.spurious += 1;
+        let since_nack = hole.last_nack.map(|t| now.saturating_duration_since(t));
+        match arrival {
+            Arrival::Resend => {
+                self.counters.repaired += 1;
+                Seen::Repaired
             }
-            self.raise_reorder(now, now.saturating_duration_since(hole.detected));
-            self.counters.originals_received = self.counters.originals_received.wrapping_add(1);
-            Seen::Late
+            Arrival::Unknown if since_nack.is_some() => {
+                // Most likely the answer to the NACK; a late original cannot be told.
+                self.counters.repaired += 1;
+                Seen::Filled { since_nack }
+            }
+            Arrival::Original | Arrival::Unknown => {
+                if hole.nacks > 0 {
+                    self.counters.spurious += 1;
+                }
+                self.raise_reorder(now, now.saturating_duration_since(hole.detected));
+                self.counters.originals_received = self.counters.originals_received.wrapping_add(1);
+                if arrival == Arrival::Unknown {
+                    Seen::Filled { since_nack }
+                } else {
+                    Seen::Late
+                }
+            }
         }
     }
 
-    /// The seqs to NACK now; forgets holes that are past `give_up_after` or whose frames
-    /// are all done.
+    /// The extended seqs to NACK now (`ext as u32` / `ext as u16` is the wire's
+    /// number); forgets holes that are past `give_up_after` or whose frames are all done.
     ///
-    /// `rtt` spaces repeated NACKs of one seq. `last_done_frame` is the last frame the
-    /// receiver emitted or gave up on (`None` before the first): a hole whose later
+    /// `rtt` spaces repeated NACKs of one seq ([`retry_interval`], at most `max_retry`).
+    /// `last_done_frame` is the last frame the receiver emitted or gave up on (`None`
+    /// before the first, or where the owner gives no frames): a hole whose later
     /// bounding frame is not after it can no longer help any frame.
     pub(crate) fn poll_nacks(
         &mut self,
         now: Instant,
         rtt: Duration,
         last_done_frame: Option<u32>,
-    ) -> Vec<u32> {
-        let mut nacks = Vec::new();
+    ) -> Vec<u64> {
         let timed = self.deadline.is_some_and(|d| d <= now);
         if !timed && !self.dirty && last_done_frame == self.scanned_done {
-            return nacks;
+            return Vec::new();
         }
         self.dirty = false;
         self.scanned_done = last_done_frame;
-        let interval = retry_interval(rtt);
+        let interval = retry_interval(rtt).min(self.config.max_retry);
+        self.scan(now, Some(interval), last_done_frame)
+    }
+
+    /// Forgets holes as `poll_nacks` does, without NACKing (the owner sends no NACKs
+    /// now: no peer address yet, or a sender that does not answer them).
+    pub(crate) fn expire(&mut self, now: Instant, last_done_frame: Option<u32>) {
+        let before = self.missing.len();
+        let _ = self.scan(now, None, last_done_frame);
+        // `scan` timed only the give-ups: the next `poll_nacks` must look at every hole.
+        self.dirty |= self.missing.len() != before || !self.missing.is_empty();
+    }
+
+    /// Gives up holes that are too old or no longer useful and, with `interval`, NACKs
+    /// those due; sets the deadline.
+    fn scan(
+        &mut self,
+        now: Instant,
+        interval: Option<Duration>,
+        last_done_frame: Option<u32>,
+    ) -> Vec<u64> {
+        let mut nacks = Vec::new();
         let config = self.config;
-        let (highest, ext_highest) = (self.highest.map_or(0, |h| h.0), self.ext_highest);
         let mut deadline: Option<Instant> = None;
         let mut lost = 0;
         self.missing.retain(|&ext, hole| {
@@ -299,10 +436,12 @@ impl LossTracker {
                 lost += 1;
                 return false;
             }
+            let Some(interval) = interval else {
+                deadline = Some(deadline.map_or(give_up_at, |d| d.min(give_up_at)));
+                return true;
+            };
             if hole.nacks < config.max_nacks && now >= hole.next_nack {
-                // ext is within 2^31 of ext_highest, so the truncation restores the seq.
-                let seq = highest.wrapping_sub((ext_highest - ext) as u32);
-                nacks.push(seq);
+                nacks.push(ext);
                 hole.nacks += 1;
                 hole.last_nack = Some(now);
                 hole.next_nack = now + interval;
@@ -337,8 +476,11 @@ impl LossTracker {
             self.missing.last_key_value(),
         ) {
             assert!(last < self.ext_highest, "missing seq at or past highest");
-            assert!(self.ext_highest - first < 1 << 31, "missing seq too old");
-            assert!(self.highest.is_some(), "missing without highest");
+            assert!(
+                self.ext_highest - first < 1 << (self.bits() - 1),
+                "missing seq too old"
+            );
+            assert!(self.highest_frame.is_some(), "missing without highest");
         }
         for hole in self.missing.values() {
             assert!(hole.nacks <= self.config.max_nacks, "too many NACKs");
@@ -411,8 +553,8 @@ impl LossTracker {
     }
 
     /// Counts and classifies a packet already seen (or given up).
-    fn duplicate(&mut self, retransmit: bool) -> Seen {
-        if retransmit {
+    fn duplicate(&mut self, resend: bool) -> Seen {
+        if resend {
             self.unrequested()
         } else {
             self.counters.duplicates += 1;

@@ -26,14 +26,19 @@ impl Sim {
         }
     }
     fn packet(&mut self, seq: u32, frame: u32, retransmit: bool) -> Seen {
-        let seen = self.t.on_packet(self.now, seq, frame, retransmit);
+        let arrival = if retransmit {
+            Arrival::Resend
+        } else {
+            Arrival::Original
+        };
+        let seen = self.t.on_packet(self.now, u64::from(seq), frame, arrival);
         self.poll();
         seen
     }
     fn poll(&mut self) {
         let at = self.now - self.start;
         for seq in self.t.poll_nacks(self.now, RTT, self.done) {
-            self.nacks.push((at, seq));
+            self.nacks.push((at, seq as u32));
         }
         self.t.check_invariants();
         if let Some(timeout) = self.t.next_timeout() {
@@ -275,4 +280,101 @@ fn next_timeout_is_after_now_after_any_poll() {
         s.t.counters().nacks_sent,
         4 * u64::from(LossConfig::default().max_nacks)
     );
+}
+
+/// RTP's shape: 16-bit numbers and no resend flag.
+fn rtp_tracker() -> LossTracker {
+    LossTracker::new(LossConfig {
+        seq_bits: 16,
+        min_wait: 3 * MS,
+        max_wait: 3 * MS,
+        max_nacks: 4,
+        ..LossConfig::default()
+    })
+}
+
+#[test]
+fn a_16_bit_wire_nacks_across_the_wrap_with_its_own_numbers() {
+    let t0 = Instant::now();
+    let mut t = rtp_tracker();
+    for seq in [65_534u64, 65_535, 2] {
+        assert_eq!(t.on_packet(t0, seq, 0, Arrival::Unknown), Seen::New);
+    }
+    assert_eq!(t.highest(), Some(2));
+    let due: Vec<u16> = t
+        .poll_nacks(t0 + 3 * MS, RTT, None)
+        .into_iter()
+        .map(|e| e as u16)
+        .collect();
+    assert_eq!(due, vec![0, 1]);
+    t.check_invariants();
+}
+
+#[test]
+fn unknown_arrivals_are_counted_by_what_can_be_told() {
+    let t0 = Instant::now();
+    let mut t = rtp_tracker();
+    t.on_packet(t0, 10, 0, Arrival::Unknown);
+    t.on_packet(t0, 13, 0, Arrival::Unknown);
+    // 11 comes back before any NACK: a late original.
+    assert_eq!(
+        t.on_packet(t0 + MS, 11, 0, Arrival::Unknown),
+        Seen::Filled { since_nack: None }
+    );
+    assert_eq!(t.poll_nacks(t0 + 3 * MS, RTT, None), vec![EXT_BASE + 12]);
+    // 12 comes after its NACK: taken as the resend, with the time it took.
+    assert_eq!(
+        t.on_packet(t0 + 7 * MS, 12, 0, Arrival::Unknown),
+        Seen::Filled {
+            since_nack: Some(4 * MS)
+        }
+    );
+    // A second copy is a duplicate: the wire cannot say it was an unasked resend.
+    assert_eq!(
+        t.on_packet(t0 + 8 * MS, 12, 0, Arrival::Unknown),
+        Seen::Duplicate
+    );
+    let c = t.counters();
+    assert_eq!(
+        (c.repaired, c.duplicates, c.unrequested, c.spurious),
+        (1, 1, 0, 0)
+    );
+    assert_eq!(
+        c.originals_received, 3,
+        "10, 13 and 11; 12 counts as repaired"
+    );
+    t.check_invariants();
+}
+
+#[test]
+fn a_restart_gives_up_the_holes_and_moves_the_numbers_forward() {
+    let t0 = Instant::now();
+    let mut t = rtp_tracker();
+    t.on_packet(t0, 40_000, 0, Arrival::Unknown);
+    t.on_packet(t0, 40_005, 0, Arrival::Unknown);
+    let before = t.extend(40_005);
+    t.restart(7, 0);
+    assert_eq!(t.missing_len(), 0);
+    assert_eq!(t.counters().lost, 4);
+    let after = t.extend(7);
+    assert!(after > before + (1 << 16), "{before} -> {after}");
+    assert_eq!(after as u16, 7);
+    assert_eq!(t.on_packet(t0, 8, 0, Arrival::Unknown), Seen::New);
+    t.check_invariants();
+}
+
+#[test]
+fn expiring_without_nacks_gives_up_on_time_and_sends_nothing() {
+    let t0 = Instant::now();
+    let mut t = rtp_tracker();
+    t.set_give_up_after(20 * MS);
+    t.on_packet(t0, 1, 0, Arrival::Unknown);
+    t.on_packet(t0, 3, 0, Arrival::Unknown);
+    assert_eq!(t.next_give_up(), Some(t0 + 20 * MS));
+    t.expire(t0 + 19 * MS, None);
+    assert_eq!(t.missing_len(), 1);
+    t.expire(t0 + 20 * MS, None);
+    assert_eq!(t.missing_len(), 0);
+    let c = t.counters();
+    assert_eq!((c.nacks_sent, c.lost), (0, 1));
 }

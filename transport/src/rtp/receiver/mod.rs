@@ -6,11 +6,13 @@
 //! `handle_input`, drain `poll_output` until it returns [`Output::Timeout`].
 //!
 //! Rules it keeps: one stream (SSRC) at a time, a new one adopted when the old has been
-//! quiet for `session_idle`. Packets pass a bounded reorder buffer ([`reorder`]): a
-//! sequence gap is NACKed (RFC 4585 generic NACK) and waited for up to `repair_wait` when
-//! the sender answers NACKs, or only `reorder_wait` when it does not (after
-//! [`UNANSWERED_NACKS`] NACKed packets with no answer). A gap still open then, or any
-//! malformed packet, means nothing leaves until a decodable keyframe
+//! quiet for `session_idle`. Packets pass a bounded reorder buffer ([`reorder`]); the
+//! gaps are tracked by the loss tracker both wires share ([`LossTracker`], on
+//! 16-bit sequence numbers): a sequence gap is NACKed (RFC 4585 generic NACK) once it
+//! is `reorder_wait` old, at most [`MAX_NACKS`] times, and waited for up to
+//! `repair_wait` when the sender answers NACKs, or only `reorder_wait` when it does not
+//! (after [`UNANSWERED_NACKS`] NACKed packets with no answer). A gap still open then,
+//! or any malformed packet, means nothing leaves until a decodable keyframe
 //! ([`super::h264::Depacketizer`]); while waiting, a PLI goes to the sender's RTCP
 //! address when it is known (the source of its sender reports, or with rtcp-mux the
 //! source of its RTP), repeated every `keyframe_retry`. Receiver reports ([`reception`])
@@ -28,17 +30,25 @@ use rtp_types::RtpPacket;
 use super::h264::Depacketizer;
 use super::rtcp;
 use crate::machine::{Machine, Output, Transmit};
-use crate::repair::nack;
+use crate::repair::nack::{Arrival, LossConfig, LossTracker, Seen};
 use crate::{ReceivedFrame, ReceiverEvent, ReceiverInput, ReceiverStats};
 
 mod reception;
 mod reorder;
 
 use reception::Reception;
-use reorder::{Arrival, Reorder};
+use reorder::{Reorder, Taken, MAX_SPAN};
 
 /// NACKed packets with no answer after which the sender is taken not to resend.
 pub const UNANSWERED_NACKS: u64 = 24;
+
+/// Times one missing packet is NACKed at most.
+pub const MAX_NACKS: u8 = 4;
+
+/// Longest spacing of repeated NACKs: RTP has no clock pings, so the round trip is
+/// measured from NACK answers only, and a repair time inflated by one slow answer must
+/// not stop the repeats.
+const MAX_NACK_RETRY: Duration = Duration::from_millis(40);
 
 /// Knobs of the RTP receiver.
 #[derive(Clone, Debug)]
@@ -95,6 +105,8 @@ pub struct RtpReceiver {
     config: RtpReceiverConfig,
     depacketizer: Depacketizer,
     reorder: Reorder,
+    /// Gaps, NACK timing and giving up: the tracker picam's own receiver uses too.
+    tracker: LossTracker,
     reception: Reception,
     ssrc: Option<u32>,
     last_heard: Option<Instant>,
@@ -112,8 +124,10 @@ pub struct RtpReceiver {
     answered: u64,
     /// The sender does not answer NACKs: gaps are waited for only as reordering.
     nacks_unanswered: bool,
+    /// NACKs the tracker made due and not yet sent (`poll_output` sends them).
     nack_list: Vec<u16>,
-    /// Smoothed time from a packet's first NACK to its arrival: the NACK retry interval.
+    /// Smoothed time from a packet's last NACK to its arrival (a NACK's round trip):
+    /// the round trip the tracker spaces repeated NACKs by.
     repair_time: Duration,
     stats: ReceiverStats,
 }
@@ -131,7 +145,8 @@ impl RtpReceiver {
         };
         Self {
             depacketizer: Depacketizer::new(config.max_frame_bytes),
-            reorder: Reorder::new(wait),
+            reorder: Reorder::new(),
+            tracker: LossTracker::new(loss_config(&config, wait)),
             reception: Reception::new(config.clock_rate, Instant::now()),
             config,
             ssrc: None,
@@ -170,6 +185,7 @@ impl RtpReceiver {
         assert!(self.ready.len() <= MAX_READY);
         self.depacketizer.check_invariants();
         self.reorder.check_invariants();
+        self.tracker.check_invariants();
     }
 
     /// NACKs go out: enabled, somewhere to send them, and the sender answers them.
@@ -177,12 +193,14 @@ impl RtpReceiver {
         self.config.nack && !self.nacks_unanswered && self.rtcp_to.is_some()
     }
 
-    /// The interval between NACKs of one packet: the rule both wires share
-    /// ([`nack::retry_interval`]), with the measured repair time (a NACK's round trip)
-    /// for the round trip, and at most 40 ms (RTP has no clock pings: a repair time
-    /// inflated by one slow answer must not stop the repeats).
-    fn nack_retry(&self) -> Duration {
-        nack::retry_interval(self.repair_time).min(Duration::from_millis(40))
+    /// Keeps the reorder buffer and the tracker in step: what the tracker gave up is
+    /// released past, and what the buffer skipped (its span bound) is given up.
+    fn sync_gaps(&mut self) {
+        self.reorder
+            .release_before(self.tracker.first_missing().unwrap_or(u64::MAX));
+        if let Some(next) = self.reorder.next_ext() {
+            self.tracker.give_up_below(next);
+        }
     }
 
     fn new_stream(&mut self, now: Instant, from: Option<SocketAddr>, ssrc: u32) {
@@ -196,7 +214,8 @@ impl RtpReceiver {
         self.nacked = 0;
         self.answered = 0;
         self.nacks_unanswered = false;
-        self.reorder.set_wait(self.wait());
+        self.nack_list.clear();
+        self.tracker = LossTracker::new(loss_config(&self.config, self.wait()));
     }
 
     fn wait(&self) -> Duration {
@@ -263,37 +282,48 @@ impl RtpReceiver {
             self.rtcp_to = Some(from);
         }
         let seq = packet.sequence_number();
-        let arrival = self.reorder.push(now, seq, data);
-        match arrival {
-            Arrival::Stale => {
+        let wire = u64::from(seq);
+        // RTP does not mark resends: the tracker is told it cannot know.
+        let seen = if self.reorder.far_behind(self.tracker.extend(wire)) {
+            // Too far back to be late: a new start (the tracker moves its extended
+            // numbers past the old ones, so the reorder buffer sees a far jump too).
+            self.tracker.restart(wire, 0);
+            Seen::New
+        } else {
+            self.tracker.on_packet(now, wire, 0, Arrival::Unknown)
+        };
+        let taken = self.reorder.push(self.tracker.extend(wire), data);
+        self.sync_gaps();
+        let resent = match (taken, seen) {
+            (Taken::Stale, _) => {
                 self.stats.repair.retransmits_unneeded += 1;
                 return;
             }
-            Arrival::Filled {
-                since_nack: Some(took),
-            } => {
+            (Taken::Discontinuity, _) => {
+                tracing::debug!(?from, seq, "RTP sequence jump: a new start, not a gap");
+                false
+            }
+            (
+                Taken::Kept,
+                Seen::Filled {
+                    since_nack: Some(took),
+                },
+            ) => {
                 // Smoothed as RFC 6298 smooths RTT: 7/8 old, 1/8 new.
                 self.repair_time = (self.repair_time * 7 + took) / 8;
                 self.answered += 1;
                 self.stats.repair.packets_retransmitted += 1;
                 self.stats.repair.retransmit_bytes += data.len() as u64;
+                true
             }
-            Arrival::Discontinuity => {
-                tracing::debug!(?from, seq, "RTP sequence jump: a new start, not a gap");
-            }
-            Arrival::New | Arrival::Filled { since_nack: None } => {}
-        }
+            (Taken::Kept, _) => false,
+        };
         self.stats.repair.packets_received += 1;
-        if !matches!(
-            arrival,
-            Arrival::Filled {
-                since_nack: Some(_)
-            }
-        ) {
+        if !resent {
             self.reception.on_arrival(now, packet.timestamp());
         }
         self.release(now);
-        if arrival == Arrival::Discontinuity {
+        if taken == Taken::Discontinuity {
             self.reception.restart_counts();
         }
     }
@@ -301,12 +331,10 @@ impl RtpReceiver {
     /// Passes what the reorder buffer lets go to the depacketizer, and finished frames
     /// on.
     fn release(&mut self, now: Instant) {
-        while let Some((seq, data)) = self.reorder.pop() {
-            if let Some(released) = self.reorder.released() {
-                // Its extended number: the nearest at or below the last released.
-                let ext = released - u64::from((released as u16).wrapping_sub(seq));
-                self.reception.on_released(ext);
-            }
+        while let Some((ext, data)) = self.reorder.pop() {
+            self.reception.on_released(ext);
+            // The extended numbers' low 16 bits are the wire's.
+            let seq = ext as u16;
             let Ok(packet) = RtpPacket::parse(&data) else {
                 // It parsed when it came in; the bytes are ours and unchanged.
                 continue;
@@ -351,16 +379,17 @@ impl RtpReceiver {
     /// Time passed: gaps waited for long enough are given up; the sender is judged on
     /// whether it answers NACKs.
     fn on_time(&mut self, now: Instant) {
-        self.reorder.expire(now);
+        self.tracker.expire(now, None);
         if !self.nacks_unanswered && self.nacked >= UNANSWERED_NACKS && self.answered == 0 {
             tracing::info!(
                 nacked = self.nacked,
                 "the RTP sender does not answer NACKs: gaps are no longer waited for"
             );
             self.nacks_unanswered = true;
-            self.reorder.set_wait(self.wait());
-            self.reorder.expire(now);
+            self.tracker.set_give_up_after(self.wait());
+            self.tracker.expire(now, None);
         }
+        self.sync_gaps();
         self.release(now);
     }
 
@@ -428,6 +457,17 @@ impl Machine for RtpReceiver {
     }
 
     fn poll_output(&mut self, now: Instant, buf: &mut Vec<u8>) -> Output<ReceiverEvent> {
+        if self.nacking() && self.nack_list.is_empty() {
+            let missing = self.tracker.missing_len();
+            let due = self.tracker.poll_nacks(now, self.repair_time, None);
+            // The extended numbers' low 16 bits are the wire's.
+            self.nack_list.extend(due.into_iter().map(|ext| ext as u16));
+            if self.tracker.missing_len() < missing {
+                // Gaps given up: what they held leaves now.
+                self.sync_gaps();
+                self.release(now);
+            }
+        }
         if let Some(f) = self.ready.pop_front() {
             self.stats.frames_emitted += 1;
             return Output::Event(ReceiverEvent::Frame(f));
@@ -444,18 +484,13 @@ impl Machine for RtpReceiver {
                 return Output::Transmit(Transmit::control(to));
             }
         }
-        if self.nacking() {
-            let (delay, retry) = (self.config.reorder_wait, self.nack_retry());
-            let mut list = std::mem::take(&mut self.nack_list);
-            self.reorder.nacks_due(now, delay, retry, &mut list);
-            self.nack_list = list;
-            if !self.nack_list.is_empty() {
-                self.nacked += self.nack_list.len() as u64;
-                self.stats.repair.nacks_sent += 1;
-                self.stats.repair.packets_requested += self.nack_list.len() as u64;
-                self.write_report(now, buf, true);
-                return Output::Transmit(Transmit::control(to));
-            }
+        if !self.nack_list.is_empty() {
+            self.nacked += self.nack_list.len() as u64;
+            self.stats.repair.nacks_sent += 1;
+            self.stats.repair.packets_requested += self.nack_list.len() as u64;
+            self.write_report(now, buf, true);
+            self.nack_list.clear();
+            return Output::Transmit(Transmit::control(to));
         }
         if self.report_due || self.report_interval_passed(now) {
             self.write_report(now, buf, false);
@@ -474,9 +509,11 @@ impl RtpReceiver {
         let quiet = self
             .last_heard
             .is_some_and(|t| now.saturating_duration_since(t) >= self.config.session_idle);
-        let gaps =
-            self.reorder
-                .next_timeout(self.config.reorder_wait, self.nack_retry(), self.nacking());
+        let gaps = if self.nacking() {
+            self.tracker.next_timeout()
+        } else {
+            self.tracker.next_give_up()
+        };
         let pli =
             (self.depacketizer.waiting_keyframe() && self.rtcp_to.is_some() && !quiet).then(|| {
                 self.last_pli
@@ -491,6 +528,21 @@ impl RtpReceiver {
             .flatten()
             .min()
             .map(|t| t.max(now + Duration::from_millis(1)))
+    }
+}
+
+/// The tracker's tunables for this wire: first NACK after the fixed `reorder_wait`,
+/// a gap waited for `wait`, spans bounded as the reorder buffer's.
+fn loss_config(config: &RtpReceiverConfig, wait: Duration) -> LossConfig {
+    LossConfig {
+        seq_bits: 16,
+        max_gap: MAX_SPAN as u32,
+        min_wait: config.reorder_wait,
+        max_wait: config.reorder_wait,
+        max_nacks: MAX_NACKS,
+        give_up_after: wait,
+        max_missing: MAX_SPAN as usize,
+        max_retry: MAX_NACK_RETRY,
     }
 }
 
