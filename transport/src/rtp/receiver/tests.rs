@@ -226,3 +226,68 @@ fn a_clean_link_sends_no_nacks_and_shows_every_frame_at_once() {
     // Reports flow both ways: the sender hears the receiver's.
     assert!(clean.tx.reports > 0, "{clean:?}");
 }
+
+/// A frame the decoder's queue refused leaves a hole in its references: the frames
+/// queued behind it never reach the decoder, nothing does until a keyframe, and the
+/// keyframe resyncs. Regression: frames already queued to leave still left, and the
+/// decoder concealed the hole with the previous picture.
+#[test]
+fn frames_queued_behind_one_the_decoder_refused_wait_for_a_keyframe() {
+    let now = Instant::now();
+    let mut tx = RtpSender::new(RtpSenderConfig::default());
+    let mut rx = RtpReceiver::new(RtpReceiverConfig {
+        rtcp_mux: true,
+        ..Default::default()
+    });
+    let peer: Option<SocketAddr> = Some("127.0.0.1:5004".parse().unwrap());
+    // Each frame's packets (a keyframe's parameter sets, and a sender report, travel
+    // beside it).
+    let mut packets: Vec<Vec<Vec<u8>>> = Vec::new();
+    for n in 0..6u64 {
+        tx.handle_input(
+            now,
+            SenderInput::Frame(access_unit(n == 0 || n == 5, 100, n)),
+        );
+        let sent = drain(&mut tx, now).transmits;
+        packets.push(sent.into_iter().map(|(_, p)| p).collect());
+    }
+    let feed = |rx: &mut RtpReceiver, n: usize| {
+        for data in &packets[n] {
+            rx.handle_input(now, ReceiverInput::Packet { from: peer, data })
+        }
+    };
+    let numbers = |rx: &mut RtpReceiver| -> Vec<u64> {
+        drain(rx, now)
+            .events
+            .into_iter()
+            .map(|ReceiverEvent::Frame(f)| frame_number(&f.frame.data))
+            .collect()
+    };
+    feed(&mut rx, 0);
+    assert_eq!(numbers(&mut rx), vec![0]);
+    // 2 and 3 wait behind the gap at 1; 1 releases all three together.
+    for n in [2, 3, 1] {
+        feed(&mut rx, n);
+    }
+    let mut handed_out = Vec::new();
+    let mut buf = Vec::new();
+    for _ in 0..100 {
+        match rx.poll_output(now, &mut buf) {
+            Output::Event(ReceiverEvent::Frame(f)) => {
+                let n = frame_number(&f.frame.data);
+                handed_out.push(n);
+                if n == 1 {
+                    rx.handle_input(now, ReceiverInput::DownstreamFull);
+                }
+            }
+            Output::Transmit(_) => {}
+            Output::Timeout(_) => break,
+        }
+    }
+    assert_eq!(handed_out, vec![1], "frames behind the refused one left");
+    feed(&mut rx, 4);
+    feed(&mut rx, 5);
+    assert_eq!(numbers(&mut rx), vec![5]);
+    rx.check_invariants();
+    assert_eq!(rx.stats().dropped.queue_full, 1);
+}
