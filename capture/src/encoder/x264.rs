@@ -274,7 +274,10 @@ mod tests {
         let mut decoded = frame::Video::empty();
         let (mut keys, mut p_sizes, mut p_psnr) = (Vec::new(), Vec::new(), Vec::new());
         for n in 0..90u32 {
-            let f = enc.encode(&pattern.picture(n), 0, n == 45).unwrap().unwrap();
+            let f = enc
+                .encode(&pattern.picture(n), 0, n == 45)
+                .unwrap()
+                .unwrap();
             dec.send_packet(&Packet::copy(&f.data)).unwrap();
             dec.receive_frame(&mut decoded).unwrap();
             let psnr = luma_of(&decoded).luma_psnr(&pattern.picture(n), 0).unwrap();
@@ -298,7 +301,10 @@ mod tests {
                 size as f64 / p_mean
             );
         }
-        assert!(keys.iter().any(|k| k.0 == 45), "the forced keyframe: {keys:?}");
+        assert!(
+            keys.iter().any(|k| k.0 == 45),
+            "the forced keyframe: {keys:?}"
+        );
         for &(n, size, _) in &keys {
             // Two budgets plus x264's slack (its VBV is checked per row, not per byte).
             assert!(
