@@ -123,8 +123,8 @@ impl Drop for Topology {
 }
 
 /// Settled latency of one run, from the receiver's once-a-second records after
-/// `SETTLE_SECS` until the sender stopped: median of the per-second medians, 95th percentile of the per-second
-/// p95s, and the largest latency seen.
+/// `SETTLE_SECS` until the sender stopped: median of the per-second medians, 95th
+/// percentile of the per-second p95s, and the largest latency seen.
 #[derive(Clone, Copy, Debug)]
 struct Settled {
     p50: f64,
