@@ -53,6 +53,11 @@ fn in_ns(ns: &str, args: &[&str]) -> Result<(), String> {
 
 impl Topology {
     fn new(tag: &str) -> Result<Self, String> {
+        Self::with_rate(tag, RATE)
+    }
+
+    /// The topology with the router's link at `rate` (a `tc` rate such as "8mbit").
+    fn with_rate(tag: &str, rate: &str) -> Result<Self, String> {
         let id = std::process::id() % 100_000;
         let ns = ["snd", "rtr", "rcv"].map(|r| format!("picam-{r}-{tag}-{id}"));
         let topo = Topology { ns: ns.clone() };
@@ -90,11 +95,22 @@ impl Topology {
         in_ns(
             rtr,
             &[
-                "tc", "qdisc", "add", "dev", "pcr1", "root", "tbf", "rate", RATE, "burst",
+                "tc", "qdisc", "add", "dev", "pcr1", "root", "tbf", "rate", rate, "burst",
                 "32kbit", "latency", "400ms",
             ],
         )?;
         Ok(topo)
+    }
+
+    /// Changes the router's link rate in place (`tc qdisc change`): a capacity step.
+    fn set_rate(&self, rate: &str) -> Result<(), String> {
+        in_ns(
+            &self.ns[1],
+            &[
+                "tc", "qdisc", "change", "dev", "pcr1", "root", "tbf", "rate", rate, "burst",
+                "32kbit", "latency", "400ms",
+            ],
+        )
     }
 }
 
@@ -107,8 +123,8 @@ impl Drop for Topology {
 }
 
 /// Settled latency of one run, from the receiver's once-a-second records after
-/// `SETTLE_SECS`: median of the per-second medians, 95th percentile of the per-second
-/// p95s, and the largest latency seen.
+/// `SETTLE_SECS` until the sender stopped: median of the per-second medians, 95th
+/// percentile of the per-second p95s, and the largest latency seen.
 #[derive(Clone, Copy, Debug)]
 struct Settled {
     p50: f64,
@@ -125,10 +141,13 @@ fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
     v[((p * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1]
 }
 
-fn settled(stdout: &str) -> Option<Settled> {
+fn settled(stdout: &str, seconds: u64) -> Option<Settled> {
+    // Only while the sender ran: the receiver runs 3 s longer, and its empty records
+    // would lower the mean frame rate and bitrate by ~10 % in a 30 s run.
     let records: Vec<_> = json_records(stdout)
         .into_iter()
-        .filter(|r| r["last"] == false && r["t"].as_f64().unwrap_or(0.0) > SETTLE_SECS)
+        .filter(|r| r["last"] == false)
+        .filter(|r| (SETTLE_SECS..=seconds as f64 + 0.5).contains(&r["t"].as_f64().unwrap_or(0.0)))
         .collect();
     let lat: Vec<&serde_json::Value> = records
         .iter()
@@ -281,7 +300,7 @@ fn run(
     .wait(Duration::from_secs(seconds + 30));
     assert!(sent.0, "{tag}: sender failed: {}", sent.2);
     assert!(received.0, "{tag}: receiver failed");
-    let result = settled(&received.1).map(|s| Settled {
+    let result = settled(&received.1, seconds).map(|s| Settled {
         target_mbit: settled_target(&sent.1),
         ..s
     });
@@ -461,4 +480,163 @@ fn rtp_bitrate_follows_a_3_mbit_router_queue_from_receiver_reports() {
         );
         std::fs::write(path + ".rtp", row).expect("write report");
     }
+}
+
+/// How a run took one capacity step, from the receiver's once-a-second records.
+#[derive(Debug)]
+struct Step {
+    /// The largest latency in the 3 s after the step, ms.
+    transient_ms: f64,
+    /// Seconds from the step to the end of the first once-a-second record whose p95 is
+    /// back within `max(50 ms, 1.5 x the p95 before the step)` (so 1-2 s when it came
+    /// back within the first second); `None` if it never came back.
+    recovered_s: Option<f64>,
+}
+
+fn step_response(records: &[serde_json::Value], at: f64) -> Option<Step> {
+    let lat = |r: &serde_json::Value, k: &str| r["latency_ms"][k].as_f64();
+    let t = |r: &serde_json::Value| r["t"].as_f64().unwrap_or(0.0);
+    let before: Vec<f64> = records
+        .iter()
+        .filter(|r| t(r) > at - 4.0 && t(r) <= at)
+        .filter_map(|r| lat(r, "p95"))
+        .collect();
+    let bound = if before.is_empty() {
+        50.0
+    } else {
+        (1.5 * percentile(before, 0.5)).max(50.0)
+    };
+    // A record covers the second before its `t`: the first one after the step ends at
+    // least half a second after it (the step is timed from the receiver's start).
+    let after: Vec<&serde_json::Value> = records.iter().filter(|r| t(r) > at + 0.5).collect();
+    let transient_ms = after
+        .iter()
+        .filter(|r| t(r) <= at + 3.0)
+        .filter_map(|r| lat(r, "max"))
+        .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))))?;
+    // The first second that ends back within bound, counted from the step.
+    let recovered_s = after
+        .iter()
+        .find(|r| lat(r, "p95").is_some_and(|p| p <= bound))
+        .map(|r| t(r) - at);
+    Some(Step {
+        transient_ms,
+        recovered_s,
+    })
+}
+
+/// The capacity step of issue 22: the router's link goes 8 -> 2 -> 8 Mbit/s (`tc qdisc
+/// change`) at a third and two thirds of the run, with 8 Mbit/s asked. CI's bounds are
+/// generous (pictures keep coming every second, no latency over 1 s, some pictures
+/// after each step); the transient and the time to recover are printed (the issue's
+/// targets: transient <= 200 ms, recovered within 1 s). `PICAM_JAM_SECONDS` sets the
+/// run's length (15 s by default).
+#[test]
+fn a_capacity_step_8_2_8_mbit_stays_bounded() {
+    const TEST: &str = "jam_netns::a_capacity_step_8_2_8_mbit_stays_bounded";
+    let _one = SMALL_RUNS.lock().unwrap_or_else(|e| e.into_inner());
+    if !prerequisites(TEST) {
+        return;
+    }
+    let seconds: u64 = std::env::var("PICAM_JAM_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(15);
+    let scratch = Scratch::new("jam-step");
+    let topo = match Topology::with_rate("stp", "8mbit") {
+        Ok(topo) => std::sync::Arc::new(topo),
+        Err(e) => {
+            testkit::require(
+                TEST,
+                false,
+                "network namespaces, veth pairs and a tbf qdisc",
+                &format!("a kernel with netns, veth and sch_tbf; here: {e}"),
+            );
+            return;
+        }
+    };
+    let (down_at, up_at) = (seconds as f64 / 3.0, 2.0 * seconds as f64 / 3.0);
+    // The steps are timed from the receiver's start (its stdout file appears at spawn),
+    // which is the zero of its records' `t`.
+    let stepper = {
+        let topo = topo.clone();
+        let started = scratch.path("udp-guarded.recv.json");
+        std::thread::spawn(move || -> Result<(), String> {
+            let wait_until = std::time::Instant::now() + Duration::from_secs(30);
+            while !started.exists() {
+                if std::time::Instant::now() > wait_until {
+                    return Err("the receiver did not start within 30 s".into());
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            let zero = std::time::Instant::now();
+            for (at, rate) in [(down_at, "2mbit"), (up_at, "8mbit")] {
+                let when = zero + Duration::from_secs_f64(at);
+                std::thread::sleep(when.saturating_duration_since(std::time::Instant::now()));
+                topo.set_rate(rate)?;
+            }
+            Ok(())
+        })
+    };
+    let g = run(&topo, &scratch, "udp", true, seconds, &[], &[]);
+    stepper
+        .join()
+        .expect("the stepping thread")
+        .unwrap_or_else(|e| panic!("step: {e}"));
+    let stdout = std::fs::read_to_string(scratch.path("udp-guarded.recv.json")).unwrap();
+    let records: Vec<_> = json_records(&stdout)
+        .into_iter()
+        .filter(|r| r["last"] == false)
+        .collect();
+    let t = |r: &serde_json::Value| r["t"].as_f64().unwrap_or(0.0);
+    let down = step_response(&records, down_at);
+    let up = step_response(&records, up_at);
+    for (name, at, step) in [("8 -> 2", down_at, &down), ("2 -> 8", up_at, &up)] {
+        match step {
+            Some(s) => eprintln!(
+                "step {name} Mbit/s at {at:.1} s: transient max {:.0} ms, p95 back in bound after {}",
+                s.transient_ms,
+                s.recovered_s
+                    .map_or("never".into(), |r| format!("the record ending {r:.1} s after"))
+            ),
+            None => eprintln!("step {name} Mbit/s at {at:.1} s: no picture after it"),
+        }
+    }
+    for r in &records {
+        eprintln!(
+            "  t {:.1}: fps {:.0}, {:.2} Mbit/s, latency p50 {:?} p95 {:?} max {:?}",
+            t(r),
+            r["fps_out"].as_f64().unwrap_or(0.0),
+            r["bitrate_bps"].as_f64().unwrap_or(0.0) / 1e6,
+            r["latency_ms"]["p50"].as_f64(),
+            r["latency_ms"]["p95"].as_f64(),
+            r["latency_ms"]["max"].as_f64(),
+        );
+    }
+    let g = g.unwrap_or_else(|| panic!("step: no picture after {SETTLE_SECS} s"));
+    assert!(g.fps > 10.0, "step: only {:.1} fps shown", g.fps);
+    // Frames keep coming: every second from the first picture on shows some, and no
+    // picture is a second late (the tbf holds at most 400 ms).
+    let first = records
+        .iter()
+        .position(|r| r["fps_out"].as_f64().unwrap_or(0.0) > 0.0)
+        .expect("step: some picture");
+    // The sender stops at `seconds`; the receiver runs on for 3 s.
+    for r in records[first..].iter().filter(|r| t(r) <= seconds as f64) {
+        assert!(
+            r["fps_out"].as_f64().unwrap_or(0.0) > 0.0,
+            "step: no picture in the second ending at {:.1} s",
+            t(r)
+        );
+        let max = r["latency_ms"]["max"].as_f64().unwrap_or(0.0);
+        assert!(
+            max < 1000.0,
+            "step: a picture {max:.0} ms late at {:.1} s",
+            t(r)
+        );
+    }
+    assert!(
+        down.is_some() && up.is_some(),
+        "step: pictures after each step"
+    );
 }

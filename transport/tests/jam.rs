@@ -16,8 +16,9 @@
 //! whole frame interval to cross it, and a keyframe of 4 P-frames takes 4: it and the
 //! 2-3 frames behind it are late by 50-130 ms, 4 frames in each 60, which is more than
 //! the 5 % a p95 may leave out. The targets are therefore asserted with keyframes of
-//! 2 P-frames (what x264 gives with a VBV buffer of about 2 frames' budget, which the
-//! encoder settings must then use), and the cost of 4x keyframes is asserted apart.
+//! 2 P-frames (what x264 gives with a VBV buffer of 2 frames' budget, which `set_vbv`
+//! now uses: 2.2x the mean P-frame at 720p30 2.5 Mbit/s on the test pattern), and the
+//! cost of 4x keyframes is asserted apart.
 //!
 //! Changes from the previous model: the link is the 3 Mbit/s tbf (150 KB,
 //! 1 ms path) instead of 8/2/8 Mbit/s with a 600 KB queue and cross traffic; the
@@ -41,8 +42,8 @@ const SEEDS: [u64; 4] = [1, 2, 3, 4];
 /// Keyframe size in P-frames that the targets hold for (see the module docs).
 const KEY_RATIO: usize = 2;
 
-/// Frame sizes an encoder would produce at `bitrate`: keyframes 4x a P-frame, one
-/// keyframe per 2 s.
+/// Frame sizes an encoder would produce at `bitrate`: keyframes `key_ratio` x a
+/// P-frame, one keyframe per 2 s.
 fn size_source(source: &mut SourceConfig, bitrate: u32, fps: u32, key_ratio: usize) {
     let per_frame = bitrate as usize / 8 / fps as usize;
     source.p_size = per_frame * 60 / 63; // leaves room for one keyframe per 60 frames

@@ -160,10 +160,16 @@ impl X264Encoder {
     }
 }
 
-/// A VBV buffer of a quarter second: small enough that the rate cap holds over a few
-/// frames, large enough that a keyframe is not crushed to mush.
+/// A VBV buffer of two frame intervals at the bitrate (vbv-maxrate is the bitrate, set
+/// beside it): a keyframe then costs at most ~2 frames' time on a link carrying that
+/// rate, so it queues ~67 ms at 30 fps instead of the ~7 frames a quarter-second buffer
+/// allowed (issue 22: keyframes set the jam's p95). Measured at 720p30 2.5 Mbit/s on
+/// the test pattern (`keyframes_stay_within_two_frame_budgets`): a keyframe went from
+/// 4.6 to 1.7 frame budgets (4.7x to 2.2x a P-frame), its luma PSNR from 35.0 to
+/// 33.1 dB (P-frames 33.7 -> 33.6); x264 then undershoots the bitrate (P-frames 0.98
+/// -> 0.77 budgets), which the delay-driven controller makes up by asking more.
 fn set_vbv(ctx: &mut ffmpeg::codec::Context, settings: EncoderSettings) {
-    let buffer = (settings.bitrate / 4).max(settings.bitrate / settings.fps.max(1) * 2);
+    let buffer = settings.bitrate / settings.fps.max(1) * 2;
     // SAFETY: the context pointer is valid for the lifetime of `ctx`; rc_buffer_size is
     // a plain int field that libx264's wrapper reads before each frame.
     unsafe {
@@ -228,6 +234,84 @@ mod tests {
                 .unwrap();
             assert_eq!(a.data, b.data, "frame {n}");
             assert_eq!(a.keyframe, n == 0 || n == 3, "frame {n}");
+        }
+    }
+
+    /// Luma of a decoded frame, packed tight, as a `Picture` (chroma left grey).
+    fn luma_of(frame: &frame::Video) -> Picture {
+        let (w, h) = (frame.width(), frame.height());
+        let mut p = Picture::new(w, h);
+        let stride = frame.stride(0);
+        for row in 0..h as usize {
+            p.y[row * w as usize..(row + 1) * w as usize]
+                .copy_from_slice(&frame.data(0)[row * stride..row * stride + w as usize]);
+        }
+        p
+    }
+
+    /// A keyframe costs about two frame intervals at the bitrate (the VBV buffer), so
+    /// through a link at that rate it queues ~2 frames, not ~7; prints the keyframe /
+    /// P-frame size ratio and the luma PSNR it costs (720p30 at 2.5 Mbit/s, the test
+    /// pattern, a planned keyframe at 60 and a forced one at 45).
+    #[test]
+    fn keyframes_stay_within_two_frame_budgets() {
+        let s = EncoderSettings {
+            width: 1280,
+            height: 720,
+            fps: 30,
+            bitrate: 2_500_000,
+            intra: 60,
+        };
+        let budget = s.bitrate as f64 / 8.0 / s.fps as f64;
+        let pattern = media::pattern::TestPattern::new(s.width, s.height);
+        let mut enc = X264Encoder::new(s).unwrap();
+        let mut dec = codec::context::Context::new_with_codec(
+            ffmpeg::decoder::find(codec::Id::H264).unwrap(),
+        )
+        .decoder()
+        .video()
+        .unwrap();
+        let mut decoded = frame::Video::empty();
+        let (mut keys, mut p_sizes, mut p_psnr) = (Vec::new(), Vec::new(), Vec::new());
+        for n in 0..90u32 {
+            let f = enc
+                .encode(&pattern.picture(n), 0, n == 45)
+                .unwrap()
+                .unwrap();
+            dec.send_packet(&Packet::copy(&f.data)).unwrap();
+            dec.receive_frame(&mut decoded).unwrap();
+            let psnr = luma_of(&decoded).luma_psnr(&pattern.picture(n), 0).unwrap();
+            if f.keyframe {
+                keys.push((n, f.data.len(), psnr));
+            } else if n > 2 {
+                p_sizes.push(f.data.len() as f64);
+                p_psnr.push(psnr);
+            }
+        }
+        let p_mean = p_sizes.iter().sum::<f64>() / p_sizes.len() as f64;
+        let p_psnr = p_psnr.iter().sum::<f64>() / p_psnr.len() as f64;
+        eprintln!(
+            "budget {budget:.0} B/frame, P mean {p_mean:.0} B ({:.2} budgets), P luma PSNR {p_psnr:.1} dB",
+            p_mean / budget
+        );
+        for &(n, size, psnr) in &keys {
+            eprintln!(
+                "keyframe {n}: {size} B = {:.2} budgets = {:.2} x P mean, luma PSNR {psnr:.1} dB",
+                size as f64 / budget,
+                size as f64 / p_mean
+            );
+        }
+        assert!(
+            keys.iter().any(|k| k.0 == 45),
+            "the forced keyframe: {keys:?}"
+        );
+        for &(n, size, _) in &keys {
+            // Two budgets plus x264's slack (its VBV is checked per row, not per byte).
+            assert!(
+                (size as f64) < 3.0 * budget,
+                "keyframe {n}: {size} B, {:.1} frame budgets",
+                size as f64 / budget
+            );
         }
     }
 
