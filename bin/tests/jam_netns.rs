@@ -341,16 +341,21 @@ fn topology(test: &str, tag: &str) -> Option<Topology> {
     }
 }
 
+/// Each run's length: `PICAM_JAM_SECONDS`, else `default`.
+fn run_seconds(default: u64) -> u64 {
+    std::env::var("PICAM_JAM_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
 #[test]
 fn latency_stays_bounded_through_a_3_mbit_router_queue() {
     const TEST: &str = "jam_netns::latency_stays_bounded_through_a_3_mbit_router_queue";
     if !prerequisites(TEST) {
         return;
     }
-    let seconds: u64 = std::env::var("PICAM_JAM_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(15);
+    let seconds = run_seconds(15);
     let scratch = Scratch::new("jam");
     let mut rows = Vec::new();
     for protocol in ["udp", "tcp"] {
@@ -458,10 +463,7 @@ fn rtp_bitrate_follows_a_3_mbit_router_queue_from_receiver_reports() {
     let wire = ["--wire", "rtp"];
     let send = [&wire[..], &["--width", "960", "--height", "540"]].concat();
     // `PICAM_JAM_SECONDS` lengthens it for benches (10 s by default, to add little time).
-    let seconds: u64 = std::env::var("PICAM_JAM_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(10);
+    let seconds = run_seconds(10);
     let g = run(&topo, &scratch, "udp", true, seconds, &send, &wire)
         .unwrap_or_else(|| panic!("rtp: no picture after {SETTLE_SECS} s"));
     let target = g
@@ -538,10 +540,7 @@ fn a_capacity_step_8_2_8_mbit_stays_bounded() {
     if !prerequisites(TEST) {
         return;
     }
-    let seconds: u64 = std::env::var("PICAM_JAM_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(15);
+    let seconds = run_seconds(15);
     let scratch = Scratch::new("jam-step");
     let topo = match Topology::with_rate("stp", "8mbit") {
         Ok(topo) => std::sync::Arc::new(topo),
