@@ -123,8 +123,8 @@ pub struct SenderStats {
     pub keyframe_requests: u64,
     /// Keyframes the sender asked the encoder for (requests honoured, drops repaired).
     pub keyframes_forced: u64,
-    /// Frames dropped unsent because they waited past the budget (part of
-    /// `frames_dropped`).
+    /// Frames dropped unsent because they waited past the budget, or were made for the
+    /// rate before a capacity drop and would cross it late (part of `frames_dropped`).
     pub frames_late: u64,
     /// Receiver reports taken in.
     pub reports: u64,

@@ -166,6 +166,9 @@ const LOGWIN: Duration = Duration::from_millis(500);
 /// absorbs without braking.
 const GAMMA: f64 = 0.15;
 const RAMP_INTERVAL: Duration = Duration::from_millis(150);
+/// The gradual update runs at most this often (reports may come more often, for the
+/// brake).
+const UPDATE_INTERVAL: Duration = Duration::from_millis(25);
 /// The longest interval one gradual update integrates, seconds (a gap in the reports
 /// must not become one huge step).
 const MAX_DELTA: f64 = 0.2;
@@ -184,14 +187,20 @@ const RATE_WINDOW_US: u64 = 100_000;
 /// what it delivered is its capacity), while it delivers less than `BRAKE_DELIVERY` of
 /// the rate, is a capacity drop, not a drift.
 const BRAKE_FACTOR: f64 = 0.5;
-const BRAKE_MIN: f64 = 0.020;
+const BRAKE_MIN: f64 = 0.010;
 /// Half, not 0.7: x264 with a VBV of two frames fills ~0.8 of its target, so at 3.4
 /// Mbit/s asked through a 3 Mbit/s link 25 ms of deliveries often read under 0.7 of
 /// the target with no capacity change; on the real kernel that braked to 1.35 Mbit/s
 /// twice in 30 s (3 s of ramping back each). A real drop (8 -> 2) reads 0.25.
 const BRAKE_DELIVERY: f64 = 0.5;
-/// A queue that never fell below this during a report kept the bottleneck busy.
-const BRAKE_STANDING: f64 = 0.010;
+/// A queue that never fell below this (and below a packet's own time at the rate)
+/// over the newest deliveries kept the bottleneck busy.
+const BRAKE_STANDING: f64 = 0.003;
+/// After a brake (or without delivered rates), a queue that never fell below this
+/// during a report and rose.
+const BRAKE_STANDING_RISING: f64 = 0.010;
+/// A full packet, bits: its own time at the bottleneck reads as queueing delay.
+const PACKET_BITS: f64 = 1200.0 * 8.0;
 /// After braking, the queue is drained within this long.
 const DRAIN: f64 = 0.5;
 /// After a brake, no second brake for this long (its effect must show first).
@@ -230,6 +239,9 @@ pub struct Controller {
     batch: Option<(f64, f64)>,
     /// The smallest of the last report: the standing queue between frames.
     standing: f64,
+    /// (receiver µs, queueing delay s) of the newest delivered samples, within
+    /// `BRAKE_WINDOW_US` of the newest: whether the queue stands *now*, for the brake.
+    recent: VecDeque<(u64, f64)>,
     /// The filtered queueing delay of the last report, seconds (`d_tilde`).
     queue: f64,
     /// The previous congestion signal, seconds (`x_prev`).
@@ -269,6 +281,7 @@ impl Controller {
             base: VecDeque::new(),
             batch: None,
             standing: 0.0,
+            recent: VecDeque::new(),
             queue: 0.0,
             x_prev: None,
             last_queued: None,
@@ -317,6 +330,14 @@ impl Controller {
         (boost * self.config.pacing_gain * self.rate).max(bound)
     }
 
+    /// Whether the rate was cut to what the path delivered (a capacity drop) within
+    /// `within`: frames the encoder made before it heard of the cut are for a rate the
+    /// path no longer has.
+    pub fn braked_within(&self, now: Instant, within: Duration) -> bool {
+        self.last_brake
+            .is_some_and(|t| now.saturating_duration_since(t) <= within)
+    }
+
     /// The bytes an average frame has at the current rate: the pacer's burst.
     pub fn frame_budget(&self) -> usize {
         (self.rate / 8.0 / f64::from(self.fps.max(1))) as usize
@@ -334,7 +355,18 @@ impl Controller {
                 let delay = (i128::from(arrival_us) - i128::from(sent_us))
                     .clamp(i128::from(i64::MIN / 4), i128::from(i64::MAX / 4))
                     as i64;
-                self.delay_sample(now, delay);
+                let queue = self.delay_sample(now, delay);
+                if self.recent.len() >= MAX_SAMPLES {
+                    self.recent.pop_front();
+                }
+                self.recent.push_back((arrival_us, queue));
+                while self
+                    .recent
+                    .front()
+                    .is_some_and(|&(at, _)| at.saturating_add(BRAKE_WINDOW_US) < arrival_us)
+                {
+                    self.recent.pop_front();
+                }
                 if self.delivered.len() >= MAX_SAMPLES {
                     self.delivered.pop_front();
                 }
@@ -365,7 +397,8 @@ impl Controller {
         }
     }
 
-    fn delay_sample(&mut self, now: Instant, delay: i64) {
+    /// Takes one delay sample; returns its queueing delay, seconds.
+    fn delay_sample(&mut self, now: Instant, delay: i64) -> f64 {
         self.delay_seen = true;
         match self.base.back_mut() {
             Some((start, min)) if now.saturating_duration_since(*start) < BASE_BUCKET => {
@@ -386,6 +419,7 @@ impl Controller {
             self.batch
                 .map_or((queue, queue), |(lo, hi)| (lo.min(queue), hi.max(queue))),
         );
+        queue
     }
 
     /// What got through over the last `window_us` (at most `RATE_WINDOW_US`) of the
@@ -431,7 +465,56 @@ impl Controller {
         self.peer.map_or(max, |p| p.clamp(min, max))
     }
 
+    /// NADA's reference queue at the current rate, seconds.
+    fn x_ref(&self) -> f64 {
+        let max = f64::from(self.config.max_bitrate);
+        let x_ref = (self.config.reference_queue.as_secs_f64() * max / self.rate.max(1.0))
+            .min(self.config.max_reference_queue.as_secs_f64());
+        // A probe's round trip samples the queue standing between frames, not a
+        // frame's last packet (which also waits behind its own first ones, up to most
+        // of a frame interval): half the reference leaves that room.
+        if self.round_trips {
+            x_ref / 2.0
+        } else {
+            x_ref
+        }
+    }
+
+    /// A fresh capacity drop (no brake within `DRAIN`), seen in the newest deliveries:
+    /// they all queued (more than a full packet's own time at the rate would explain)
+    /// while under half the rate got through, and the signal `x` is past half the
+    /// reference. Checked on every report, so a drop is seen within one report after
+    /// its effect reaches the receiver; a report that began before the drop holds
+    /// samples from before it, so the report's own smallest would wait a whole report
+    /// more. Returns what the path delivers.
+    fn fresh_drop(&self, now: Instant, x: f64) -> Option<f64> {
+        let fresh = self
+            .last_brake
+            .is_none_or(|t| now.saturating_duration_since(t).as_secs_f64() >= DRAIN);
+        let delivering = self.delivered_bps(BRAKE_WINDOW_US)?;
+        let standing_now = self.recent.iter().map(|&(_, q)| q).reduce(f64::min)?;
+        let packet_time = PACKET_BITS / self.rate.max(1.0);
+        (fresh
+            && standing_now > BRAKE_STANDING.max(1.5 * packet_time)
+            && x > (BRAKE_FACTOR * self.x_ref()).max(BRAKE_MIN)
+            && delivering < BRAKE_DELIVERY * self.rate)
+            .then_some(delivering)
+    }
+
     fn update(&mut self, now: Instant, loss: f64) {
+        let loss_signal = DLOSS * (loss / PLRREF).powi(2);
+        // Reports may come more often than the gradual update runs (its gain is tuned
+        // for `UPDATE_INTERVAL`, and a signal taken over shorter reports swings
+        // more); between updates the samples gather and only a fresh drop is looked for.
+        let early = self
+            .last_update
+            .is_some_and(|t| now.saturating_duration_since(t) < UPDATE_INTERVAL);
+        if early {
+            let x = self.batch.map_or(self.queue, |(_, hi)| hi) + loss_signal;
+            if self.fresh_drop(now, x).is_none() {
+                return;
+            }
+        }
         let delta = self.last_update.map_or(0.0, |t| {
             now.saturating_duration_since(t)
                 .as_secs_f64()
@@ -445,52 +528,60 @@ impl Controller {
             self.queue = self.jitter.unwrap_or(0.0);
             self.standing = self.queue;
         }
-        let (min, max) = (
-            f64::from(self.config.min_bitrate),
-            f64::from(self.config.max_bitrate),
-        );
+        let min = f64::from(self.config.min_bitrate);
         let ceiling = self.ceiling();
-        let x = self.queue + DLOSS * (loss / PLRREF).powi(2);
+        let x = self.queue + loss_signal;
         let x_diff = self.x_prev.map_or(0.0, |p| x - p);
         self.x_prev = Some(x);
-        let x_ref = (self.config.reference_queue.as_secs_f64() * max / self.rate.max(1.0))
-            .min(self.config.max_reference_queue.as_secs_f64());
-        // A probe's round trip samples the queue standing between frames, not a
-        // frame's last packet (which also waits behind its own first ones, up to most
-        // of a frame interval): half the reference leaves that room.
-        let x_ref = if self.round_trips { x_ref / 2.0 } else { x_ref };
+        let x_ref = self.x_ref();
         // Ramp-up needs a path without a standing queue, and frames that cross it
         // faster than the reference.
         if self.standing > self.config.clear_queue.as_secs_f64() || x > x_ref || loss > 0.0 {
             self.last_queued = Some(now);
         }
         let delivered = self.delivered_bps(RATE_WINDOW_US);
-        // While a queue stands, the bottleneck is busy and delivers at its capacity:
-        // the newest few samples tell a drop soonest.
-        let delivering = self.delivered_bps(BRAKE_WINDOW_US);
         let braked = self
             .last_brake
             .is_some_and(|t| now.saturating_duration_since(t) < BRAKE_HOLD);
         let was_at_floor = self.rate <= min;
-        // Without a delivered rate (RTCP), a queue that keeps rising far past the
-        // equilibrium is taken as a drop too.
-        let starved = delivering.is_none_or(|d| d < BRAKE_DELIVERY * self.rate);
         self.path_clear = self
             .last_queued
             .is_none_or(|t| now.saturating_duration_since(t) >= LOGWIN);
         let ramp_due = self
             .last_ramp
             .is_none_or(|t| now.saturating_duration_since(t) >= RAMP_INTERVAL);
-        let rate = if self.standing > BRAKE_STANDING
-            && x > (BRAKE_FACTOR * x_ref).max(BRAKE_MIN)
-            && x_diff > 0.0
-            && starved
-            && !braked
-        {
+        // A drop that is still going on after a brake (the newest deliveries then
+        // come from a queue that is draining by design, and at 1-2 Mbit/s a packet
+        // alone takes 5-10 ms, so only a rise tells), or one on a wire without
+        // delivered rates (RTCP): a standing queue that keeps rising far past the
+        // equilibrium while under half the rate gets through.
+        let rising_drop = || {
+            let starved = self
+                .delivered_bps(BRAKE_WINDOW_US)
+                .map_or(self.delivered.is_empty(), |d| {
+                    d < BRAKE_DELIVERY * self.rate
+                });
+            (self.standing > BRAKE_STANDING_RISING
+                && x_diff > 0.0
+                && x > (BRAKE_FACTOR * x_ref).max(BRAKE_MIN)
+                && starved)
+                .then(|| self.delivered_bps(BRAKE_WINDOW_US).unwrap_or(self.rate))
+        };
+        let drop = if braked {
+            None
+        } else {
+            self.fresh_drop(now, x).or_else(rising_drop)
+        };
+        let rate = if let Some(delivering) = drop {
             // Capacity dropped: straight to what got through, less the queue's drain.
+            tracing::debug!(
+                queue_ms = x * 1e3,
+                delivered_bps = delivering,
+                rate_bps = self.rate,
+                "brake"
+            );
             self.last_brake = Some(now);
-            let through = delivering.unwrap_or(self.rate).min(self.rate);
-            through * (1.0 - self.queue / DRAIN).max(0.5)
+            delivering.min(self.rate) * (1.0 - self.queue / DRAIN).max(0.5)
         } else if ramp_due && self.path_clear {
             // Accelerated ramp-up: no queue for a while, so the path has room; grow
             // from what it delivered (the encoder may not fill the target).
@@ -499,9 +590,11 @@ impl Controller {
             self.rate.max((1.0 + GAMMA) * through.min(self.rate))
         } else {
             let offset = x - x_ref;
-            let factor =
-                1.0 - KAPPA * (delta / TAU) * (offset / TAU) - KAPPA * ETA * (x_diff / TAU);
-            self.rate * factor.clamp(0.5, 1.5)
+            // RFC 8698's factor `1 - a` taken as `exp(-a)`: the same for small steps,
+            // but a signal that swings up and down between updates cancels out, where
+            // (1 - a)(1 + a) = 1 - a^2 would drift the rate down with every swing.
+            let exponent = -KAPPA * (delta / TAU) * (offset / TAU) - KAPPA * ETA * (x_diff / TAU);
+            self.rate * exponent.exp().clamp(0.5, 1.5)
         };
         self.rate = rate.clamp(min, ceiling.max(min));
         self.announce();

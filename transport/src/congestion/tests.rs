@@ -121,3 +121,36 @@ fn the_peer_estimate_is_a_ceiling() {
     c.on_signal(t0, Signal::Report { loss: 0.0 });
     assert_eq!(c.target_bitrate(), 1_000_000);
 }
+
+#[test]
+fn a_drop_brakes_on_the_first_report_whose_newest_deliveries_all_queued() {
+    let mut c = Controller::new(config());
+    let mut q = 0.0;
+    let t0 = epoch();
+    run_fluid(&mut c, t0, 10.0, 8e6, &mut q);
+    let before = c.rate;
+    assert!(before > 6e6, "near the ceiling first: {before}");
+    // The capacity drops to 2 Mbit/s: the next report's samples queue more and more,
+    // but its largest (21 ms) is below the previous report's, so the queue has not
+    // "risen" by the report's own measure.
+    let now = t0 + Duration::from_secs(10) + 30 * MS;
+    let mut sent_us = (now - epoch()).as_micros() as u64;
+    for queue_ms in [6, 9, 12, 15, 18, 21] {
+        sent_us += 5_000;
+        c.on_signal(
+            now,
+            Signal::Delivered {
+                sent_us,
+                arrival_us: sent_us + 2_000 + queue_ms * 1_000,
+                bytes: (2e6 * 0.005 / 8.0) as usize,
+            },
+        );
+    }
+    c.on_signal(now, Signal::Report { loss: 0.0 });
+    assert!(c.braked_within(now, Duration::ZERO), "braked at once");
+    assert!(
+        c.rate < 2.2e6,
+        "to what got through: {} (was {before})",
+        c.rate
+    );
+}

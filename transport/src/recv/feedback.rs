@@ -25,7 +25,7 @@ pub struct FeedbackConfig {
 impl Default for FeedbackConfig {
     fn default() -> Self {
         Self {
-            report_interval: Duration::from_millis(30),
+            report_interval: Duration::from_millis(15),
             ping_interval: Duration::from_millis(1000),
             clock: WallClock::system(),
         }

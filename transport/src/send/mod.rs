@@ -37,6 +37,13 @@ use crate::{seq, SenderStats};
 use feedback::ReportFeedback;
 use log::{SendLog, Sent};
 use pacing::Pacer;
+
+/// How long after a brake a frame may still have been made for the old rate: the
+/// encoder's own frame and one waiting for it, at 30 fps.
+const STALE_AFTER_BRAKE: Duration = Duration::from_millis(100);
+/// A frame beyond this many average frames at the new rate is not one the encoder
+/// made for it (its buffer holds two; a keyframe comes to about 1.7).
+const STALE_BUDGETS: usize = 3;
 use repair::SenderRepair;
 
 #[derive(Debug)]
@@ -236,6 +243,26 @@ impl Sender {
             self.last_keyframe = Some(number);
         }
         let bytes = frame.data.len() * usize::from(count + parity) / usize::from(count);
+        tracing::trace!(number, bytes, keyframe = frame.keyframe, "frame queued");
+        // Just after the capacity dropped, a frame far beyond the new budget was made
+        // for the old rate (the encoder was busy with it, or the GOP's keyframe fell
+        // there): at a quarter of the rate it would take several frame intervals to
+        // cross, and every frame behind it would wait as long. A keyframe made at the
+        // new rate replaces it (the receiver sees the gap and waits for that).
+        let stale = self.feedback.controller().is_some_and(|cc| {
+            cc.braked_within(now, STALE_AFTER_BRAKE) && bytes > STALE_BUDGETS * cc.frame_budget()
+        });
+        if stale {
+            tracing::debug!(
+                frame = number,
+                bytes,
+                "frame made for the rate before a capacity drop: dropped unsent"
+            );
+            self.stats.frames_dropped += 1;
+            self.stats.frames_late += 1;
+            self.force_keyframe(now);
+            return;
+        }
         self.feedback.on_frame_queued(now, bytes, &mut self.events);
         self.queue.push_back(QueuedFrame {
             number,
