@@ -38,10 +38,13 @@
 //! - **Loss after repair.** The loss penalty uses loss that repair did not mend
 //!   (random loss on Wi-Fi is not congestion); the caller says which loss that is.
 //! - **The brake.** Gradual update alone takes hundreds of milliseconds of queue to
-//!   come down from 8 to 2 Mbit/s. When a queue that never emptied during a report is
-//!   rising while the path delivers under `BRAKE_DELIVERY` of the rate, the rate
-//!   drops at once to what was delivered, less enough to drain the queue within
-//!   `DRAIN` (as GCC's decrease to the received rate), then gradual update resumes.
+//!   come down from 8 to 2 Mbit/s. When the newest deliveries all queued while the
+//!   path delivered under `BRAKE_DELIVERY` of the rate (after a brake, or over RTCP:
+//!   a queue that never emptied during a report and rose), the rate drops at once to
+//!   what was delivered, less enough to drain the queue within `DRAIN` (as GCC's
+//!   decrease to the received rate), then gradual update resumes. Every report is
+//!   checked for it; a frame already in the router at the old rate takes four times
+//!   as long at the new one, so each report of delay costs about four in latency.
 //! - **Ramp-up** steps by 15 % at most every 150 ms rather than by up to 50 % per
 //!   update, and only while frames cross faster than the reference.
 //! - **Backlog** (`L`) is the bytes of frames beyond the average (keyframes) not yet
@@ -49,8 +52,10 @@
 //!   for the few frames after a keyframe, so the queue it left drains sooner. On a
 //!   path that shows no queue there is nothing to pay back.
 //! - **Frame rate.** At the floor, congestion lowers the frame rate instead.
-//! - **Updates** happen per report (every 30 ms on picam's wire, 200 ms over RTCP)
-//!   rather than every `DELTA` = 100 ms; `delta` is the real interval, capped.
+//! - **Updates** happen per report, at most every `UPDATE_INTERVAL` (reports come
+//!   every 15 ms on picam's wire, so every other one; 200 ms over RTCP) rather than
+//!   every `DELTA` = 100 ms; `delta` is the real interval, capped. The factor
+//!   `1 - a` is taken as `exp(-a)`, so a signal swinging between updates cancels.
 //! - **Pacing** ([`Controller::pacing_rate`]) spreads a frame at a multiple of the
 //!   rate (NADA's `r_send` drains its buffer within a frame interval), and goes
 //!   `CLEAR_BOOST` times faster while the path shows no queue.
