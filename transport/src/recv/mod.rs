@@ -268,6 +268,14 @@ impl Receiver {
             }
         }
         if !header.retransmit && !header.is_parity {
+            // Data fragments of a frame go out in order with consecutive seqs (parity
+            // after them): how many follow this one says where its frame ends.
+            self.tracker.expect_tail(
+                now,
+                u64::from(header.seq),
+                header.frame,
+                header.count.saturating_sub(header.index + 1),
+            );
             self.feedback.on_fragment(
                 now,
                 header.frame,

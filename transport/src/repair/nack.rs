@@ -148,6 +148,39 @@ pub(crate) fn retry_interval(rtt: Duration) -> Duration {
     (rtt.mul_f64(1.25) + Duration::from_millis(2)).max(Duration::from_millis(5))
 }
 
+/// A frame whose last packets have not come this long after its latest one (and
+/// four of its packet spacings) has lost its tail: no later packet will open a hole for
+/// them until the next frame, a frame interval later.
+const TAIL_MIN_WAIT: Duration = Duration::from_millis(3);
+/// The same while only one packet of the frame has come (its spacing is unknown: on a
+/// slow link the next one may be 5 ms behind).
+const TAIL_SINGLE_WAIT: Duration = Duration::from_millis(10);
+
+/// The newest frame whose last original packet has not arrived yet.
+#[derive(Debug, Clone, Copy)]
+struct TailWatch {
+    frame: u32,
+    /// Extended seq of the frame's last original packet.
+    through: u64,
+    first_at: Instant,
+    last_at: Instant,
+    received: u32,
+}
+
+impl TailWatch {
+    /// When the packets after the latest are taken as lost.
+    fn due(&self) -> Instant {
+        let wait = if self.received >= 2 {
+            let spacing =
+                self.last_at.saturating_duration_since(self.first_at) / (self.received - 1);
+            (spacing * 4).max(TAIL_MIN_WAIT)
+        } else {
+            TAIL_SINGLE_WAIT
+        };
+        self.last_at + wait
+    }
+}
+
 /// Base of the extended (64-bit, non-wrapping) sequence space: a multiple of every
 /// wire's range (so the low bits are the wire's), far enough from zero that a packet
 /// half a range behind the first one still has a non-negative extended seq.
@@ -180,6 +213,8 @@ pub(crate) struct LossTracker {
     scanned_done: Option<u32>,
     /// Counters.
     counters: LossCounters,
+    /// The newest frame's tail, on a wire that tells how many packets a frame has.
+    tail: Option<TailWatch>,
 }
 
 impl LossTracker {
@@ -196,6 +231,61 @@ impl LossTracker {
             dirty: false,
             scanned_done: None,
             counters: LossCounters::default(),
+            tail: None,
+        }
+    }
+
+    /// After `on_packet` of an original packet of `frame` with wire seq `seq`, on a
+    /// wire that numbers a frame's packets: `still_to_come` of its packets follow it
+    /// (consecutive seqs). A lost last packet opens no hole until a later packet
+    /// comes, the next frame's, a frame interval later; so when the frame's packets
+    /// stop short for a few of their own spacings, the rest is taken as a hole.
+    pub(crate) fn expect_tail(&mut self, now: Instant, seq: u64, frame: u32, still_to_come: u16) {
+        let through = self.extend(seq) + u64::from(still_to_come);
+        match &mut self.tail {
+            Some(watch) if watch.frame == frame => {
+                watch.last_at = now;
+                watch.received = watch.received.saturating_add(1);
+                watch.through = watch.through.max(through);
+            }
+            // A later frame: the earlier one's missing tail, if any, lies below this
+            // packet's seq and is a hole already.
+            _ => {
+                self.tail = Some(TailWatch {
+                    frame,
+                    through,
+                    first_at: now,
+                    last_at: now,
+                    received: 1,
+                })
+            }
+        }
+        if self.ext_highest >= through {
+            self.tail = None;
+        }
+    }
+
+    /// Opens the hole of a tail that stopped short, when it is due.
+    fn check_tail(&mut self, now: Instant) {
+        let Some(watch) = self.tail else { return };
+        if watch.due() > now {
+            return;
+        }
+        self.tail = None;
+        let Some(highest_frame) = self.highest_frame else {
+            return;
+        };
+        if watch.through > self.ext_highest
+            && watch.through - self.ext_highest <= u64::from(self.config.max_gap)
+        {
+            self.open_hole(
+                now,
+                watch.through - self.ext_highest,
+                highest_frame,
+                watch.frame,
+            );
+            self.ext_highest = watch.through;
+            self.highest_frame = Some(watch.frame);
         }
     }
 
@@ -351,7 +441,8 @@ impl LossTracker {
             }
             return self.original_new();
         }
-        if ext == self.ext_highest {
+        // The highest may be a tail taken as lost (`check_tail`): then it fills a hole.
+        if ext == self.ext_highest && !self.missing.contains_key(&ext) {
             return self.duplicate(resend);
         }
         // Behind `highest`: a hole being filled, or a duplicate.
@@ -398,6 +489,7 @@ impl LossTracker {
         rtt: Duration,
         last_done_frame: Option<u32>,
     ) -> Vec<u64> {
+        self.check_tail(now);
         let timed = self.deadline.is_some_and(|d| d <= now);
         if !timed && !self.dirty && last_done_frame == self.scanned_done {
             return Vec::new();
@@ -411,6 +503,7 @@ impl LossTracker {
     /// Forgets holes as `poll_nacks` does, without NACKing (the owner sends no NACKs
     /// now: no peer address yet, or a sender that does not answer them).
     pub(crate) fn expire(&mut self, now: Instant, last_done_frame: Option<u32>) {
+        self.check_tail(now);
         let before = self.missing.len();
         let _ = self.scan(now, None, last_done_frame);
         // `scan` timed only the give-ups: the next `poll_nacks` must look at every hole.
@@ -462,7 +555,8 @@ impl LossTracker {
 
     /// The earliest instant at which `poll_nacks` would NACK or forget something.
     pub(crate) fn next_timeout(&self) -> Option<Instant> {
-        self.deadline
+        let tail = self.tail.map(|watch| watch.due());
+        [self.deadline, tail].into_iter().flatten().min()
     }
 
     /// Panics if internal state is inconsistent (tests and fuzzers).
@@ -475,7 +569,8 @@ impl LossTracker {
             self.missing.first_key_value(),
             self.missing.last_key_value(),
         ) {
-            assert!(last < self.ext_highest, "missing seq at or past highest");
+            // A tail taken as lost ends at the highest (`check_tail`).
+            assert!(last <= self.ext_highest, "missing seq past highest");
             assert!(
                 self.ext_highest - first < 1 << (self.bits() - 1),
                 "missing seq too old"
@@ -516,6 +611,7 @@ impl LossTracker {
 
     /// Gives up every missing packet (counted lost).
     fn give_up_all(&mut self) {
+        self.tail = None;
         self.counters.lost += self.missing.len() as u64;
         self.missing.clear();
         self.deadline = None;

@@ -378,3 +378,60 @@ fn expiring_without_nacks_gives_up_on_time_and_sends_nothing() {
     let c = t.counters();
     assert_eq!((c.nacks_sent, c.lost), (0, 1));
 }
+
+impl Sim {
+    /// An original data packet `index` of a frame of `count` packets.
+    fn fragment(&mut self, seq: u32, frame: u32, index: u16, count: u16) -> Seen {
+        let seen = self
+            .t
+            .on_packet(self.now, u64::from(seq), frame, Arrival::Original);
+        self.t
+            .expect_tail(self.now, u64::from(seq), frame, count - index - 1);
+        self.poll();
+        seen
+    }
+}
+
+#[test]
+fn a_frame_whose_last_packets_never_come_is_nacked_before_the_next_frame() {
+    let mut s = Sim::new();
+    // Frame 0 (seqs 0-5) whole; frame 1 (seqs 6-11) stops after seq 9, 0.1 ms apart.
+    for i in 0..6u16 {
+        s.fragment(u32::from(i), 0, i, 6);
+        s.advance(MS / 10);
+    }
+    for i in 0..4u16 {
+        s.fragment(6 + u32::from(i), 1, i, 6);
+        s.advance(MS / 10);
+    }
+    s.advance(2 * MS);
+    assert!(s.nacks.is_empty(), "not yet: {:?}", s.nacks);
+    // Taken as lost 3 ms after the last one (4 spacings are less), NACKed after the
+    // reordering wait (1 ms): long before frame 2, 33 ms on.
+    s.advance(5 * MS);
+    let seqs: Vec<u32> = s.nacks.iter().map(|&(_, seq)| seq).collect();
+    assert_eq!(seqs, vec![10, 11]);
+    assert!(s.nacks.iter().all(|&(at, _)| at < 6 * MS), "{:?}", s.nacks);
+    // The resends fill the holes; frame 2 opens none.
+    assert_eq!(s.packet(10, 1, true), Seen::Repaired);
+    // A late original of the tail's last packet fills its hole rather than counting
+    // as a duplicate of the highest.
+    assert_eq!(s.fragment(11, 1, 5, 6), Seen::Late);
+    s.fragment(12, 2, 0, 2);
+    s.fragment(13, 2, 1, 2);
+    s.advance(20 * MS);
+    assert_eq!(s.nacks.len(), 2, "{:?}", s.nacks);
+    assert_eq!(s.t.missing_len(), 0);
+}
+
+#[test]
+fn a_frame_arriving_slowly_is_not_taken_for_a_lost_tail() {
+    let mut s = Sim::new();
+    // A 3 Mbit/s link: one packet per 3.2 ms; the tail waits 4 spacings.
+    for i in 0..10u16 {
+        s.fragment(u32::from(i), 0, i, 10);
+        s.advance(Duration::from_micros(3_200));
+    }
+    s.advance(20 * MS);
+    assert!(s.nacks.is_empty(), "{:?}", s.nacks);
+}

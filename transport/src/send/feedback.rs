@@ -51,6 +51,12 @@ impl ReportFeedback {
         self.controller.as_ref()
     }
 
+    /// The controller, to feed it signals directly in tests.
+    #[cfg(test)]
+    pub fn controller_mut(&mut self) -> Option<&mut Controller> {
+        self.controller.as_mut()
+    }
+
     /// A new receiver (or new keys): its loss counts start over.
     pub fn restart_loss(&mut self) {
         self.loss = LossMeter::default();

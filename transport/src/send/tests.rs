@@ -1,6 +1,7 @@
 //! Unit tests of `send/mod.rs`.
 
 use super::*;
+use crate::congestion::{Controller, Signal};
 use crate::wire::{self, Packet};
 use media::EncodedFrame;
 
@@ -219,4 +220,79 @@ fn absurd_report_times_are_counted_and_overflow_nothing() {
     // after 2^63 is within a second; u64::MAX / 2 after zero moves forward).
     assert_eq!(s.reports_implausible, 3, "{s:?}");
     assert!(s.target_bitrate > 0);
+}
+
+/// Feeds `cc` reports of a path at `capacity` bits/s with no queue every 30 ms for
+/// `seconds` (it ramps up), from `t0`; returns the sender-clock µs reached.
+fn clear_path(cc: &mut Controller, t0: Instant, seconds: u32, capacity: f64) -> u64 {
+    let mut sent_us = 1_000_000u64;
+    for i in 0..seconds * 1000 / 30 {
+        let now = t0 + Duration::from_millis(30 * u64::from(i));
+        for _ in 0..6 {
+            sent_us += 5_000;
+            let bytes = (capacity * 0.005 / 8.0) as usize;
+            cc.on_signal(
+                now,
+                Signal::Delivered {
+                    sent_us,
+                    arrival_us: sent_us + 2_000,
+                    bytes,
+                },
+            );
+        }
+        cc.on_signal(now, Signal::Report { loss: 0.0 });
+    }
+    sent_us
+}
+
+#[test]
+fn a_frame_made_for_the_rate_before_a_brake_is_dropped_and_a_keyframe_asked() {
+    let t0 = Instant::now();
+    let mut sender = Sender::new(
+        SenderConfig {
+            jam_guard: Some(JamGuardConfig::for_stream(8_000_000, 30)),
+            ..SenderConfig::default()
+        },
+        9,
+    );
+    let cc = sender.feedback.controller_mut().expect("jam guard on");
+    let mut sent_us = clear_path(cc, t0, 12, 8e6);
+    assert!(cc.target_bitrate() > 6_000_000, "{}", cc.target_bitrate());
+    // The capacity drops to 2 Mbit/s: the newest deliveries all queue.
+    let now = t0 + Duration::from_secs(12);
+    for queue_ms in [6, 9, 12, 15, 18, 21] {
+        sent_us += 5_000;
+        cc.on_signal(
+            now,
+            Signal::Delivered {
+                sent_us,
+                arrival_us: sent_us + 2_000 + queue_ms * 1_000,
+                bytes: 1_250,
+            },
+        );
+    }
+    cc.on_signal(now, Signal::Report { loss: 0.0 });
+    assert!(cc.braked_within(now, Duration::ZERO));
+    let budget = cc.frame_budget();
+    events(&mut sender);
+    // The encoder's frame in progress, made at 7 Mbit/s: 4x the new budget.
+    sender.on_frame(
+        now + Duration::from_millis(20),
+        frame(false, 4 * budget).into(),
+    );
+    assert_eq!(sender.queued_frames(), 0, "dropped unsent");
+    assert_eq!(sender.stats().frames_late, 1);
+    assert_eq!(events(&mut sender), vec![SenderEvent::ForceKeyframe]);
+    // A keyframe made at the new rate goes, and so does a large frame long after the
+    // brake (an encoder that overshoots is the controller's business, not a drop's).
+    sender.on_frame(
+        now + Duration::from_millis(50),
+        frame(true, 2 * budget).into(),
+    );
+    sender.on_frame(
+        now + Duration::from_millis(300),
+        frame(false, 4 * budget).into(),
+    );
+    assert_eq!(sender.queued_frames(), 2);
+    assert_eq!(sender.stats().frames_late, 1);
 }
