@@ -53,7 +53,7 @@
 //!   path that shows no queue there is nothing to pay back.
 //! - **Frame rate.** At the floor, congestion lowers the frame rate instead.
 //! - **Updates** happen per report, at most every `UPDATE_INTERVAL` (reports come
-//!   every 15 ms on picam's wire, so every other one; 200 ms over RTCP) rather than
+//!   every 15 ms on picam's wire, so every other one; 50 ms over RTCP) rather than
 //!   every `DELTA` = 100 ms; `delta` is the real interval, capped. The factor
 //!   `1 - a` is taken as `exp(-a)`, so a signal swinging between updates cancels.
 //! - **Pacing** ([`Controller::pacing_rate`]) spreads a frame at a multiple of the
@@ -261,8 +261,6 @@ pub struct Controller {
     /// No queue for `LOGWIN`: no bottleneck near the rate.
     path_clear: bool,
     delay_seen: bool,
-    /// The delay samples are round trips of small probes (RTCP), not media packets.
-    round_trips: bool,
     peer: Option<f64>,
     last_update: Option<Instant>,
     last_brake: Option<Instant>,
@@ -295,7 +293,6 @@ impl Controller {
             debt: 0.0,
             path_clear: false,
             delay_seen: false,
-            round_trips: false,
             peer: None,
             last_update: None,
             last_brake: None,
@@ -385,7 +382,6 @@ impl Controller {
                 }
             }
             Signal::RoundTrip(rtt) => {
-                self.round_trips = true;
                 self.delay_sample(now, rtt.as_micros().min(i64::MAX as u128) as i64);
             }
             Signal::Jitter(jitter) => self.jitter = Some(jitter.as_secs_f64()),
@@ -473,16 +469,10 @@ impl Controller {
     /// NADA's reference queue at the current rate, seconds.
     fn x_ref(&self) -> f64 {
         let max = f64::from(self.config.max_bitrate);
-        let x_ref = (self.config.reference_queue.as_secs_f64() * max / self.rate.max(1.0))
-            .min(self.config.max_reference_queue.as_secs_f64());
-        // A probe's round trip samples the queue standing between frames, not a
-        // frame's last packet (which also waits behind its own first ones, up to most
-        // of a frame interval): half the reference leaves that room.
-        if self.round_trips {
-            x_ref / 2.0
-        } else {
-            x_ref
-        }
+        // Round trips (RTCP sender reports, which leave right after a frame's last
+        // packet) measure what a frame's last packet waits, as one-way delays do.
+        (self.config.reference_queue.as_secs_f64() * max / self.rate.max(1.0))
+            .min(self.config.max_reference_queue.as_secs_f64())
     }
 
     /// A fresh capacity drop (no brake within `DRAIN`), seen in the newest deliveries:
