@@ -17,6 +17,7 @@ fn receiver_measures_the_sender_clock_offset_despite_queueing() {
         let theirs = (ours as i64 + offset_ms * 1000) as u64;
         let mut pair = Pair::new(
             PairConfig {
+                keep_clocks: true,
                 sender: SenderConfig {
                     clock: WallClock::new(start, theirs),
                     ..Default::default()

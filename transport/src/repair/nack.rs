@@ -151,10 +151,14 @@ pub(crate) fn retry_interval(rtt: Duration) -> Duration {
 /// A frame whose last packets have not come this long after its latest one (and
 /// four of its packet spacings) has lost its tail: no later packet will open a hole for
 /// them until the next frame, a frame interval later.
-const TAIL_MIN_WAIT: Duration = Duration::from_millis(3);
-/// The same while only one packet of the frame has come (its spacing is unknown: on a
-/// slow link the next one may be 5 ms behind).
-const TAIL_SINGLE_WAIT: Duration = Duration::from_millis(10);
+const TAIL_MIN_WAIT: Duration = Duration::from_millis(5);
+/// Only a frame whose packets come closer than this is watched: a fast path, where a
+/// frame arrives within a few milliseconds and a frame interval is long beside it. A
+/// frame trickling through a bottleneck (3 ms a packet at 3 Mbit/s) is not: a stall of
+/// the receiving thread or the queue's own jitter would be taken for loss, and the
+/// resends of a whole tail would load the bottleneck further (seen: the jam's start
+/// collapsed to the floor rate).
+const TAIL_MAX_SPACING: Duration = Duration::from_millis(1);
 
 /// The newest frame whose last original packet has not arrived yet.
 #[derive(Debug, Clone, Copy)]
@@ -168,16 +172,14 @@ struct TailWatch {
 }
 
 impl TailWatch {
-    /// When the packets after the latest are taken as lost.
-    fn due(&self) -> Instant {
-        let wait = if self.received >= 2 {
-            let spacing =
-                self.last_at.saturating_duration_since(self.first_at) / (self.received - 1);
-            (spacing * 4).max(TAIL_MIN_WAIT)
-        } else {
-            TAIL_SINGLE_WAIT
-        };
-        self.last_at + wait
+    /// When the packets after the latest are taken as lost: `None` while the frame's
+    /// spacing is unknown (one packet so far) or slow.
+    fn due(&self) -> Option<Instant> {
+        if self.received < 2 {
+            return None;
+        }
+        let spacing = self.last_at.saturating_duration_since(self.first_at) / (self.received - 1);
+        (spacing <= TAIL_MAX_SPACING).then(|| self.last_at + (spacing * 4).max(TAIL_MIN_WAIT))
     }
 }
 
@@ -268,7 +270,7 @@ impl LossTracker {
     /// Opens the hole of a tail that stopped short, when it is due.
     fn check_tail(&mut self, now: Instant) {
         let Some(watch) = self.tail else { return };
-        if watch.due() > now {
+        if watch.due().is_none_or(|due| due > now) {
             return;
         }
         self.tail = None;
@@ -555,7 +557,7 @@ impl LossTracker {
 
     /// The earliest instant at which `poll_nacks` would NACK or forget something.
     pub(crate) fn next_timeout(&self) -> Option<Instant> {
-        let tail = self.tail.map(|watch| watch.due());
+        let tail = self.tail.and_then(|watch| watch.due());
         [self.deadline, tail].into_iter().flatten().min()
     }
 

@@ -21,6 +21,10 @@ pub struct PairConfig {
     pub backward: LinkConfig,
     pub source: SourceConfig,
     pub session: u32,
+    /// Keep the sender's and receiver's wall clocks as given; otherwise both are tied
+    /// to simulated time (the defaults read the system's at construction, and its
+    /// sub-microsecond phase made seeded runs differ from run to run).
+    pub keep_clocks: bool,
 }
 
 impl Default for PairConfig {
@@ -32,6 +36,7 @@ impl Default for PairConfig {
             backward: LinkConfig::ideal(Duration::from_millis(10)),
             source: SourceConfig::default(),
             session: 0xC0FF_EE01,
+            keep_clocks: false,
         }
     }
 }
@@ -61,8 +66,13 @@ pub struct Pair {
 }
 
 impl Pair {
-    pub fn new(config: PairConfig, seed: u64) -> Self {
+    pub fn new(mut config: PairConfig, seed: u64) -> Self {
         let start = base();
+        if !config.keep_clocks {
+            config.sender.clock = transport::clock::WallClock::new(start, 1_000_000_000_000);
+            config.receiver.feedback.clock =
+                transport::clock::WallClock::new(start, 2_000_000_000_000);
+        }
         Self {
             now: start,
             start,
