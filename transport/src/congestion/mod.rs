@@ -118,24 +118,14 @@ impl CongestionConfig {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Signal {
     /// A packet sent at `sent_us` (sender clock) arrived at `arrival_us` (receiver
-    /// clock). The clocks may be years apart: only the change of their difference is
-    /// used.
+    /// clock), and `bytes` were delivered since the previous such sample. The clocks
+    /// may be years apart: only the change of their difference is used.
     Delivered {
         /// Sender clock, µs.
         sent_us: u64,
         /// Receiver clock, µs.
         arrival_us: u64,
-    },
-    /// By `at_us` (receiver clock), `bytes` more had arrived than by the previous
-    /// such count: the delivered rate. From the receiver's exact packet count in each
-    /// report rather than from the sampled arrivals, whose credit came in lumps (a
-    /// frame's packets are credited only once the sender has logged the whole frame)
-    /// and read the 3 Mbit/s jam's busy link at under half its rate over 25 ms, which
-    /// braked four times in 30 s.
-    Received {
-        /// Receiver clock, µs.
-        at_us: u64,
-        /// Bytes since the previous count.
+        /// Bytes delivered since the previous sample.
         bytes: usize,
     },
     /// The round trip of a probe that crossed the media's queue (an RTCP sender
@@ -221,11 +211,8 @@ const DRAIN: f64 = 0.5;
 /// After a brake, no second brake for this long (its effect must show first).
 const BRAKE_HOLD: Duration = Duration::from_millis(60);
 /// The delivered rate a brake goes to is measured over this much of the receiver's
-/// time: two report intervals (one, 15 ms, is 2-5 packets at 2-3 Mbit/s, too coarse).
-const BRAKE_WINDOW_US: u64 = 35_000;
-/// A source delivering at least this share of the rate fills it as far as it can (x264
-/// with a VBV of two frames: 0.81-0.88 in the jam).
-const SOURCE_FILL: f64 = 0.75;
+/// time (two reports).
+const BRAKE_WINDOW_US: u64 = 25_000;
 /// The announced bitrate moves only when the reference moved this much: an encoder
 /// reconfigures per change.
 const ANNOUNCE_STEP: f64 = 0.02;
@@ -364,6 +351,7 @@ impl Controller {
             Signal::Delivered {
                 sent_us,
                 arrival_us,
+                bytes,
             } => {
                 // Clamped and saturating: a report with absurd times overflows nothing.
                 let delay = (i128::from(arrival_us) - i128::from(sent_us))
@@ -381,16 +369,14 @@ impl Controller {
                 {
                     self.recent.pop_front();
                 }
-            }
-            Signal::Received { at_us, bytes } => {
                 if self.delivered.len() >= MAX_SAMPLES {
                     self.delivered.pop_front();
                 }
-                self.delivered.push_back((at_us, bytes));
+                self.delivered.push_back((arrival_us, bytes));
                 while self
                     .delivered
                     .front()
-                    .is_some_and(|&(at, _)| at.saturating_add(RATE_WINDOW_US) < at_us)
+                    .is_some_and(|&(at, _)| at.saturating_add(RATE_WINDOW_US) < arrival_us)
                 {
                     self.delivered.pop_front();
                 }
@@ -445,30 +431,12 @@ impl Controller {
         let mut recent = self.delivered.iter().skip_while(|&&(at, _)| at < from);
         let first = recent.next()?.0;
         let span = last.saturating_sub(first) as f64 / 1e6;
-        if span < 0.010 {
+        if span < 0.015 {
             return None;
         }
         // The first sample opens the window; the bytes after it arrived within it.
         let bytes: usize = recent.map(|&(_, b)| b).sum();
         Some(bytes as f64 * 8.0 / span)
-    }
-
-    /// As [`Self::delivered_bps`], but `None` when some report interval of the window
-    /// delivered nothing: the link went idle (the sender had nothing to send), so what
-    /// it delivered says nothing of its capacity.
-    fn delivered_while_busy(&self, window_us: u64) -> Option<f64> {
-        let last = self.delivered.back()?.0;
-        let from = last.saturating_sub(window_us);
-        let idle = self
-            .delivered
-            .iter()
-            .skip_while(|&&(at, _)| at < from)
-            .skip(1)
-            .any(|&(_, bytes)| bytes == 0);
-        if idle {
-            return None;
-        }
-        self.delivered_bps(window_us)
     }
 
     /// The encoder's rate: the reference less the repayment of what frames beyond the
@@ -518,7 +486,7 @@ impl Controller {
         let fresh = self
             .last_brake
             .is_none_or(|t| now.saturating_duration_since(t).as_secs_f64() >= DRAIN);
-        let delivering = self.delivered_while_busy(BRAKE_WINDOW_US)?;
+        let delivering = self.delivered_bps(BRAKE_WINDOW_US)?;
         let standing_now = self.recent.iter().map(|&(_, q)| q).reduce(f64::min)?;
         let packet_time = PACKET_BITS / self.rate.max(1.0);
         (fresh
@@ -611,13 +579,9 @@ impl Controller {
             delivering.min(self.rate) * (1.0 - self.queue / DRAIN).max(0.5)
         } else if ramp_due && self.path_clear {
             // Accelerated ramp-up: no queue for a while, so the path has room; grow
-            // from what it delivered, where the source falls far short of the rate
-            // (a static scene). x264 with a VBV of two frames fills 0.8-0.9 of its
-            // target: growing from that would never grow at all (1.15 x 0.85 < 1).
+            // from what it delivered (the encoder may not fill the target).
             self.last_ramp = Some(now);
-            let through = delivered
-                .filter(|&d| d < SOURCE_FILL * self.rate)
-                .unwrap_or(self.rate);
+            let through = delivered.unwrap_or(self.rate);
             self.rate.max((1.0 + GAMMA) * through.min(self.rate))
         } else {
             let offset = x - x_ref;

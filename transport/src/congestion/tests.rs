@@ -25,18 +25,11 @@ fn run_fluid(c: &mut Controller, t0: Instant, seconds: f64, capacity: f64, queue
             sent_us += 5_000;
             let arrival = sent_us + 2_000 + (*queue * 1e6) as u64;
             let bytes = (rate.min(capacity) * 0.005 / 8.0) as usize;
-            let arrival_us = arrival;
             c.on_signal(
                 now,
                 Signal::Delivered {
                     sent_us,
-                    arrival_us,
-                },
-            );
-            c.on_signal(
-                now,
-                Signal::Received {
-                    at_us: arrival_us,
+                    arrival_us: arrival,
                     bytes,
                 },
             );
@@ -144,18 +137,11 @@ fn a_drop_brakes_on_the_first_report_whose_newest_deliveries_all_queued() {
     let mut sent_us = (now - epoch()).as_micros() as u64;
     for queue_ms in [6, 9, 12, 15, 18, 21] {
         sent_us += 5_000;
-        let arrival_us = sent_us + 2_000 + queue_ms * 1_000;
         c.on_signal(
             now,
             Signal::Delivered {
                 sent_us,
-                arrival_us,
-            },
-        );
-        c.on_signal(
-            now,
-            Signal::Received {
-                at_us: arrival_us,
+                arrival_us: sent_us + 2_000 + queue_ms * 1_000,
                 bytes: (2e6 * 0.005 / 8.0) as usize,
             },
         );

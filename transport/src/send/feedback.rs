@@ -18,11 +18,8 @@ pub(super) struct ReportFeedback {
     /// `None`: the jam guard is off (no rate control).
     controller: Option<Controller>,
     loss: LossMeter,
-    /// The receiver's count of original packets and its clock at the last report that
-    /// gave one: the delivered rate is counted from it.
-    last_count: Option<(u32, u64)>,
-    /// The average packet of the newest frame reported: what a counted packet weighs.
-    packet_bytes: Option<usize>,
+    /// Packets sent through the newest packet the receiver reported.
+    acked_through: Option<u64>,
     /// Receiver clock of the last report, µs.
     last_report_us: Option<u64>,
     /// The bitrate and frame rate the encoder and source were last told.
@@ -43,8 +40,7 @@ impl ReportFeedback {
         Self {
             controller,
             loss: LossMeter::default(),
-            last_count: None,
-            packet_bytes: None,
+            acked_through: None,
             last_report_us: None,
             announced,
         }
@@ -64,7 +60,6 @@ impl ReportFeedback {
     /// A new receiver (or new keys): its loss counts start over.
     pub fn restart_loss(&mut self) {
         self.loss = LossMeter::default();
-        self.last_count = None;
     }
 
     /// The loss since the last report that gave one (`None` while too few packets).
@@ -105,40 +100,21 @@ impl ReportFeedback {
             // A frame still being paced out is not in the log yet: its early packets
             // give no sample.
             if let Some(sent) = log.get(arrival.frame) {
+                let through = sent.packets_through_index(arrival.index);
+                // Credit the packets since the previous sample, at this frame's average
+                // packet size.
+                let packets = through.saturating_sub(self.acked_through.unwrap_or(through));
+                let bytes = packets as usize * sent.bytes / sent.count.max(1) as usize;
                 cc.on_signal(
                     now,
                     Signal::Delivered {
                         sent_us: sent.packet_us(arrival.index),
                         arrival_us: arrival.at_us,
+                        bytes,
                     },
                 );
-                self.packet_bytes = Some(sent.bytes / sent.count.max(1) as usize);
+                self.acked_through = Some(through);
             }
-        }
-        if let Some(counts) = report.sequence {
-            if let (Some((received, at_us)), Some(packet_bytes)) =
-                (self.last_count, self.packet_bytes)
-            {
-                // At most a second's worth of packets at 10 Gbit/s: a count that
-                // jumped further is a restart, not a delivery.
-                let packets = counts.received.wrapping_sub(received);
-                tracing::trace!(
-                    packets,
-                    dt_us = report.report_us.saturating_sub(at_us),
-                    packet_bytes,
-                    "received count"
-                );
-                if report.report_us > at_us && packets < 1_000_000 {
-                    cc.on_signal(
-                        now,
-                        Signal::Received {
-                            at_us: report.report_us,
-                            bytes: packets as usize * packet_bytes,
-                        },
-                    );
-                }
-            }
-            self.last_count = Some((counts.received, report.report_us));
         }
         // The receiver counts original packets before repair. Loss that repair mends
         // (while the loss it is sized for stays within what it can carry) is not

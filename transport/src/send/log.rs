@@ -16,6 +16,8 @@ pub(crate) struct Sent {
     /// Packets in the frame.
     pub count: u16,
     pub bytes: usize,
+    /// Packets sent this session up to and including this frame.
+    pub packets_through: u64,
 }
 
 /// A bounded log of recently sent frames in number order.
@@ -36,6 +38,12 @@ impl Sent {
         let span = self.last_packet_us.saturating_sub(self.first_packet_us);
         let index = index.min(self.count - 1) as u64;
         self.first_packet_us + span * index / (self.count as u64 - 1)
+    }
+
+    /// Packets sent this session up to and including packet `index` of this frame.
+    pub fn packets_through_index(&self, index: u16) -> u64 {
+        let before = self.packets_through - self.count as u64;
+        before + index.min(self.count - 1) as u64 + 1
     }
 }
 
@@ -77,6 +85,7 @@ mod tests {
             last_packet_us: number as u64 * 10 + 4,
             count: 5,
             bytes: 100,
+            packets_through: number as u64 * 5 + 5,
         }
     }
 
@@ -98,8 +107,8 @@ mod tests {
     }
 
     #[test]
-    fn interpolates_packet_send_times() {
-        let s = sent(2); // 5 packets sent from 20 to 24 µs
+    fn interpolates_packet_send_times_and_counts() {
+        let s = sent(2); // packets 11..=15 sent from 20 to 24 µs
         assert_eq!(
             (
                 s.packet_us(0),
@@ -108,6 +117,10 @@ mod tests {
                 s.packet_us(99)
             ),
             (20, 22, 24, 24)
+        );
+        assert_eq!(
+            (s.packets_through_index(0), s.packets_through_index(4)),
+            (11, 15)
         );
     }
 }

@@ -88,6 +88,7 @@ pub struct Sender {
     /// The encrypted channel to the receiver (`None`: `--insecure`).
     secure: Option<Initiator>,
     log: SendLog,
+    packets_sent: u64,
     stats: SenderStats,
 }
 
@@ -130,6 +131,7 @@ impl Sender {
             repair,
             secure,
             log: SendLog::default(),
+            packets_sent: 0,
             stats: SenderStats::default(),
         }
     }
@@ -536,6 +538,7 @@ impl Sender {
                 frame.first_packet_us = self.config.clock.us(now);
             }
             frame.next += 1;
+            self.packets_sent += 1;
             if frame.next == frame.count {
                 self.log.push(Sent {
                     number: frame.number,
@@ -543,6 +546,7 @@ impl Sender {
                     last_packet_us: self.config.clock.us(now),
                     count: frame.count,
                     bytes: frame.data.len(),
+                    packets_through: self.packets_sent,
                 });
             }
         }

@@ -231,18 +231,11 @@ fn clear_path(cc: &mut Controller, t0: Instant, seconds: u32, capacity: f64) -> 
         for _ in 0..6 {
             sent_us += 5_000;
             let bytes = (capacity * 0.005 / 8.0) as usize;
-            let arrival_us = sent_us + 2_000;
             cc.on_signal(
                 now,
                 Signal::Delivered {
                     sent_us,
-                    arrival_us,
-                },
-            );
-            cc.on_signal(
-                now,
-                Signal::Received {
-                    at_us: arrival_us,
+                    arrival_us: sent_us + 2_000,
                     bytes,
                 },
             );
@@ -269,18 +262,11 @@ fn a_frame_made_for_the_rate_before_a_brake_is_dropped_and_a_keyframe_asked() {
     let now = t0 + Duration::from_secs(12);
     for queue_ms in [6, 9, 12, 15, 18, 21] {
         sent_us += 5_000;
-        let arrival_us = sent_us + 2_000 + queue_ms * 1_000;
         cc.on_signal(
             now,
             Signal::Delivered {
                 sent_us,
-                arrival_us,
-            },
-        );
-        cc.on_signal(
-            now,
-            Signal::Received {
-                at_us: arrival_us,
+                arrival_us: sent_us + 2_000 + queue_ms * 1_000,
                 bytes: 1_250,
             },
         );
