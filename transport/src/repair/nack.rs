@@ -137,6 +137,9 @@ struct Missing {
     last_nack: Option<Instant>,
     /// When the next NACK is due (meaningless once `nacks == max_nacks`).
     next_nack: Instant,
+    /// Opened by a frame's tail stopping short (`check_tail`), not by a later packet:
+    /// one that comes after all was slow, not reordered, and teaches no reorder wait.
+    tail: bool,
 }
 
 /// The spacing of repeated NACKs of one packet, given the round trip `rtt`: a resend
@@ -280,12 +283,16 @@ impl LossTracker {
         if watch.through > self.ext_highest
             && watch.through - self.ext_highest <= u64::from(self.config.max_gap)
         {
+            let first = self.ext_highest + 1;
             self.open_hole(
                 now,
                 watch.through - self.ext_highest,
                 highest_frame,
                 watch.frame,
             );
+            for (_, hole) in self.missing.range_mut(first..) {
+                hole.tail = true;
+            }
             self.ext_highest = watch.through;
             self.highest_frame = Some(watch.frame);
         }
@@ -467,7 +474,9 @@ impl LossTracker {
                 if hole.nacks > 0 {
                     self.counters.spurious += 1;
                 }
-                self.raise_reorder(now, now.saturating_duration_since(hole.detected));
+                if !hole.tail {
+                    self.raise_reorder(now, now.saturating_duration_since(hole.detected));
+                }
                 self.counters.originals_received = self.counters.originals_received.wrapping_add(1);
                 if arrival == Arrival::Unknown {
                     Seen::Filled { since_nack }
@@ -597,6 +606,7 @@ impl LossTracker {
             nacks: 0,
             last_nack: None,
             next_nack,
+            tail: false,
         };
         for ext in self.ext_highest + 1..=self.ext_highest + count {
             self.missing.insert(ext, hole);

@@ -419,6 +419,8 @@ fn a_frame_whose_last_packets_never_come_is_nacked_before_the_next_frame() {
     // A late original of the tail's last packet fills its hole rather than counting
     // as a duplicate of the highest.
     assert_eq!(s.fragment(11, 1, 5, 6), Seen::Late);
+    // ... and, slow rather than reordered, teaches no longer wait before NACKs.
+    assert_eq!(s.t.reorder_wait(s.now), LossConfig::default().min_wait);
     s.fragment(12, 2, 0, 2);
     s.fragment(13, 2, 1, 2);
     s.advance(20 * MS);
