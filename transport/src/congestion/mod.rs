@@ -187,10 +187,11 @@ const BASE_BUCKETS: usize = 30;
 /// The delivered rate is measured over this much of the receiver's time: short enough
 /// that a capacity step shows within two reports, long enough for a few packets.
 const RATE_WINDOW_US: u64 = 100_000;
-/// Brake: a rising queue this many times the reference (and at least `BRAKE_MIN`)
-/// that never emptied during the report (so the bottleneck was busy all along and
-/// what it delivered is its capacity), while it delivers less than `BRAKE_DELIVERY` of
-/// the rate, is a capacity drop, not a drift.
+/// Brake: a queue this many times the reference (and at least `BRAKE_MIN`) that never
+/// emptied over the newest deliveries (so the bottleneck was busy all along and what
+/// it delivered is its capacity), while it delivers less than `BRAKE_DELIVERY` of the
+/// rate, is a capacity drop, not a drift (`Controller::fresh_drop`; after a brake the
+/// queue must also rise).
 const BRAKE_FACTOR: f64 = 0.5;
 const BRAKE_MIN: f64 = 0.010;
 /// Half, not 0.7: x264 with a VBV of two frames fills ~0.8 of its target, so at 3.4
@@ -358,28 +359,8 @@ impl Controller {
                     .clamp(i128::from(i64::MIN / 4), i128::from(i64::MAX / 4))
                     as i64;
                 let queue = self.delay_sample(now, delay);
-                if self.recent.len() >= MAX_SAMPLES {
-                    self.recent.pop_front();
-                }
-                self.recent.push_back((arrival_us, queue));
-                while self
-                    .recent
-                    .front()
-                    .is_some_and(|&(at, _)| at.saturating_add(BRAKE_WINDOW_US) < arrival_us)
-                {
-                    self.recent.pop_front();
-                }
-                if self.delivered.len() >= MAX_SAMPLES {
-                    self.delivered.pop_front();
-                }
-                self.delivered.push_back((arrival_us, bytes));
-                while self
-                    .delivered
-                    .front()
-                    .is_some_and(|&(at, _)| at.saturating_add(RATE_WINDOW_US) < arrival_us)
-                {
-                    self.delivered.pop_front();
-                }
+                push_windowed(&mut self.recent, arrival_us, queue, BRAKE_WINDOW_US);
+                push_windowed(&mut self.delivered, arrival_us, bytes, RATE_WINDOW_US);
             }
             Signal::RoundTrip(rtt) => {
                 self.delay_sample(now, rtt.as_micros().min(i64::MAX as u128) as i64);
@@ -631,6 +612,21 @@ impl Controller {
             self.base.len() <= BASE_BUCKETS && self.delivered.len() <= MAX_SAMPLES,
             "windows unbounded"
         );
+    }
+}
+
+/// Appends `(at, value)` to a window of samples in receiver time: at most
+/// `MAX_SAMPLES` (a flood) and none older than `window_us` before the newest.
+fn push_windowed<T>(samples: &mut VecDeque<(u64, T)>, at: u64, value: T, window_us: u64) {
+    if samples.len() >= MAX_SAMPLES {
+        samples.pop_front();
+    }
+    samples.push_back((at, value));
+    while samples
+        .front()
+        .is_some_and(|&(first, _)| first.saturating_add(window_us) < at)
+    {
+        samples.pop_front();
     }
 }
 
