@@ -196,8 +196,10 @@ stop_fanout
 
 echo "4/4 network namespaces: one viewer on 2% random loss" >&2
 for n in "$snd" "$rtr" "$rcv"; do ip netns add "$n"; ip -n "$n" link set lo up; done
-ip link add fbs0 netns "$snd" type veth peer name fbr0 netns "$rtr"
-ip link add fbr1 netns "$rtr" type veth peer name fbv0 netns "$rcv"
+# gso_max_segs 1: the links carry single packets, as a real one does (a GSO batch
+# forwarded whole would make random loss drop a whole batch at once).
+ip link add fbs0 netns "$snd" gso_max_segs 1 type veth peer name fbr0 netns "$rtr" gso_max_segs 1
+ip link add fbr1 netns "$rtr" gso_max_segs 1 type veth peer name fbv0 netns "$rcv" gso_max_segs 1
 ip -n "$snd" addr add 10.217.1.1/24 dev fbs0
 ip -n "$rtr" addr add 10.217.1.2/24 dev fbr0
 ip -n "$rtr" addr add 10.217.2.1/24 dev fbr1

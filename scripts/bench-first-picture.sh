@@ -58,8 +58,10 @@ for ns in "$SND" "$RTR" "$RCV"; do
     ip netns add "$ns"
     ip -n "$ns" link set lo up
 done
-ip link add fps0 netns "$SND" type veth peer name fpr0 netns "$RTR"
-ip link add fpr1 netns "$RTR" type veth peer name fpv0 netns "$RCV"
+# gso_max_segs 1: the links carry single packets, as a real one does (a GSO batch
+# forwarded whole would make random loss drop a whole batch at once).
+ip link add fps0 netns "$SND" gso_max_segs 1 type veth peer name fpr0 netns "$RTR" gso_max_segs 1
+ip link add fpr1 netns "$RTR" gso_max_segs 1 type veth peer name fpv0 netns "$RCV" gso_max_segs 1
 ip -n "$SND" addr add 10.216.1.1/24 dev fps0
 ip -n "$RTR" addr add 10.216.1.2/24 dev fpr0
 ip -n "$RTR" addr add 10.216.2.1/24 dev fpr1

@@ -54,8 +54,10 @@ export PICAM_CONFIG_DIR="$work/config"
 # Three namespaces on private subnets (10.214.1.0/24 and 10.214.2.0/24), no default
 # route; the router forwards and drops.
 for n in "$snd" "$rtr" "$rcv"; do ip netns add "$n"; ip -n "$n" link set lo up; done
-ip link add lbs0 netns "$snd" type veth peer name lbr0 netns "$rtr"
-ip link add lbr1 netns "$rtr" type veth peer name lbv0 netns "$rcv"
+# gso_max_segs 1: the links carry single packets, as a real one does (a GSO batch
+# forwarded whole would make random loss drop a whole batch at once).
+ip link add lbs0 netns "$snd" gso_max_segs 1 type veth peer name lbr0 netns "$rtr" gso_max_segs 1
+ip link add lbr1 netns "$rtr" gso_max_segs 1 type veth peer name lbv0 netns "$rcv" gso_max_segs 1
 ip -n "$snd" addr add 10.214.1.1/24 dev lbs0
 ip -n "$rtr" addr add 10.214.1.2/24 dev lbr0
 ip -n "$rtr" addr add 10.214.2.1/24 dev lbr1

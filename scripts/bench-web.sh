@@ -231,8 +231,10 @@ fi
 # route; the router forwards, counts, and drops or queues.
 echo "4/8 network namespaces" >&2
 for n in "$snd" "$rtr" "$rcv"; do ip netns add "$n"; ip -n "$n" link set lo up; done
-ip link add wbs0 netns "$snd" type veth peer name wbr0 netns "$rtr"
-ip link add wbr1 netns "$rtr" type veth peer name wbv0 netns "$rcv"
+# gso_max_segs 1: the links carry single packets, as a real one does (a GSO batch
+# forwarded whole would make random loss drop a whole batch at once).
+ip link add wbs0 netns "$snd" gso_max_segs 1 type veth peer name wbr0 netns "$rtr" gso_max_segs 1
+ip link add wbr1 netns "$rtr" gso_max_segs 1 type veth peer name wbv0 netns "$rcv" gso_max_segs 1
 ip -n "$snd" addr add 10.216.1.1/24 dev wbs0
 ip -n "$rtr" addr add 10.216.1.2/24 dev wbr0
 ip -n "$rtr" addr add 10.216.2.1/24 dev wbr1

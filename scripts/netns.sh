@@ -29,6 +29,11 @@ netns_up() {
   ip -n "$NS_RTR" addr add "10.$net.1.2/24" dev "${tag}r0"
   ip -n "$NS_RTR" addr add "10.$net.2.1/24" dev "${tag}r1"
   ip -n "$NS_RCV" addr add "10.$net.2.2/24" dev "${tag}v0"
+  # A real link carries single packets: a GSO batch (the senders' UDP carrier joins up
+  # to 64) is cut into them as it leaves the sender, not forwarded whole, or the
+  # router's random loss would drop a whole frame's batch at once.
+  ip -n "$NS_SND" link set "${tag}s0" gso_max_segs 1
+  ip -n "$NS_RCV" link set "${tag}v0" gso_max_segs 1
   ip -n "$NS_SND" link set "${tag}s0" up
   ip -n "$NS_RTR" link set "${tag}r0" up
   ip -n "$NS_RTR" link set "${tag}r1" up

@@ -88,6 +88,12 @@ impl Topology {
         in_ns(rtr, &["ip", "addr", "add", &net("1.2/24"), "dev", &r0])?;
         in_ns(rtr, &["ip", "addr", "add", &net("2.1/24"), "dev", &r1])?;
         in_ns(rcv, &["ip", "addr", "add", &net("2.2/24"), "dev", &v0])?;
+        // A real link carries single packets: a GSO batch (the senders' UDP carrier
+        // joins up to 64) is cut into them as it leaves its host, not forwarded whole,
+        // or the router's random loss would drop a whole frame's batch at once.
+        for (n, dev) in [(snd, &s0), (rcv, &v0)] {
+            in_ns(n, &["ip", "link", "set", dev, "gso_max_segs", "1"])?;
+        }
         for (n, dev) in [(snd, &s0), (rtr, &r0), (rtr, &r1), (rcv, &v0)] {
             in_ns(n, &["ip", "link", "set", dev, "up"])?;
         }

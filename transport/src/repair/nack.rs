@@ -204,6 +204,11 @@ pub(crate) struct LossTracker {
     /// Extended highest seq seen: seqs are unwrapped into u64 so the missing set is
     /// ordered across the wire's wrap. Meaningless while `highest_frame` is `None`.
     ext_highest: u64,
+    /// Extended highest seq of an original that arrived: below `ext_highest` while a
+    /// tail is taken as lost (`check_tail`). The loss counts report this one, because
+    /// a tail that was only slow would otherwise read as a frame's worth of loss (a
+    /// 20-packet "burst" at 95 %) in the one report that falls before it arrives.
+    ext_seen: u64,
     /// Missing packets by extended seq; the first is the oldest.
     missing: BTreeMap<u64, Missing>,
     /// Decaying maximum of how late out-of-order originals arrived.
@@ -229,6 +234,7 @@ impl LossTracker {
             config,
             highest_frame: None,
             ext_highest: EXT_BASE,
+            ext_seen: EXT_BASE,
             missing: BTreeMap::new(),
             reorder: Duration::ZERO,
             reorder_at: None,
@@ -303,10 +309,11 @@ impl LossTracker {
         *self = LossTracker::new(self.config);
     }
 
-    /// Highest seq seen (its wire value), if any.
+    /// Highest seq of an original that arrived (its wire value), if any: with
+    /// `counters().originals_received`, what the loss figure is made of.
     pub(crate) fn highest(&self) -> Option<u32> {
         self.highest_frame
-            .map(|_| (self.ext_highest & self.mask()) as u32)
+            .map(|_| (self.ext_seen & self.mask()) as u32)
     }
 
     /// The extended number of wire seq `seq`: the one nearest the highest seen, or
@@ -368,6 +375,7 @@ impl LossTracker {
         let ranges = (self.ext_highest >> bits).saturating_add(2);
         self.highest_frame = Some(frame);
         self.ext_highest = (ranges << bits) | (seq & self.mask());
+        self.ext_seen = self.ext_highest;
     }
 
     fn bits(&self) -> u32 {
@@ -423,9 +431,13 @@ impl LossTracker {
             }
             self.highest_frame = Some(frame);
             self.ext_highest = self.extend(seq);
+            self.ext_seen = self.ext_highest;
             return self.original_new();
         };
         let ext = self.extend(seq);
+        if !resend {
+            self.ext_seen = self.ext_seen.max(ext);
+        }
         if ext > self.ext_highest {
             if resend {
                 // Nothing ahead of `highest` was ever NACKed.

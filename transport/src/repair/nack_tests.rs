@@ -414,11 +414,16 @@ fn a_frame_whose_last_packets_never_come_is_nacked_before_the_next_frame() {
     let seqs: Vec<u32> = s.nacks.iter().map(|&(_, seq)| seq).collect();
     assert_eq!(seqs, vec![10, 11]);
     assert!(s.nacks.iter().all(|&(at, _)| at < 8 * MS), "{:?}", s.nacks);
+    // The loss counts report the highest original that came, not the tail taken as
+    // lost: had the tail only been slow, a report now would read 2 of 12 lost.
+    assert_eq!(s.t.highest(), Some(9));
     // The resends fill the holes; frame 2 opens none.
     assert_eq!(s.packet(10, 1, true), Seen::Repaired);
+    assert_eq!(s.t.highest(), Some(9), "a resend is not an original");
     // A late original of the tail's last packet fills its hole rather than counting
     // as a duplicate of the highest.
     assert_eq!(s.fragment(11, 1, 5, 6), Seen::Late);
+    assert_eq!(s.t.highest(), Some(11));
     // ... and, slow rather than reordered, teaches no longer wait before NACKs.
     assert_eq!(s.t.reorder_wait(s.now), LossConfig::default().min_wait);
     s.fragment(12, 2, 0, 2);

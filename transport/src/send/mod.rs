@@ -243,7 +243,13 @@ impl Sender {
             self.last_keyframe = Some(number);
         }
         let bytes = frame.data.len() * usize::from(count + parity) / usize::from(count);
-        tracing::trace!(number, bytes, keyframe = frame.keyframe, "frame queued");
+        tracing::trace!(
+            number,
+            bytes,
+            parity,
+            keyframe = frame.keyframe,
+            "frame queued"
+        );
         // Just after the capacity dropped, a frame far beyond the new budget was made
         // for the old rate (the encoder was busy with it, or the GOP's keyframe fell
         // there): at a quarter of the rate it would take several frame intervals to

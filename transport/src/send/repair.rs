@@ -169,6 +169,13 @@ impl SenderRepair {
             self.loss + LOSS_GAIN * (sample.loss - self.loss)
         };
         self.burst += LOSS_GAIN * (sample.mean_burst - self.burst);
+        tracing::trace!(
+            sample = sample.loss,
+            burst = sample.mean_burst,
+            loss = self.loss,
+            rtt = ?self.rtt.likely(),
+            "loss sample: parity is sized from `loss` and the RTT"
+        );
     }
 
     /// Round-trip samples from a receiver report: for each packet it sampled that
