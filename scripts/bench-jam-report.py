@@ -86,8 +86,36 @@ def load_run(d):
         last = ([r for r in recv if r.get("last")] or recv or [{}])[-1]
         run["shown"], run["sent"] = last.get("frames_shown", 0), run["send_last"].get("frames_sent", 0)
         run["error"] = None if recv else "no receiver record"
+        run["frames"] = frame_log(os.path.join(d, "recv.lat.csv"), rstart)
     run["series"] = series
     return run
+
+
+def frame_log(path, rstart):
+    """The receiver's `--latency-out` log as [(wall time shown, latency ms)], or None
+    where the binary wrote none (a baseline older than the flag)."""
+    if not os.path.exists(path):
+        return None
+    out = []
+    for line in open(path):
+        parts = line.strip().split(",")
+        if len(parts) == 3 and parts[0].isdigit():
+            out.append((rstart + float(parts[1]), float(parts[2])))
+    return out
+
+
+def frames_settled(run):
+    """Percentiles over the frames shown between the settle point and the end of the
+    run (each frame once), from the receiver's per-frame log; None without one."""
+    frames = run.get("frames")
+    if not frames:
+        return None
+    a, b = run["t0"] + settle, run["t0"] + secs
+    v = [ms for t, ms in frames if a <= t <= b]
+    if not v:
+        return None
+    return dict(n=len(v), p50=percentile(v, 0.5), p95=percentile(v, 0.95), p99=percentile(v, 0.99),
+                max=max(v))
 
 
 def window(run, lo, hi):
@@ -185,13 +213,16 @@ def metrics(scen, run):
     if run.get("error") and not run["series"]:
         return [("error", run["error"], 0)]
     st = settled(run)
+    fs = frames_settled(run)
     shown = f"{run['shown']} / {run['sent']}"
     shown_pct = 100.0 * run["shown"] / run["sent"] if run["sent"] else None
     m = []
     if scen == "jam":
         mb = tbf_mbit(run)
         m += [("settled p50 ms", st and st["p50"], 0), ("settled p95 ms", st and st["p95"], 0),
-              ("settled max ms", st and st["max"], 0), ("frames shown / sent", shown, 0),
+              ("settled max ms", st and st["max"], 0),
+              ("settled frames' p50 ms", fs and fs["p50"], 0), ("settled frames' p95 ms", fs and fs["p95"], 0),
+              ("frames shown / sent", shown, 0),
               ("shown %", shown_pct, 1), ("through the tbf, Mbit/s", mb, 2),
               ("link used %", mb and 100.0 * mb / LINK_MBIT, 0)]
     elif scen == "step":
@@ -209,12 +240,14 @@ def metrics(scen, run):
               ("sender → router Mbit/s, settled (loss)", settled_mbit(run, 3), 2),
               ("sender → router Mbit/s, settled (clean run)", clean and settled_mbit(clean, 3), 2),
               ("router dropped (packets, both ways)", run["dropped"], 0),
-              ("settled p95 ms", st and st["p95"], 0)]
+              ("settled p95 ms", st and st["p95"], 0), ("settled frames' p95 ms", fs and fs["p95"], 0)]
     elif scen == "clean":
         p99 = st and p99_estimate(st["w"])
         m += [("settled p50 ms", st and st["p50"], 1), ("settled p95 ms (of the seconds' p95s)", st and st["p95"], 1),
               ("frame p99 ms (≈, from each second's two largest)", p99, 1),
               ("frame p99 / p50", p99 and st["p50"] and p99 / st["p50"], 2),
+              ("settled frames' p50 ms", fs and fs["p50"], 1), ("settled frames' p99 ms", fs and fs["p99"], 1),
+              ("settled frames' p99 / p50", fs and fs["p99"] / fs["p50"], 2),
               ("frames shown / sent", shown, 0)]
     return m
 
@@ -268,12 +301,17 @@ def target_lines(which):
     lines = []
     r = by.get(("jam", "picam", which))
     if r and settled(r):
-        st, mb = settled(r), tbf_mbit(r)
+        st, mb, fs = settled(r), tbf_mbit(r), frames_settled(r)
         used = 100.0 * mb / LINK_MBIT if mb else 0.0
         shown_ok = r["sent"] and r["shown"] >= 780 * r["sent"] / 900
-        lines.append(f"- jam: settled p95 {st['p95']:.0f} ms (≤ 50), link used {used:.0f}% (≥ 85), "
+        # The target is a p95 of frames (as the sims assert it); the p95 of the seconds'
+        # p95s is shown beside it, and decides where no frame log exists.
+        p95 = fs["p95"] if fs else st["p95"]
+        what = (f"frames' p95 {p95:.0f} ms (≤ 50; p95 of the seconds' p95s {st['p95']:.0f})" if fs
+                else f"p95 of the seconds' p95s {p95:.0f} ms (≤ 50; no frame log)")
+        lines.append(f"- jam: settled {what}, link used {used:.0f}% (≥ 85), "
                      f"{r['shown']} / {r['sent']} shown (≥ 780 of 900): "
-                     f"{verdict(st['p95'] <= 50 and used >= 85 and bool(shown_ok))}")
+                     f"{verdict(p95 <= 50 and used >= 85 and bool(shown_ok))}")
     r = by.get(("step", "picam", which))
     if r:
         for s in step_metrics(r):
@@ -284,7 +322,11 @@ def target_lines(which):
             lines.append(f"- step to {s['rate']:.0f} Mbit/s: transient {s['transient']:.0f} ms (≤ 200), "
                          f"recovered after {rec} (≤ 1 s): {verdict(ok)}")
     r = by.get(("clean", "picam", which))
-    if r and settled(r):
+    fs = r and frames_settled(r)
+    if fs:
+        lines.append(f"- clean: frames' p99 {fs['p99']:.1f} ms = {fs['p99'] / fs['p50']:.2f} x p50 "
+                     f"({fs['p50']:.1f} ms, {fs['n']} frames) (≤ 1.5): {verdict(fs['p99'] <= 1.5 * fs['p50'])}")
+    elif r and settled(r):
         st = settled(r)
         p99 = p99_estimate(st["w"])
         if p99 is not None:

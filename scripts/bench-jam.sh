@@ -185,12 +185,17 @@ native_run() {
   dir="$work/runs/$(printf %03d $run_no)"
   mkdir -p "$dir"
   if [[ "$wire" == rtp ]]; then flags=(--wire rtp); else flags=(--key "$work/k"); fi
+  # Each frame's latency, where the binary can log it (older baselines cannot).
+  local lat=()
+  if "$bin" recv --help 2>/dev/null | grep -q -- --latency-out; then
+    lat=(--latency-out "$dir/recv.lat.csv")
+  fi
   router_reset "$scen"
   local rstart
   rstart=$(now)
   ip netns exec "$NS_RCV" timeout -k 2 $((secs + 30)) "$bin" recv --headless \
     --bind "$NS_RCV_IP" --port $port --protocol udp --stats json --duration $((secs + 3)) \
-    "${flags[@]}" > "$dir/recv.json" 2> "$dir/recv.err" &
+    "${flags[@]}" "${lat[@]}" > "$dir/recv.json" 2> "$dir/recv.err" &
   recv=$!
   # The sender starts once the receiver's socket is bound (at most 5 s).
   for _ in $(seq 50); do

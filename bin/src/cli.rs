@@ -228,6 +228,10 @@ pub struct RecvArgs {
     /// Write every picture shown as YUV4MPEG2 to FILE, or to stdout with `-`.
     #[arg(long, value_name = "FILE")]
     pub frames_out: Option<String>,
+    /// Write one line per picture shown to FILE (CSV: frame, seconds since start,
+    /// stamp-to-picture latency in ms), to read a run's latency frame by frame.
+    #[arg(long, value_name = "FILE")]
+    pub latency_out: Option<String>,
 }
 
 /// How the viewer shows pictures (`picam recv`, `picam demo`).

@@ -49,6 +49,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
         link,
         view: args.view.clone(),
         frames_out: None,
+        latency_out: None,
     };
     let e = settings.encoder;
     tracing::info!(

@@ -14,6 +14,7 @@ mod demo;
 mod devices;
 mod frames_out;
 mod latency;
+mod latency_out;
 mod latest;
 mod recv;
 mod recv_stats;

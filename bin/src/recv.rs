@@ -18,6 +18,7 @@ use crate::cli::RecvArgs;
 use crate::config::{Settings, Wire};
 use crate::frames_out::FramesOut;
 use crate::latency::Samples;
+use crate::latency_out::LatencyOut;
 use crate::latest::{Latest, Taken};
 use crate::recv_stats::{PictureCounts, RecvSnapshot, RecvWindow};
 use crate::report::{RecordingRecord, Reporter};
@@ -100,6 +101,11 @@ pub fn run_with(
         .frames_out
         .as_deref()
         .map(FramesOut::open)
+        .transpose()?;
+    let mut latency_out = args
+        .latency_out
+        .as_deref()
+        .map(|path| LatencyOut::open(path, Instant::now()))
         .transpose()?;
     let reporter = Reporter::new(args.link.stats, args.frames_out.as_deref() == Some("-"));
     let mut view = match opened {
@@ -189,7 +195,8 @@ pub fn run_with(
         secure: secure_on,
         recorder: recorder.as_ref(),
     };
-    let ended = ready().and_then(|()| sink.run(&mut view, frames_out.as_mut()));
+    let ended =
+        ready().and_then(|()| sink.run(&mut view, frames_out.as_mut(), latency_out.as_mut()));
     shutdown.fire();
     // Close the window at once; the transport's goodbye and the joins follow.
     drop(view);
@@ -199,6 +206,9 @@ pub fn run_with(
     let recorded = recorder.map(Recorder::finish);
     // Every stage has stopped: their counters are final.
     let ended = ended?;
+    if let Some(log) = latency_out.as_mut() {
+        log.flush()?;
+    }
     let skipped = frames_out.as_ref().map_or(0, FramesOut::skipped);
     let last = RecvSnapshot::take(
         *stats_rx.borrow(),
@@ -412,7 +422,12 @@ impl Sink<'_> {
     /// Takes the newest picture, measures it, shows it, records it; prints the stats
     /// once a second. The same loop serves both views. The summary is the caller's, once
     /// the stages are joined.
-    fn run(&self, view: &mut View, mut frames_out: Option<&mut FramesOut>) -> Result<SinkEnd> {
+    fn run(
+        &self,
+        view: &mut View,
+        mut frames_out: Option<&mut FramesOut>,
+        mut latency_out: Option<&mut LatencyOut>,
+    ) -> Result<SinkEnd> {
         let Sink {
             latest,
             shutdown,
@@ -457,11 +472,16 @@ impl Sink<'_> {
                         (s.clock_offset_us.unwrap_or(0), s.peer)
                     };
                     view.set_peer(peer);
-                    let ms = stamp::read(&picture).map(|s| {
-                        (wallclock_us() as i64 - (s.time_us as i64 - offset)) as f64 / 1e3
+                    let stamped = stamp::read(&picture).map(|s| {
+                        let ms = (wallclock_us() as i64 - (s.time_us as i64 - offset)) as f64 / 1e3;
+                        (s.frame, ms)
                     });
-                    if let Some(ms) = ms {
+                    let ms = stamped.map(|(_, ms)| ms);
+                    if let Some((frame, ms)) = stamped {
                         latency.push(ms);
+                        if let Some(log) = latency_out.as_deref_mut() {
+                            log.shown(frame, Instant::now(), ms)?;
+                        }
                     }
                     if let Some(d) = view.show(&picture, ms, Instant::now())? {
                         present.push(d.as_secs_f64() * 1e3);
@@ -487,6 +507,9 @@ impl Sink<'_> {
                 view.update_stats(&record);
                 latency.interval.clear();
                 present.interval.clear();
+                if let Some(log) = latency_out.as_deref_mut() {
+                    log.flush()?;
+                }
                 next_report += Duration::from_secs(1);
             }
         }
@@ -590,7 +613,7 @@ mod tests {
             secure: false,
             recorder: None,
         };
-        let result = sink.run(&mut view, None);
+        let result = sink.run(&mut view, None, None);
         let took = begun.elapsed();
         assert!(result.is_ok(), "{result:?}");
         assert!(shutdown.fired());
