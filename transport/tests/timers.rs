@@ -265,3 +265,29 @@ fn frames_queued_behind_one_the_decoder_refused_wait_for_a_keyframe() {
     assert_eq!(dropped.queue_full, 1);
     assert_eq!(dropped.undecodable, 3, "2, 3 and 4: {dropped:?}");
 }
+
+#[test]
+fn a_complete_keyframe_does_not_wait_out_an_older_incomplete_frame() {
+    let mut rx = Rx::new(ReceiverConfig::default());
+    let from = addr(1, 5000);
+    rx.feed(from, &fragments(7, 0, true, b"key", 64)[0]);
+    assert_eq!(rx.numbers(), vec![0]);
+    // Frame 1 stops after its first fragment (the rest lost, their resends stuck
+    // behind a router's backlog); keyframe 2 comes whole just after.
+    rx.advance(ms(33));
+    rx.feed(from, &fragments(7, 1, false, &[1u8; 300], 64)[0]);
+    rx.advance(ms(1));
+    for packet in fragments(7, 2, true, &[2u8; 100], 64) {
+        rx.feed(from, &packet);
+    }
+    // It waits a grace for frame 1, as any frame would ...
+    rx.advance(ms(10));
+    assert_eq!(rx.numbers(), vec![0]);
+    // ... but not frame 1's whole fragment deadline (200 ms): frame 1 would be shown
+    // late and replaced at once.
+    rx.advance(ms(50));
+    assert_eq!(rx.numbers(), vec![0, 2]);
+    let dropped = rx.rx.stats().dropped;
+    assert_eq!(dropped.incomplete, 1, "{dropped:?}");
+    rx.rx.check_invariants();
+}

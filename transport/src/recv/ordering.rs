@@ -236,23 +236,23 @@ impl FrameOrder {
         session: u32,
         dropped: &mut ReceiverDrops,
     ) {
-        // While waiting for a keyframe, a complete keyframe anywhere ends the wait: jump
-        // straight to it rather than wait out older frames that cannot be decoded.
-        if self.waiting_keyframe {
-            if let Some(pos) = self
-                .partials
-                .iter()
-                .position(|p| p.keyframe && p.is_complete())
-            {
-                for older in self.partials.drain(..pos).collect::<Vec<_>>() {
-                    if older.is_complete() {
-                        dropped.undecodable += 1;
-                    } else {
-                        dropped.incomplete += 1;
-                    }
-                    self.advance_to(older.number, dropped);
+        // A complete keyframe needs no older frame. While waiting for a keyframe it ends
+        // the wait at once: jump straight to it rather than wait out older frames that
+        // cannot be decoded. Otherwise, once it has waited `grace` for the incomplete
+        // frames before it, they would only be shown late and replaced at once (seen
+        // at a capacity drop: the keyframe asked for after it waited 300 ms behind a
+        // frame whose resends queued behind the router's backlog); they are given up.
+        if let Some(pos) = self.keyframe_to_jump_to(now, grace) {
+            for older in self.partials.drain(..pos).collect::<Vec<_>>() {
+                if older.is_complete() {
+                    dropped.undecodable += 1;
+                } else {
+                    dropped.incomplete += 1;
                 }
+                self.advance_to(older.number, dropped);
             }
+            // Only the keyframe may leave now (the frames given up broke the chain).
+            self.enter_gap();
         }
         while let Some(first) = self.partials.first() {
             let gap = self
@@ -282,13 +282,36 @@ impl FrameOrder {
         }
     }
 
-    /// When the oldest frame held must be looked at again: its grace ends (complete)
-    /// or its deadline (incomplete).
+    /// The position of a complete keyframe that may leave ahead of the older frames
+    /// held before it (see [`Self::emit_ready`]).
+    fn keyframe_to_jump_to(&self, now: Instant, grace: Duration) -> Option<usize> {
+        let pos = self
+            .partials
+            .iter()
+            .position(|p| p.keyframe && p.is_complete())?;
+        let done = self.partials[pos].completed_at?;
+        (pos > 0 && (self.waiting_keyframe || now >= done + grace)).then_some(pos)
+    }
+
+    /// When the frames held must be looked at again: the oldest one's grace ends
+    /// (complete) or its deadline (incomplete), or a complete keyframe behind it has
+    /// waited its grace.
     pub(super) fn next_due(&self, grace: Duration) -> Option<Instant> {
-        self.partials.first().map(|p| match p.completed_at {
+        let oldest = self.partials.first().map(|p| match p.completed_at {
             Some(done) => done + grace,
             None => p.deadline,
-        })
+        });
+        let keyframe = self
+            .partials
+            .iter()
+            .skip(1)
+            .find(|p| p.keyframe && p.is_complete())
+            .and_then(|p| p.completed_at)
+            .map(|done| done + grace);
+        match (oldest, keyframe) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Asserts the ordering rules (tests and fuzzers); `max_frame_bytes` bounds each

@@ -172,6 +172,8 @@ struct TailWatch {
     first_at: Instant,
     last_at: Instant,
     received: u32,
+    /// The widest gap between two of its packets' arrivals so far.
+    widest: Duration,
 }
 
 impl TailWatch {
@@ -181,8 +183,13 @@ impl TailWatch {
         if self.received < 2 {
             return None;
         }
+        // The widest gap, not the mean: a frame that came fast and then slowed (the
+        // link's capacity dropped under it, seen at issue 22's 8 -> 2 Mbit/s step) is
+        // trickling now, and NACKing its whole tail sent 100 resends into the narrowed
+        // link, half a second of it.
         let spacing = self.last_at.saturating_duration_since(self.first_at) / (self.received - 1);
-        (spacing <= TAIL_MAX_SPACING).then(|| self.last_at + (spacing * 4).max(TAIL_MIN_WAIT))
+        (self.widest <= TAIL_MAX_SPACING)
+            .then(|| self.last_at + (spacing.max(self.widest) * 4).max(TAIL_MIN_WAIT))
     }
 }
 
@@ -255,6 +262,9 @@ impl LossTracker {
         let through = self.extend(seq) + u64::from(still_to_come);
         match &mut self.tail {
             Some(watch) if watch.frame == frame => {
+                watch.widest = watch
+                    .widest
+                    .max(now.saturating_duration_since(watch.last_at));
                 watch.last_at = now;
                 watch.received = watch.received.saturating_add(1);
                 watch.through = watch.through.max(through);
@@ -268,6 +278,7 @@ impl LossTracker {
                     first_at: now,
                     last_at: now,
                     received: 1,
+                    widest: Duration::ZERO,
                 })
             }
         }

@@ -444,3 +444,27 @@ fn a_frame_arriving_slowly_is_not_taken_for_a_lost_tail() {
     s.advance(20 * MS);
     assert!(s.nacks.is_empty(), "{:?}", s.nacks);
 }
+
+#[test]
+fn a_frame_that_slows_down_mid_way_is_not_taken_for_a_lost_tail() {
+    let mut s = Sim::new();
+    // Twenty packets: eight at 8 Mbit/s of a fast path (0.1 ms apart, the mean spacing
+    // stays under the watch's limit for a while), then the link drops to 2 Mbit/s
+    // (4.8 ms a packet) and a 6 ms hiccup: the mean of the first nine gaps is still
+    // under 1 ms, but the frame is trickling now; no NACK before it is done.
+    for i in 0..8u16 {
+        s.fragment(u32::from(i), 0, i, 20);
+        s.advance(MS / 10);
+    }
+    s.advance(Duration::from_micros(4_800));
+    s.fragment(8, 0, 8, 20);
+    s.advance(6 * MS);
+    assert!(s.nacks.is_empty(), "{:?}", s.nacks);
+    for i in 9..20u16 {
+        s.fragment(u32::from(i), 0, i, 20);
+        s.advance(Duration::from_micros(4_800));
+    }
+    s.advance(20 * MS);
+    assert!(s.nacks.is_empty(), "{:?}", s.nacks);
+    assert_eq!(s.t.missing_len(), 0);
+}

@@ -20,6 +20,10 @@ use crate::{seq, SenderStats};
 /// Bits of picam's packet sequence number on the wire.
 const SEQ_BITS: u32 = 32;
 
+/// The most resend bytes that may go back to back: this long at the current rate
+/// (a keyframe is about two frame intervals of it at 30 fps).
+const RESEND_BURST_TIME: Duration = Duration::from_millis(200);
+
 /// Loss repair knobs (datagram transport only). `None` in the sender's config turns
 /// repair off (`--no-repair`): no parity, no history, nacks ignored.
 #[derive(Clone, Debug)]
@@ -33,7 +37,8 @@ pub struct RepairConfig {
     pub history_age: Duration,
     /// Retransmissions may use at most this share of the stream's bitrate ...
     pub retransmit_share: f64,
-    /// ... plus a burst of this many bytes (a lost keyframe's worth).
+    /// ... plus a burst of this many bytes (a lost keyframe's worth), and never more
+    /// than `RESEND_BURST_TIME` of the current rate.
     pub retransmit_burst: usize,
     /// The stream's bitrate when there is no congestion controller to ask, bits/s.
     pub nominal_bitrate: u32,
@@ -274,7 +279,11 @@ impl SenderRepair {
             .map_or(0.0, |t| now.saturating_duration_since(t).as_secs_f64());
         self.refilled_at = Some(now);
         let rate = bitrate as f64 / 8.0 * self.config.retransmit_share;
-        self.tokens = (self.tokens + rate * dt).min(self.config.retransmit_burst as f64);
+        // The burst follows the rate: tokens saved at 8 Mbit/s and spent just after the
+        // capacity dropped to 2 would put seconds of resends into the narrowed link.
+        let burst = (self.config.retransmit_burst as f64)
+            .min(bitrate as f64 / 8.0 * RESEND_BURST_TIME.as_secs_f64());
+        self.tokens = (self.tokens + rate * dt).min(burst);
     }
 
     /// A new receiver (TCP reconnect, which never uses repair) or a cleared queue.
@@ -288,5 +297,48 @@ impl SenderRepair {
             "retransmit budget over its burst"
         );
         self.resender.check_invariants();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn packet(seq: u32) -> Vec<u8> {
+        // Long enough to carry the fragment flags; the rest is payload.
+        let mut p = vec![0u8; 1200];
+        p[..4].copy_from_slice(&seq.to_be_bytes());
+        p
+    }
+
+    #[test]
+    fn the_resend_burst_follows_the_rate() {
+        let mut r = SenderRepair::new(RepairConfig::for_bitrate(8_000_000));
+        let t0 = Instant::now();
+        for seq in 0..200u32 {
+            r.on_sent(t0, seq, seq / 20, &packet(seq));
+            r.resender
+                .on_nack(t0, u64::from(seq), |_| true, &mut SenderStats::default());
+        }
+        // Tokens saved at a high rate are not spent at a low one: at 2 Mbit/s at most
+        // 200 ms of it (50 KB, 41 packets of 1.2 KB) go back to back.
+        let (mut sent, mut buf, mut stats) = (0, Vec::new(), SenderStats::default());
+        while r.next_resend(t0, 2_000_000, &mut buf, &mut stats) {
+            sent += 1;
+        }
+        assert_eq!(sent, 41);
+        // At 8 Mbit/s the same moment allows four times as much (the 256 KB cap is
+        // above 200 ms of 8 Mbit/s).
+        let mut r8 = SenderRepair::new(RepairConfig::for_bitrate(8_000_000));
+        for seq in 0..200u32 {
+            r8.on_sent(t0, seq, seq / 20, &packet(seq));
+            r8.resender
+                .on_nack(t0, u64::from(seq), |_| true, &mut SenderStats::default());
+        }
+        let mut sent8 = 0;
+        while r8.next_resend(t0, 8_000_000, &mut buf, &mut stats) {
+            sent8 += 1;
+        }
+        assert_eq!(sent8, 166);
     }
 }
