@@ -199,6 +199,13 @@ const BRAKE_MIN: f64 = 0.010;
 /// the target with no capacity change; on the real kernel that braked to 1.35 Mbit/s
 /// twice in 30 s (3 s of ramping back each). A real drop (8 -> 2) reads 0.25.
 const BRAKE_DELIVERY: f64 = 0.5;
+/// Within `DRAIN` of a brake, a rising standing queue while under this share of the
+/// (new) rate gets through means the brake went to a rate still above the capacity:
+/// its delivered rate was measured over a window that began before the drop (seen on
+/// the real kernel at the 8 -> 2 Mbit/s step: a brake 21 ms after it went to 3.3
+/// Mbit/s, and the queue grew to 200 ms before gradual update caught up). Only
+/// after a brake: in a steady jam the encoder fills ~0.8 of its target.
+const BRAKE_SHORTFALL: f64 = 0.85;
 /// A queue that never fell below this (and below a packet's own time at the rate)
 /// over the newest deliveries kept the bottleneck busy.
 const BRAKE_STANDING: f64 = 0.003;
@@ -531,12 +538,15 @@ impl Controller {
         // alone takes 5-10 ms, so only a rise tells), or one on a wire without
         // delivered rates (RTCP): a standing queue that keeps rising far past the
         // equilibrium while under half the rate gets through.
+        let short = if self.braked_within(now, Duration::from_secs_f64(DRAIN)) {
+            BRAKE_SHORTFALL
+        } else {
+            BRAKE_DELIVERY
+        };
         let rising_drop = || {
             let starved = self
                 .delivered_bps(BRAKE_WINDOW_US)
-                .map_or(self.delivered.is_empty(), |d| {
-                    d < BRAKE_DELIVERY * self.rate
-                });
+                .map_or(self.delivered.is_empty(), |d| d < short * self.rate);
             (self.standing > BRAKE_STANDING_RISING
                 && x_diff > 0.0
                 && x > (BRAKE_FACTOR * x_ref).max(BRAKE_MIN)

@@ -154,3 +154,53 @@ fn a_drop_brakes_on_the_first_report_whose_newest_deliveries_all_queued() {
         c.rate
     );
 }
+
+#[test]
+fn a_brake_to_a_rate_still_above_the_capacity_is_corrected() {
+    let mut c = Controller::new(config());
+    let mut q = 0.0;
+    let t0 = epoch();
+    run_fluid(&mut c, t0, 10.0, 8e6, &mut q);
+    // The capacity drops to 2 Mbit/s just inside a report: its first samples still
+    // came at 8, so the delivered rate the brake goes to is a mix of the two.
+    let now = t0 + Duration::from_secs(10) + 30 * MS;
+    // (arrival, queueing delay, bytes since the previous sample): 2 KB per 2 ms at 8
+    // Mbit/s, then 1.25 KB per 5 ms at 2, the queue rising.
+    let base_us = (now - epoch()).as_micros() as u64;
+    for (at_ms, queue_ms, bytes) in [
+        (0, 4, 2_000),
+        (2, 4, 2_000),
+        (4, 4, 2_000),
+        (9, 8, 1_250),
+        (14, 12, 1_250),
+        (19, 16, 1_250),
+        (24, 20, 1_250),
+    ] {
+        let arrival_us = base_us + at_ms * 1_000;
+        c.on_signal(
+            now,
+            Signal::Delivered {
+                sent_us: arrival_us - 2_000 - queue_ms * 1_000,
+                arrival_us,
+                bytes,
+            },
+        );
+    }
+    c.on_signal(now, Signal::Report { loss: 0.0 });
+    assert!(c.braked_within(now, Duration::ZERO), "braked at once");
+    let first = c.rate;
+    assert!(
+        first > 2.2e6,
+        "the mixed window reads above the capacity: {first}"
+    );
+    // At 2 Mbit/s from here on, the queue grows while the rate is above it: a second
+    // brake, to what now gets through, comes once the first one had time to show.
+    q = 0.020;
+    run_fluid(&mut c, now + 30 * MS, 0.3, 2e6, &mut q);
+    assert!(
+        c.rate < 2.0e6,
+        "corrected to the capacity: {} (first brake {first})",
+        c.rate
+    );
+    assert!(q < 0.080, "the queue it left: {q}");
+}

@@ -115,6 +115,27 @@ impl Resender {
         None
     }
 
+    /// Drops the waiting resends of frames before `frame` (a keyframe queued after
+    /// them: the receiver will jump to it, and their resends would only delay it),
+    /// counting them useless.
+    pub(crate) fn forget_frames_before(
+        &mut self,
+        now: Instant,
+        frame: u32,
+        stats: &mut SenderStats,
+    ) {
+        let history = &mut self.history;
+        self.queue.retain(|&ext| {
+            let keep = history
+                .get(now, ext)
+                .is_some_and(|entry| !crate::seq::after(frame, entry.frame));
+            if !keep {
+                stats.nack_useless += 1;
+            }
+            keep
+        });
+    }
+
     /// Drops the waiting resends (the receiver went away).
     pub(crate) fn clear_queue(&mut self) {
         self.queue.clear();

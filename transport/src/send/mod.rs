@@ -241,6 +241,9 @@ impl Sender {
         }
         if frame.keyframe {
             self.last_keyframe = Some(number);
+            if let Some(repair) = self.repair.as_mut() {
+                repair.on_keyframe(now, number, &mut self.stats);
+            }
         }
         let bytes = frame.data.len() * usize::from(count + parity) / usize::from(count);
         tracing::trace!(
