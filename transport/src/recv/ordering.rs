@@ -282,15 +282,23 @@ impl FrameOrder {
         }
     }
 
+    /// The first complete keyframe behind the oldest frame held: its position and when
+    /// it completed.
+    fn complete_keyframe_behind(&self) -> Option<(usize, Instant)> {
+        let (pos, p) = self
+            .partials
+            .iter()
+            .enumerate()
+            .skip(1)
+            .find(|(_, p)| p.keyframe && p.is_complete())?;
+        Some((pos, p.completed_at?))
+    }
+
     /// The position of a complete keyframe that may leave ahead of the older frames
     /// held before it (see [`Self::emit_ready`]).
     fn keyframe_to_jump_to(&self, now: Instant, grace: Duration) -> Option<usize> {
-        let pos = self
-            .partials
-            .iter()
-            .position(|p| p.keyframe && p.is_complete())?;
-        let done = self.partials[pos].completed_at?;
-        (pos > 0 && (self.waiting_keyframe || now >= done + grace)).then_some(pos)
+        let (pos, done) = self.complete_keyframe_behind()?;
+        (self.waiting_keyframe || now >= done + grace).then_some(pos)
     }
 
     /// When the frames held must be looked at again: the oldest one's grace ends
@@ -302,12 +310,8 @@ impl FrameOrder {
             None => p.deadline,
         });
         let keyframe = self
-            .partials
-            .iter()
-            .skip(1)
-            .find(|p| p.keyframe && p.is_complete())
-            .and_then(|p| p.completed_at)
-            .map(|done| done + grace);
+            .complete_keyframe_behind()
+            .map(|(_, done)| done + grace);
         match (oldest, keyframe) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
