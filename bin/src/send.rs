@@ -507,6 +507,17 @@ pub fn sdp(settings: &Settings, remote: SocketAddr) -> String {
     if settings.rtcp_mux {
         s.push_str("a=rtcp-mux\r\n");
     }
+    if settings.protocol == Protocol::Udp && settings.jam_guard_config().is_some() {
+        // With its rate controller on, the sender numbers its packets for
+        // transport-wide feedback (a peer may answer it; others skip the extension).
+        let (id, uri) = (
+            transport::rtp::twcc::EXTENSION_ID,
+            transport::rtp::twcc::EXTENSION_URI,
+        );
+        s.push_str(&format!(
+            "a=extmap:{id} {uri}\r\na=rtcp-fb:{pt} transport-cc\r\n"
+        ));
+    }
     s
 }
 

@@ -353,6 +353,15 @@ impl Controller {
         (self.rate / 8.0 / f64::from(self.fps.max(1))) as usize
     }
 
+    /// Forgets the delay samples taken so far: the feedback switched to another kind
+    /// of delay (one-way delays on the two hosts' clocks after round trips), whose
+    /// minimum must not mix with the old one's.
+    pub fn restart_delay_base(&mut self) {
+        self.base.clear();
+        self.batch = None;
+        self.recent.clear();
+    }
+
     /// Takes one signal; [`Signal::Report`] updates the targets.
     pub fn on_signal(&mut self, now: Instant, signal: Signal) {
         match signal {

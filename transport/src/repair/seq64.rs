@@ -9,7 +9,7 @@
 
 /// Where extended numbers start: far from zero, and a multiple of 2^16 and 2^32 so an
 /// extended number's low bits are the wire's.
-const BASE: u64 = 1 << 48;
+pub(crate) const BASE: u64 = 1 << 48;
 
 /// The 64-bit number nearest `reference` whose low `bits` bits are `seq`'s (within
 /// half the wire's range after it, or before it; never below zero). For machines that

@@ -20,6 +20,7 @@ mod raw;
 mod receiver;
 mod rtcp;
 mod sender;
+pub mod twcc;
 
 pub use raw::{H264Receiver, H264Sender, FLUSH_AFTER};
 pub use receiver::{RtpReceiver, RtpReceiverConfig};

@@ -2,8 +2,10 @@
 
 use rtcp_types::{
     Compound, CompoundBuilder, Fir, Nack, Packet, PayloadFeedback, Pli, PliBuilder, ReceiverReport,
-    RtcpPacketWriter, Sdes, SdesChunk, SdesItem, SenderReport,
+    RtcpPacketWriter, Sdes, SdesChunk, SdesItem, SenderReport, Twcc, TwccPacketStatus,
 };
+
+use super::twcc::{TransportFeedback, MAX_STATUSES};
 
 /// True when a packet on a shared port is RTCP rather than RTP (RFC 5761 §4: the second
 /// byte is 192..=223 for RTCP; an RTP payload type of 96 with or without the marker never
@@ -33,6 +35,9 @@ pub struct Feedback {
     pub sender_report: Option<(u32, u64)>,
     /// The first report block of a receiver or sender report.
     pub reception: Option<ReportInfo>,
+    /// Transport-wide congestion control feedback (the first in the packet), with the
+    /// SSRC it reports on.
+    pub transport_cc: Option<(u32, TransportFeedback)>,
 }
 
 /// The fields of a report block (RFC 3550 §6.4.1) the sender acts on.
@@ -89,6 +94,10 @@ pub fn parse(data: &[u8]) -> Option<Feedback> {
                 if let Ok(nack) = tf.parse_fci::<Nack>() {
                     let room = MAX_NACKS_PER_PACKET.saturating_sub(fb.nacks.len());
                     fb.nacks.extend(nack.entries().take(room));
+                } else if let Ok(twcc) = tf.parse_fci::<Twcc>() {
+                    if fb.transport_cc.is_none() {
+                        fb.transport_cc = Some((tf.media_ssrc(), read_transport_cc(&twcc)));
+                    }
                 }
             }
             Packet::Sr(sr) => {
@@ -106,6 +115,55 @@ pub fn parse(data: &[u8]) -> Option<Feedback> {
         }
     }
     Some(fb)
+}
+
+/// A TWCC feedback's packets, at most [`MAX_STATUSES`]; reading stops at the first
+/// malformed status (what came before it is still good).
+fn read_transport_cc(twcc: &Twcc<'_>) -> TransportFeedback {
+    let statuses = twcc
+        .packets()
+        .take(MAX_STATUSES)
+        .map_while(Result::ok)
+        .map(|(_, status)| match status {
+            TwccPacketStatus::Received { delta } => Some(delta),
+            TwccPacketStatus::NotReceived => None,
+        })
+        .collect();
+    TransportFeedback {
+        base_seq: twcc.base_sequence_number(),
+        reference: twcc.reference_time(),
+        statuses,
+    }
+}
+
+/// A transport-wide congestion control feedback (RTPFB FMT 15) on `media_ssrc`, alone:
+/// it goes every 15 ms, and a receiver report each time would only repeat itself.
+pub fn transport_cc(
+    buf: &mut Vec<u8>,
+    ssrc: u32,
+    media_ssrc: u32,
+    feedback: &TransportFeedback,
+    count: u8,
+) {
+    let statuses: Vec<TwccPacketStatus> = feedback
+        .statuses
+        .iter()
+        .map(|s| match *s {
+            Some(delta) => TwccPacketStatus::Received { delta },
+            None => TwccPacketStatus::NotReceived,
+        })
+        .collect();
+    let fci = Twcc::builder(
+        feedback.base_seq,
+        feedback.reference,
+        count,
+        &statuses,
+        None,
+    );
+    let packet = rtcp_types::TransportFeedback::builder_owned(fci)
+        .sender_ssrc(ssrc)
+        .media_ssrc(media_ssrc);
+    write(Compound::builder().add_packet(packet), buf);
 }
 
 /// Writes a compound packet into `buf` (cleared first).

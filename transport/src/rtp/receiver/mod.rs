@@ -17,7 +17,9 @@
 //! address when it is known (the source of its sender reports, or with rtcp-mux the
 //! source of its RTP), repeated every `keyframe_retry`. Receiver reports ([`reception`])
 //! go on every sender report (so the sender can time the round trip) and at least every
-//! `report_interval`.
+//! `report_interval`. Packets numbered in the transport-wide extension ([`super::twcc`],
+//! as picam's RTP sender numbers them) are fed back with their arrival times every
+//! `transport_cc_interval`, for the sender's rate controller.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -29,6 +31,7 @@ use rtp_types::RtpPacket;
 
 use super::h264::Depacketizer;
 use super::rtcp;
+use super::twcc::{self, ArrivalLog};
 use crate::machine::{Machine, Output, Transmit};
 use crate::repair::nack::{Arrival, LossConfig, LossTracker, Seen};
 use crate::{ReceivedFrame, ReceiverEvent, ReceiverInput, ReceiverStats};
@@ -76,6 +79,10 @@ pub struct RtpReceiverConfig {
     pub repair_wait: Duration,
     /// Receiver reports go at least this often while a stream is received.
     pub report_interval: Duration,
+    /// Transport-wide feedback (arrival times of packets numbered in the extension)
+    /// goes this often while such packets come; `None`: never. 15 ms, as picam's own
+    /// receiver reports: a few samples per frame interval.
+    pub transport_cc_interval: Option<Duration>,
 }
 
 impl Default for RtpReceiverConfig {
@@ -92,6 +99,7 @@ impl Default for RtpReceiverConfig {
             reorder_wait: Duration::from_millis(3),
             repair_wait: Duration::from_millis(80),
             report_interval: Duration::from_secs(1),
+            transport_cc_interval: Some(Duration::from_millis(15)),
         }
     }
 }
@@ -129,6 +137,8 @@ pub struct RtpReceiver {
     /// Smoothed time from a packet's last NACK to its arrival (a NACK's round trip):
     /// the round trip the tracker spaces repeated NACKs by.
     repair_time: Duration,
+    /// Arrival times of numbered packets not yet fed back.
+    arrivals: ArrivalLog,
     stats: ReceiverStats,
 }
 
@@ -163,6 +173,7 @@ impl RtpReceiver {
             nacks_unanswered: false,
             nack_list: Vec::new(),
             repair_time: Duration::from_millis(10),
+            arrivals: ArrivalLog::new(Instant::now()),
             stats: ReceiverStats::default(),
         }
     }
@@ -186,6 +197,7 @@ impl RtpReceiver {
         self.depacketizer.check_invariants();
         self.reorder.check_invariants();
         self.tracker.check_invariants();
+        self.arrivals.check_invariants();
     }
 
     /// NACKs go out: enabled, somewhere to send them, and the sender answers them.
@@ -216,6 +228,7 @@ impl RtpReceiver {
         self.nacks_unanswered = false;
         self.nack_list.clear();
         self.tracker = LossTracker::new(loss_config(&self.config, self.wait()));
+        self.arrivals = ArrivalLog::new(now);
     }
 
     fn wait(&self) -> Duration {
@@ -280,6 +293,12 @@ impl RtpReceiver {
         self.stats.peer = from;
         if self.config.rtcp_mux && self.rtcp_to.is_none() {
             self.rtcp_to = Some(from);
+        }
+        if self.config.transport_cc_interval.is_some() {
+            // Every numbered packet crossed the path, a duplicate or a late resend too.
+            if let Some(number) = twcc::read_seq(&packet) {
+                self.arrivals.on_packet(now, number);
+            }
         }
         let seq = packet.sequence_number();
         let wire = u64::from(seq);
@@ -492,6 +511,15 @@ impl Machine for RtpReceiver {
             self.nack_list.clear();
             return Output::Transmit(Transmit::control(to));
         }
+        if let (Some(interval), Some(media)) = (self.config.transport_cc_interval, self.ssrc) {
+            if self.arrivals.due(now, interval) {
+                let count = self.arrivals.feedback_count();
+                if let Some(feedback) = self.arrivals.take_feedback(now) {
+                    rtcp::transport_cc(buf, self.config.ssrc, media, &feedback, count);
+                    return Output::Transmit(Transmit::control(to));
+                }
+            }
+        }
         if self.report_due || self.report_interval_passed(now) {
             self.write_report(now, buf, false);
             if !buf.is_empty() {
@@ -523,7 +551,12 @@ impl RtpReceiver {
             self.last_report
                 .map_or(now, |t| t + self.config.report_interval)
         });
-        [gaps, pli, report]
+        let transport_cc = self
+            .config
+            .transport_cc_interval
+            .filter(|_| self.rtcp_to.is_some() && !quiet)
+            .and_then(|interval| self.arrivals.next_due(interval));
+        [gaps, pli, report, transport_cc]
             .into_iter()
             .flatten()
             .min()

@@ -23,6 +23,7 @@ use bytes::Bytes;
 use media::annexb::{AccessUnit, ParameterSets};
 use rtp_types::RtpPacketBuilder;
 
+use super::twcc::{self, SentLog};
 use super::{h264, rtcp};
 use crate::congestion::{Controller, Signal};
 use crate::machine::{Machine, Output, Transmit, Via};
@@ -132,8 +133,16 @@ pub struct RtpSender {
     /// Recent sender reports: the middle of their NTP time, and when they left.
     sent_reports: VecDeque<(u32, Instant)>,
     pacer: Pacer,
-    /// The rate controller, fed by receiver reports.
+    /// The rate controller, fed by receiver reports, or by transport-wide feedback
+    /// once the receiver sends it.
     rate: Option<Controller>,
+    /// Every packet's transport-wide number, send time and size (with the controller):
+    /// the receiver's transport-wide feedback is matched against it.
+    transport_cc: Option<SentLog>,
+    /// The loss of the last receiver report (after repair), fraction: with
+    /// transport-wide feedback the controller updates on that, and takes the loss
+    /// from here.
+    report_loss: f64,
     rtp_packets: u32,
     rtp_octets: u32,
     stats: SenderStats,
@@ -159,6 +168,7 @@ impl RtpSender {
             config.report_interval = config.report_interval.min(Duration::from_millis(50));
         }
         let target = rate.as_ref().map_or(0, Controller::target_bitrate);
+        let transport_cc = rate.as_ref().map(|_| SentLog::new());
         Self {
             seq: config.initial_seq,
             config,
@@ -172,6 +182,8 @@ impl RtpSender {
             sent_reports: VecDeque::new(),
             pacer: Pacer::new(Duration::ZERO),
             rate,
+            transport_cc,
+            report_loss: 0.0,
             rtp_packets: 0,
             rtp_octets: 0,
             stats: SenderStats {
@@ -202,6 +214,9 @@ impl RtpSender {
         assert!(self.pending.len() <= self.config.max_pending_frames);
         assert!(self.sent_reports.len() <= SENT_REPORTS);
         assert!(self.pending.iter().all(|f| !f.packets.is_empty()));
+        if let Some(log) = &self.transport_cc {
+            log.check_invariants();
+        }
     }
 
     fn force_keyframe(&mut self, now: Instant) {
@@ -251,7 +266,12 @@ impl RtpSender {
         let ticks =
             u128::from(frame.frame.capture_us) * u128::from(self.config.clock_rate) / 1_000_000;
         let timestamp = (ticks as u32).wrapping_add(self.config.timestamp_offset);
-        let max_payload = self.config.max_packet.saturating_sub(RTP_HEADER).max(3);
+        let header = RTP_HEADER
+            + self
+                .transport_cc
+                .as_ref()
+                .map_or(0, |_| twcc::EXTENSION_BYTES);
+        let max_payload = self.config.max_packet.saturating_sub(header).max(3);
         let mut packets = VecDeque::new();
         h264::packetize(&au.data, max_payload, |payload, marker| {
             packets.push_back((payload.to_vec(), marker));
@@ -347,13 +367,21 @@ impl RtpSender {
             self.pending.pop_front();
             self.stats.frames_sent += 1;
         }
-        let builder = RtpPacketBuilder::<&[u8], &[u8]>::new()
+        let extension = self.transport_cc.as_mut().map(|log| {
+            let bytes = RTP_HEADER + twcc::EXTENSION_BYTES + payload.len();
+            let at_us = media::clock::process().us_at(now);
+            twcc::extension_data(log.on_sent(at_us, bytes, marker))
+        });
+        let mut builder = RtpPacketBuilder::<&[u8], &[u8]>::new()
             .payload_type(self.config.payload_type)
             .sequence_number(self.seq)
             .timestamp(timestamp)
             .ssrc(self.config.ssrc)
             .marker_bit(marker)
             .payload(payload.as_slice());
+        if let Some(data) = extension.as_ref() {
+            builder = builder.extension(twcc::ONE_BYTE_PROFILE, data.as_slice());
+        }
         buf.clear();
         if builder.write_into_vec(buf).is_err() {
             // Only an oversized payload fails, which packetize never makes.
@@ -404,6 +432,28 @@ impl RtpSender {
             self.resender
                 .on_nack(now, u64::from(seq), |_| true, &mut self.stats);
         }
+        if let Some((media_ssrc, feedback)) = fb.transport_cc {
+            if let (Some(log), Some(rate), true) = (
+                self.transport_cc.as_mut(),
+                self.rate.as_mut(),
+                media_ssrc == self.config.ssrc,
+            ) {
+                self.stats.reports += 1;
+                if log.feedbacks() == 0 {
+                    // Round trips from receiver reports came before; one-way delays
+                    // from now on, on another scale.
+                    rate.restart_delay_base();
+                }
+                log.on_feedback(&feedback, |signal| rate.on_signal(now, signal));
+                rate.on_signal(
+                    now,
+                    Signal::Report {
+                        loss: self.report_loss,
+                    },
+                );
+                self.announce_rate();
+            }
+        }
         if let Some(block) = fb.reception {
             if block.media_ssrc != self.config.ssrc {
                 // A report on some other stream (a restarted sender's old SSRC).
@@ -411,26 +461,48 @@ impl RtpSender {
             }
             self.stats.reports += 1;
             self.stats.loss_permille = u32::from(block.fraction_lost) * 1000 / 256;
+            // Receivers report up to the last packet they released in order (picam's
+            // does), so a resend that came in time is not loss here.
+            self.report_loss = f64::from(block.fraction_lost) / 256.0;
             let rtt = self.report_rtt(now, block);
+            let transport_cc = self
+                .transport_cc
+                .as_ref()
+                .is_some_and(|l| l.feedbacks() > 0);
             let Some(rate) = self.rate.as_mut() else {
                 return;
             };
+            if transport_cc {
+                // One-way delays from the transport-wide feedback drive the controller;
+                // a round trip is on another scale and must not join their minimum.
+                return;
+            }
             if let Some(rtt) = rtt {
                 tracing::trace!(rtt_us = rtt.as_micros() as u64, "RTCP round trip");
                 rate.on_signal(now, Signal::RoundTrip(rtt));
             }
             let jitter = f64::from(block.jitter) / f64::from(self.config.clock_rate.max(1));
             rate.on_signal(now, Signal::Jitter(Duration::from_secs_f64(jitter)));
-            // RTP has no repair of its own but resends, which a report's loss counts
-            // before: the loss after repair is not known here, so all of it counts.
-            let loss = f64::from(block.fraction_lost) / 256.0;
-            rate.on_signal(now, Signal::Report { loss });
-            self.stats.queue_delay_us = rate.queue_delay().as_micros() as u64;
-            let next = rate.target_bitrate();
-            if next != self.stats.target_bitrate {
-                self.stats.target_bitrate = next;
-                self.events.push_back(SenderEvent::SetBitrate(next));
-            }
+            rate.on_signal(
+                now,
+                Signal::Report {
+                    loss: self.report_loss,
+                },
+            );
+            self.announce_rate();
+        }
+    }
+
+    /// Tells the encoder of a new target, after the controller took a report.
+    fn announce_rate(&mut self) {
+        let Some(rate) = self.rate.as_ref() else {
+            return;
+        };
+        self.stats.queue_delay_us = rate.queue_delay().as_micros() as u64;
+        let next = rate.target_bitrate();
+        if next != self.stats.target_bitrate {
+            self.stats.target_bitrate = next;
+            self.events.push_back(SenderEvent::SetBitrate(next));
         }
     }
 
@@ -504,6 +576,13 @@ impl Machine for RtpSender {
         if let Some(packet) = self.resender.next(now, |_| true, &mut self.stats) {
             buf.clear();
             buf.extend_from_slice(&packet);
+            if let Some(log) = self.transport_cc.as_mut() {
+                // A resend is a new packet on the path: it gets a new number.
+                let at_us = media::clock::process().us_at(now);
+                let marker = buf.get(1).is_some_and(|b| b & 0x80 != 0);
+                let seq = log.on_sent(at_us, buf.len(), marker);
+                twcc::rewrite_seq(buf, seq);
+            }
             self.stats.packets_retransmitted += 1;
             self.stats.retransmit_bytes += buf.len() as u64;
             return self.count_out(buf, Via::Media);
