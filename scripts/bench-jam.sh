@@ -12,7 +12,11 @@
 #          forward chain, both directions), no rate limit: frames shown / sent, repair
 #          overhead (the sender's own figure where it reports one) and the sender's bytes
 #          into the router beside its clean run's, p95;
-#   clean  no limit, no loss: p50 / p95 / p99 (issue 22's target: p99 <= 1.5 x p50).
+#   clean  no limit, no loss: p50 / p95 / p99 (issue 22's target: p99 <= 1.5 x p50);
+#          after each picam-wire run, a machine-noise baseline in the default namespace:
+#          scripts/cpu-noise.py times a constant amount of CPU work as long as the run's
+#          settled frames' p50, at 30 Hz, for as long as the run, and its p99 / p50 is
+#          reported beside the pipeline's (noise.json in the run's directory).
 # each for `--wire picam` (UDP, encrypted), `--wire rtp` (UDP, in the clear) and a browser
 # viewer (`picam send --web`, headless Chromium in the receiver's namespace driven by
 # scripts/web/measure.mjs). All at 1280x720, 30 fps, test pattern, `--bitrate 8000000`.
@@ -177,6 +181,24 @@ meta() {
     "$@" > "$dir/meta.json"
 }
 
+# noise_probe DIR: right after a clean run, with nothing of ours running, this machine's
+# own tail: scripts/cpu-noise.py for the run's seconds, its work sized to the run's
+# settled frames' p50 (as bench-jam-report.py computes it; the seconds' p50 without a
+# frame log). Writes its JSON line to DIR/noise.json, or {"skipped": REASON}.
+noise_probe() {
+  local dir="$1" target reason
+  if ! target=$(python3 -B scripts/bench-jam-report.py --noise-target "$dir" "$secs" "$settle"); then
+    reason="the run has no settled latency to size the work by"
+  elif ! python3 -B scripts/cpu-noise.py "$secs" "$target" > "$dir/noise.json" 2> "$dir/noise.err"; then
+    reason="cpu-noise.py failed: $(head -1 "$dir/noise.err")"
+  else
+    echo "  machine noise: ${target} ms of CPU work at 30 Hz: $(cat "$dir/noise.json")" >&2
+    return 0
+  fi
+  echo "bench-jam.sh: no machine-noise baseline ($reason)" >&2
+  python3 -c 'import json, sys; print(json.dumps({"skipped": sys.argv[1]}))' "$reason" > "$dir/noise.json"
+}
+
 # native_run SCENARIO picam|rtp base|new
 native_run() {
   local scen="$1" wire="$2" which="$3" bin dir flags=() recv t0 tl
@@ -214,6 +236,7 @@ native_run() {
   wait "$recv" || echo "bench-jam.sh: receiver failed ($scen $wire $which)" >&2
   meta "$dir" scen="$scen" wire="$wire" which="$which" recv_start="$rstart" t0="$t0" \
     nft="$(nft_counters)"
+  if [[ "$scen" == clean && "$wire" == picam ]]; then noise_probe "$dir"; fi
   port=$((port + 4))
 }
 

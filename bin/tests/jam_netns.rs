@@ -446,9 +446,9 @@ fn rpicam_raw_bitrate_follows_a_3_mbit_router_queue() {
     }
 }
 
-/// `--wire rtp` (test pattern, picam's RTP receiver sending receiver reports): the
-/// sender's report-driven bitrate settles near the 3 Mbit/s link from 8, its pacing and
-/// stale-frame deadline keep latency bounded. 960x540 and 10 s, to add little time.
+/// `--wire rtp` (test pattern, picam's RTP receiver sending receiver reports and
+/// transport-wide feedback): the sender's feedback-driven bitrate settles near the
+/// 3 Mbit/s link from 8, its pacing and stale-frame deadline keep latency bounded. 960x540 and 10 s, to add little time.
 #[test]
 fn rtp_bitrate_follows_a_3_mbit_router_queue_from_receiver_reports() {
     const TEST: &str = "jam_netns::rtp_bitrate_follows_a_3_mbit_router_queue_from_receiver_reports";
