@@ -154,7 +154,14 @@ pub(crate) fn retry_interval(rtt: Duration) -> Duration {
 /// A frame whose last packets have not come this long after its latest one (and
 /// four of its packet spacings) has lost its tail: no later packet will open a hole for
 /// them until the next frame, a frame interval later.
-const TAIL_MIN_WAIT: Duration = Duration::from_millis(5);
+///
+/// 10 ms, longer than one 1400-byte packet takes at 1.2 Mbit/s: a frame's first
+/// packets come at line rate out of the router's token bucket, so a capacity drop
+/// just after them (issue 22's 8 -> 2 Mbit/s step, 5.6 ms a packet) read as a lost
+/// tail at 5 ms, and its NACKed packets, still queued, were resent into the narrowed
+/// link (29-84 resends, transients of 382-443 ms where runs without them read
+/// 100-200 ms).
+const TAIL_MIN_WAIT: Duration = Duration::from_millis(10);
 /// Only a frame whose packets come closer than this is watched: a fast path, where a
 /// frame arrives within a few milliseconds and a frame interval is long beside it. A
 /// frame trickling through a bottleneck (3 ms a packet at 3 Mbit/s) is not: a stall of

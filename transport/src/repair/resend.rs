@@ -53,13 +53,14 @@ impl Resender {
         self.history.push(now, ext, frame, packet);
     }
 
-    /// Queues wire number `seq`, NACKed, if it can still help: held, its frame still
-    /// `useful`, not resent in the last few ms, not queued already, and room left.
+    /// Queues wire number `seq`, NACKed, if it can still help: held, `useful` (its
+    /// frame still wanted, it cannot still be on its way), not resent in the last few
+    /// ms, not queued already, and room left.
     pub(crate) fn on_nack(
         &mut self,
         now: Instant,
         seq: u64,
-        useful: impl Fn(u32) -> bool,
+        useful: impl Fn(&Entry) -> bool,
         stats: &mut SenderStats,
     ) {
         stats.nack_requests += 1;
@@ -71,7 +72,7 @@ impl Resender {
         let resent_lately = entry
             .last_resent
             .is_some_and(|at| now.saturating_duration_since(at) < RESEND_GAP);
-        if !useful(entry.frame) || resent_lately || self.queue.contains(&ext) {
+        if !useful(&entry) || resent_lately || self.queue.contains(&ext) {
             stats.nack_useless += 1;
             return;
         }
@@ -208,7 +209,7 @@ mod tests {
             r.on_sent(t0, seq, seq as u32, Bytes::from(vec![0; 100]));
         }
         // Frame 0 is done at the receiver: no use.
-        r.on_nack(t0, 0, |frame| frame > 0, &mut stats);
+        r.on_nack(t0, 0, |e| e.frame > 0, &mut stats);
         assert_eq!(stats.nack_useless, 1);
         // The queue holds four; the fifth is refused.
         for seq in 1..6u64 {

@@ -342,7 +342,13 @@ impl Sender {
             Ok(Packet::Nack(nack)) if nack.session == self.session => {
                 self.stats.nacks_received += 1;
                 match self.repair.as_mut() {
-                    Some(repair) => repair.on_nack(now, &nack, &mut self.stats),
+                    Some(repair) => {
+                        let queued = self
+                            .feedback
+                            .controller()
+                            .and_then(|cc| cc.brake_draining(now));
+                        repair.on_nack(now, &nack, queued, &mut self.stats);
+                    }
                     None => {
                         // Repair is off here: count what was asked, send nothing.
                         let asked = nack.missing().count() as u64;

@@ -12,6 +12,7 @@ use bytes::Bytes;
 use super::log::SendLog;
 use super::loss_meter::LossSample;
 use crate::repair::fec::FecEncoder;
+use crate::repair::history::Entry;
 use crate::repair::policy;
 use crate::repair::resend::Resender;
 use crate::wire::{Nack, Report, FRAGMENT_FLAGS_OFFSET, RETRANSMIT_FLAG};
@@ -235,13 +236,24 @@ impl SenderRepair {
     }
 
     /// Queues the packets a nack asks for that can still help; counts the rest.
-    pub fn on_nack(&mut self, now: Instant, nack: &Nack<'_>, stats: &mut SenderStats) {
+    /// `still_queued_before`: packets first sent before this instant may still be in
+    /// the path's queue (the controller braked then:
+    /// [`crate::congestion::Controller::brake_draining`]).
+    pub fn on_nack(
+        &mut self,
+        now: Instant,
+        nack: &Nack<'_>,
+        still_queued_before: Option<Instant>,
+        stats: &mut SenderStats,
+    ) {
         // A packet of a frame the receiver is done with (shown or given up), or of one
-        // before the newest keyframe, is no use.
+        // before the newest keyframe, is no use; nor is one the path still holds.
         let keyframe = self.keyframe;
-        let useful = |frame| {
-            nack.done_through.is_none_or(|done| seq::after(frame, done))
-                && keyframe.is_none_or(|k| !seq::after(k, frame))
+        let useful = |e: &Entry| {
+            nack.done_through
+                .is_none_or(|done| seq::after(e.frame, done))
+                && keyframe.is_none_or(|k| !seq::after(k, e.frame))
+                && still_queued_before.is_none_or(|brake| e.sent_at >= brake)
         };
         for wanted in nack.missing() {
             self.resender.on_nack(now, u64::from(wanted), useful, stats);
@@ -379,5 +391,36 @@ mod tests {
         assert!(r.next_resend(t0, 8_000_000, &mut buf, &mut stats));
         assert_eq!(&buf[..4], &25u32.to_be_bytes());
         assert!(!r.next_resend(t0, 8_000_000, &mut buf, &mut stats));
+    }
+
+    /// A NACK for a packet sent before the controller braked is refused while the
+    /// brake's queue may still hold it; one sent after it, or NACKed once that queue has
+    /// drained, is resent.
+    #[test]
+    fn a_packet_sent_before_a_brake_is_not_resent_while_its_queue_drains() {
+        let mut r = SenderRepair::new(RepairConfig::for_bitrate(8_000_000));
+        let t0 = Instant::now();
+        let brake = t0 + Duration::from_millis(40);
+        let mut stats = SenderStats::default();
+        // Packets 0-9 before the brake, 10-19 after it.
+        for seq in 0..20u32 {
+            let at = t0 + Duration::from_millis(u64::from(seq) * 4);
+            r.on_sent(at, seq, seq / 10, &packet(seq));
+        }
+        let nack_bytes = crate::wire::write_nacks(0, None, &[5, 6, 15]).remove(0);
+        let Ok(crate::wire::Packet::Nack(nack)) = crate::wire::parse(&nack_bytes) else {
+            panic!("a NACK")
+        };
+        let now = brake + Duration::from_millis(60);
+        r.on_nack(now, &nack, Some(brake), &mut stats);
+        assert_eq!(stats.nack_useless, 2, "{stats:?}");
+        let mut buf = Vec::new();
+        assert!(r.next_resend(now, 2_000_000, &mut buf, &mut stats));
+        assert_eq!(&buf[..4], &15u32.to_be_bytes());
+        assert!(!r.next_resend(now, 2_000_000, &mut buf, &mut stats));
+        // The queue drained (no brake draining any more): packet 5 goes.
+        r.on_nack(now, &nack, None, &mut stats);
+        assert!(r.next_resend(now, 2_000_000, &mut buf, &mut stats));
+        assert_eq!(&buf[..4], &5u32.to_be_bytes());
     }
 }

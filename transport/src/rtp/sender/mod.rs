@@ -426,11 +426,16 @@ impl RtpSender {
         if !fb.nacks.is_empty() {
             self.stats.nacks_received += 1;
         }
+        // RTCP says nothing of which frames the peer is done with: every held packet
+        // may still help, except one sent before a brake whose queue may hold it still.
+        let queued = self.rate.as_ref().and_then(|r| r.brake_draining(now));
         for seq in fb.nacks {
-            // RTCP says nothing of which frames the peer is done with: every held
-            // packet may still help.
-            self.resender
-                .on_nack(now, u64::from(seq), |_| true, &mut self.stats);
+            self.resender.on_nack(
+                now,
+                u64::from(seq),
+                |e| queued.is_none_or(|brake| e.sent_at >= brake),
+                &mut self.stats,
+            );
         }
         if let Some((media_ssrc, feedback)) = fb.transport_cc {
             if let (Some(log), Some(rate), true) = (
