@@ -12,9 +12,9 @@
 //! controller the same signal.
 //!
 //! Two halves, one per machine:
-//! - [`ArrivalLog`] (receiver): the arrival time of each numbered packet until the next
+//! - `ArrivalLog` (receiver): the arrival time of each numbered packet until the next
 //!   feedback, written with `rtcp-types`' TWCC builder;
-//! - [`SentLog`] (sender): the send time and size of each numbered packet, matched
+//! - `SentLog` (sender): the send time and size of each numbered packet, matched
 //!   against the feedback.
 //!
 //! Resends get a new number (they are new packets on the path). The extension is the
