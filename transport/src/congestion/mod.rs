@@ -160,6 +160,12 @@ const TAU: f64 = 0.35;
 /// queue, 3 % like 90 ms.
 const DLOSS: f64 = 0.010;
 const PLRREF: f64 = 0.01;
+/// How long after a brake a frame may still have been made for the old rate: the
+/// encoder's own frame and one waiting for it, at 30 fps.
+const STALE_AFTER_BRAKE: Duration = Duration::from_millis(100);
+/// A frame beyond this many average frames at the new rate is not one the encoder
+/// made for it (its buffer holds two; a keyframe comes to about 1.7).
+const STALE_BUDGETS: usize = 3;
 /// NADA's `LOGWIN`: no queue for this long allows the accelerated ramp-up.
 const LOGWIN: Duration = Duration::from_millis(500);
 /// The accelerated ramp-up's step over the delivered rate. NADA's is
@@ -349,6 +355,15 @@ impl Controller {
     pub fn brake_draining(&self, now: Instant) -> Option<Instant> {
         self.last_brake
             .filter(|&t| now.saturating_duration_since(t) <= Duration::from_secs_f64(DRAIN))
+    }
+
+    /// Whether a frame of `bytes` was made for the rate before a capacity drop: just
+    /// after a brake (within `STALE_AFTER_BRAKE`), far beyond the new rate's average
+    /// frame (`STALE_BUDGETS` of them). Sent, it would take several frame intervals to
+    /// cross the narrowed link and every frame behind it would wait as long; both
+    /// wires' senders drop it unsent and ask for a keyframe made at the new rate.
+    pub fn made_for_old_rate(&self, now: Instant, bytes: usize) -> bool {
+        self.braked_within(now, STALE_AFTER_BRAKE) && bytes > STALE_BUDGETS * self.frame_budget()
     }
 
     /// Whether the rate was cut to what the path delivered (a capacity drop) within

@@ -38,12 +38,6 @@ use feedback::ReportFeedback;
 use log::{SendLog, Sent};
 use pacing::Pacer;
 
-/// How long after a brake a frame may still have been made for the old rate: the
-/// encoder's own frame and one waiting for it, at 30 fps.
-const STALE_AFTER_BRAKE: Duration = Duration::from_millis(100);
-/// A frame beyond this many average frames at the new rate is not one the encoder
-/// made for it (its buffer holds two; a keyframe comes to about 1.7).
-const STALE_BUDGETS: usize = 3;
 use repair::SenderRepair;
 
 #[derive(Debug)]
@@ -258,9 +252,10 @@ impl Sender {
         // there): at a quarter of the rate it would take several frame intervals to
         // cross, and every frame behind it would wait as long. A keyframe made at the
         // new rate replaces it (the receiver sees the gap and waits for that).
-        let stale = self.feedback.controller().is_some_and(|cc| {
-            cc.braked_within(now, STALE_AFTER_BRAKE) && bytes > STALE_BUDGETS * cc.frame_budget()
-        });
+        let stale = self
+            .feedback
+            .controller()
+            .is_some_and(|cc| cc.made_for_old_rate(now, bytes));
         if stale {
             tracing::debug!(
                 frame = number,

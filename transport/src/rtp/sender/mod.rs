@@ -252,6 +252,19 @@ impl RtpSender {
             self.drop_frame(now);
             return;
         }
+        if self
+            .rate
+            .as_ref()
+            .is_some_and(|r| r.made_for_old_rate(now, au.data.len()))
+        {
+            tracing::debug!(
+                bytes = au.data.len(),
+                "frame made for the rate before a capacity drop: dropped unsent"
+            );
+            self.stats.frames_late += 1;
+            self.drop_frame(now);
+            return;
+        }
         if au.keyframe {
             // A keyframe replaces whatever waits and has not started: nothing older is
             // needed to decode it, and the viewer gets the newest picture sooner.
