@@ -396,3 +396,82 @@ fn transport_wide_feedback_brakes_a_capacity_step_within_a_few_frames() {
         settled(&with)
     );
 }
+
+/// Transport-wide feedback is network input: every truncation and every single-byte
+/// change of a valid one, and of a numbered RTP packet at the receiver, is taken or
+/// refused without a panic, and both machines keep their bounds.
+#[test]
+fn malformed_transport_feedback_and_extensions_are_survived() {
+    let t0 = Instant::now();
+    let mut tx = RtpSender::new(guarded());
+    tx.handle_input(t0, SenderInput::Frame(frame(true, 20_000, 0)));
+    let sent = drain(&mut tx, t0).transmits;
+    let media: Vec<Vec<u8>> = sent
+        .into_iter()
+        .map(|(_, p)| p)
+        .filter(|p| !rtcp::is_rtcp(p))
+        .collect();
+    assert!(media.len() > 5);
+    // A valid feedback for them, from picam's own receiver half.
+    let mut log = crate::rtp::twcc::ArrivalLog::new(t0);
+    for (i, p) in media.iter().enumerate() {
+        let packet = rtp_types::RtpPacket::parse(p).unwrap();
+        let number = twcc::read_seq(&packet).expect("numbered");
+        if i != 2 {
+            log.on_packet(t0 + Duration::from_millis(i as u64), number);
+        }
+    }
+    let feedback = log.take_feedback(t0).unwrap();
+    let mut valid = Vec::new();
+    rtcp::transport_cc(&mut valid, 9, tx.ssrc(), &feedback, 0);
+    assert_eq!(
+        rtcp::parse(&valid).and_then(|f| f.transport_cc),
+        Some((tx.ssrc(), feedback))
+    );
+    let mut inputs = Vec::new();
+    for cut in 0..valid.len() {
+        inputs.push(valid[..cut].to_vec());
+    }
+    for i in 0..valid.len() {
+        for flip in [0x01u8, 0x80, 0xff] {
+            let mut v = valid.clone();
+            v[i] ^= flip;
+            inputs.push(v);
+        }
+    }
+    let mut now = t0;
+    for input in &inputs {
+        now += Duration::from_millis(1);
+        tx.handle_input(now, SenderInput::Packet(input));
+        drain(&mut tx, now);
+        tx.check_invariants();
+    }
+    // At the receiver: the numbered packets with their header extension cut or changed.
+    let mut rx = RtpReceiver::new(RtpReceiverConfig {
+        rtcp_mux: true,
+        ..Default::default()
+    });
+    let from: Option<std::net::SocketAddr> = Some("127.0.0.1:5004".parse().unwrap());
+    let first = &media[0];
+    for i in 12..(12 + twcc::EXTENSION_BYTES + 2) {
+        for flip in [0x01u8, 0x10, 0xff] {
+            let mut v = first.clone();
+            v[i] ^= flip;
+            now += Duration::from_millis(1);
+            rx.handle_input(now, ReceiverInput::Packet { from, data: &v });
+            drain(&mut rx, now);
+            rx.check_invariants();
+        }
+    }
+    for cut in 0..first.len() {
+        rx.handle_input(
+            now,
+            ReceiverInput::Packet {
+                from,
+                data: &first[..cut],
+            },
+        );
+        drain(&mut rx, now);
+        rx.check_invariants();
+    }
+}
