@@ -277,12 +277,10 @@ impl SentLog {
     /// received since the one before, handed to `signal`. Numbers not sent (or long
     /// forgotten) are skipped.
     pub fn on_feedback(&mut self, feedback: &TransportFeedback, mut signal: impl FnMut(Signal)) {
-        let Some(newest) = (self.first + self.sent.len() as u64).checked_sub(1) else {
-            return;
-        };
         if self.sent.is_empty() {
             return;
         }
+        let newest = self.first + self.sent.len() as u64 - 1;
         self.feedbacks += 1;
         let base = seq64::extend(newest, u64::from(feedback.base_seq), 16);
         let reference = self.extend_reference(feedback.reference);
