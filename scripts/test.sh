@@ -6,6 +6,20 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh --test
+# A fresh clone's whole run (debug and release builds, test binaries, fuzz targets)
+# writes about 5 GB under target/ and fuzz/target/. Say so up front: a full disk
+# otherwise shows up as a linker error deep in the run.
+need_kib=$((6 * 1024 * 1024))
+free_kib="$(df -Pk . | awk 'NR == 2 { print $4 }')"
+echo "test.sh: $((free_kib / 1024)) MiB free on $(df -P . | awk 'NR == 2 { print $6 }')"
+if ((free_kib < need_kib)); then
+    echo "test.sh: WARNING: under $((need_kib / 1024 / 1024)) GiB free; the builds may run out of disk" >&2
+fi
+# Incremental compilation caches help only a rebuild; on CI's fresh clone they are
+# gigabytes written once and never read.
+if [[ "${CI:-}" == "true" ]]; then
+    export CARGO_INCREMENTAL=0
+fi
 # The browser tests' node dependencies, exactly as locked (playwright-core; it uses the
 # system Chromium and downloads no browser).
 if [[ ! -d scripts/web/node_modules ]]; then
