@@ -213,6 +213,8 @@ fn decodes_the_same(original: &Path, rewritten: &Path, frames: usize) {
         run(Command::new("ffmpeg")
             .args(["-hide_banner", "-loglevel", "error", "-i"])
             .arg(path)
+            // Each decoded picture once (not resampled to a constant frame rate).
+            .args(["-fps_mode", "passthrough"])
             .args(["-f", "rawvideo", "-pix_fmt", "yuv420p", "-"]))
         .stdout
     };

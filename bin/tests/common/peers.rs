@@ -250,6 +250,9 @@ pub fn ffmpeg_h264_reader(input: &str, out: &std::path::Path) -> Peer {
             "h264",
             "-i",
             input,
+            // Each picture once, never repeated to keep a constant output rate.
+            "-fps_mode",
+            "passthrough",
             "-f",
             "rawvideo",
             "-pix_fmt",
