@@ -64,10 +64,50 @@ pub struct WebSender {
     pub url: String,
 }
 
-/// Starts `picam send --source test` at 1280x720, 30 fps, 4 Mbit/s with `--web
+/// The test pattern's size and the bitrate asked for it.
+#[derive(Clone, Copy, Debug)]
+pub struct Video {
+    pub width: u32,
+    pub height: u32,
+    pub bitrate: u32,
+}
+
+/// 720p30 at 4 Mbit/s: what a viewer watches, used where one browser runs at a time.
+pub const HD: Video = Video {
+    width: 1280,
+    height: 720,
+    bitrate: 4_000_000,
+};
+
+/// 640x360 at 1.5 Mbit/s, for tests that run two or more browsers at once. x264 at
+/// 720p30 takes ~24 ms of CPU a frame, and every browser decodes in software and reads
+/// the stamp of each frame it presents: on a loaded 2-core CI machine, two or three
+/// browsers at 720p presented 9.6-16 frames a second while decoding every frame. A
+/// quarter of the pixels keeps those tests about fan-out, tokens and keyframes rather
+/// than the machine (the Janus test's steady load here: 70-78 % of two cores, against
+/// 70-103 % at 720p); 720p with several viewers is measured on a quiet machine by
+/// `scripts/bench-fanout.sh`.
+pub const SMALL: Video = Video {
+    width: 640,
+    height: 360,
+    bitrate: 1_500_000,
+};
+
+/// Starts `picam send --source test` at `video`'s size and bitrate, 30 fps, with `--web
 /// 127.0.0.1:PORT`, keeping its token under `config_dir`, and waits for its URL.
-pub fn start_sender(scratch: &Scratch, tag: &str, port: u16, config_dir: &Path) -> WebSender {
+pub fn start_sender(
+    scratch: &Scratch,
+    tag: &str,
+    port: u16,
+    config_dir: &Path,
+    video: Video,
+) -> WebSender {
     let web = format!("127.0.0.1:{port}");
+    let (width, height, bitrate) = (
+        video.width.to_string(),
+        video.height.to_string(),
+        video.bitrate.to_string(),
+    );
     let mut picam = spawn_in(
         scratch,
         tag,
@@ -76,13 +116,13 @@ pub fn start_sender(scratch: &Scratch, tag: &str, port: u16, config_dir: &Path) 
             "--source",
             "test",
             "--width",
-            "1280",
+            &width,
             "--height",
-            "720",
+            &height,
             "--fps",
             "30",
             "--bitrate",
-            "4000000",
+            &bitrate,
             "--insecure",
             "--web",
             &web,
@@ -225,6 +265,15 @@ impl Measure {
             "one report per browser expected: {out}{}",
             self.stderr_now()
         );
+        for (i, r) in reports.iter().enumerate() {
+            eprintln!(
+                "{}: browser {i}: {:.1} fps presented, p95 {:?} ms, first picture {:?} ms",
+                self.stdout.display(),
+                r.fps(),
+                r.p95_ms(),
+                r.first_frame_ms()
+            );
+        }
         reports
     }
 }
