@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh --test
 # A fresh clone's whole run (debug and release builds, test binaries, fuzz targets)
 # writes 2.7 GB under target/ and 1.7 GB under fuzz/target/ (measured; under CI=true
-# the debug build is removed before fuzzing, so the peak is about 3 GB). Say so up
+# the debug build is removed before fuzzing, so the peak is about 3 GB; a developer's
+# checkout keeps both and its incremental caches, hence the 6 GiB asked). Say so up
 # front: a full disk otherwise shows up as a linker error deep in the run.
 need_kib=$((6 * 1024 * 1024))
 free_kib="$(df -Pk . | awk 'NR == 2 { print $4 }')"

@@ -13,13 +13,21 @@ mod web;
 use std::time::{Duration, Instant};
 
 use common::{free_port, Scratch};
-use web::{http_status, measure, require_browser, serial, start_sender, viewers_left, HD, SMALL};
+use web::{
+    http_status, measure, require_browser, serial, start_sender, viewers_left, Video, WebSender,
+    HD, SMALL,
+};
 
 /// Time for measure.mjs to finish after its counting window (closing browsers).
 const FINISH: Duration = Duration::from_secs(90);
 
 /// Time for a browser to start and show its first frame on a loaded machine.
 const FIRST_FRAME: Duration = Duration::from_secs(40);
+
+/// A sender of `video` on a free port, its token kept in the scratch dir's `config`.
+fn sender_on_a_free_port(scratch: &Scratch, video: Video) -> WebSender {
+    start_sender(scratch, "send", free_port(), &scratch.path("config"), video)
+}
 
 #[test]
 fn one_viewer_sees_every_frame_stamped_and_soon() {
@@ -28,7 +36,7 @@ fn one_viewer_sees_every_frame_stamped_and_soon() {
         return;
     }
     let scratch = Scratch::new("web-one");
-    let sender = start_sender(&scratch, "send", free_port(), &scratch.path("config"), HD);
+    let sender = sender_on_a_free_port(&scratch, HD);
     let reports = measure(&scratch, "one", &sender.url, 1, 2, 8).finish(1, FINISH);
     let r = &reports[0];
     assert!(r.fps() >= 24.0, "fewer than 24 frames a second: {r:?}");
@@ -51,13 +59,7 @@ fn two_viewers_at_once() {
         return;
     }
     let scratch = Scratch::new("web-two");
-    let sender = start_sender(
-        &scratch,
-        "send",
-        free_port(),
-        &scratch.path("config"),
-        SMALL,
-    );
+    let sender = sender_on_a_free_port(&scratch, SMALL);
     let reports = measure(&scratch, "two", &sender.url, 2, 3, 8).finish(2, FINISH);
     for r in &reports {
         assert!(
@@ -118,13 +120,7 @@ fn a_killed_viewer_frees_its_slot_and_spares_the_other() {
         return;
     }
     let scratch = Scratch::new("web-kill");
-    let sender = start_sender(
-        &scratch,
-        "send",
-        free_port(),
-        &scratch.path("config"),
-        SMALL,
-    );
+    let sender = sender_on_a_free_port(&scratch, SMALL);
     let mut victim = measure(&scratch, "victim", &sender.url, 1, 0, 60);
     let pid = victim.browser_pid(0, FIRST_FRAME);
     victim.wait_for("browser 0 first frame", FIRST_FRAME);
